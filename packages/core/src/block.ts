@@ -1,0 +1,87 @@
+/**
+ * Block: one allocation handed to a user, [offset, offset + bytes) inside an arena. Release it
+ * with `release()` or let `using` do it (`[Symbol.dispose]`). After release the handle is
+ * inert: `ptr` throws, a second release throws DoubleReleaseError.
+ */
+import type { ArenaRef } from './backing.js';
+import type { BlockLike, StreamHandle } from './device.js';
+import type { DType } from './dtype.js';
+import { DoubleReleaseError, ReleasedBlockError } from './errors.js';
+
+/** What a block needs from its pool; implemented by the pool. */
+export interface BlockOwner {
+  releaseBlock(block: Block): void;
+}
+
+export class Block implements BlockLike, Disposable {
+  /** Sequence number within the pool: the ID written to traces. */
+  readonly id: number;
+  /** Requested size in bytes (the block may cover a little more; see `sizeBytes`). */
+  readonly bytes: number;
+  readonly shape: readonly number[] | undefined;
+  readonly dtype: DType | undefined;
+  /** The stream this block is used on (0 = default). Reuse on another stream waits for it. */
+  stream: StreamHandle;
+  /** @internal */ _owner: BlockOwner | null;
+  /** @internal */ _slot: number;
+  /** @internal */ _address: number;
+  /** @internal */ _arena: ArenaRef;
+  /** @internal */ _createdMs: number;
+  private cachedPtr: bigint | undefined;
+
+  constructor(
+    owner: BlockOwner,
+    id: number,
+    slot: number,
+    address: number,
+    arena: ArenaRef,
+    bytes: number,
+    shape: readonly number[] | undefined,
+    dtype: DType | undefined,
+    stream: StreamHandle,
+    createdMs: number,
+  ) {
+    this._owner = owner;
+    this.id = id;
+    this._slot = slot;
+    this._address = address;
+    this._arena = arena;
+    this.bytes = bytes;
+    this.shape = shape;
+    this.dtype = dtype;
+    this.stream = stream;
+    this._createdMs = createdMs;
+  }
+
+  /** Device address of the first byte. Throws once the block is released. */
+  get ptr(): bigint {
+    if (this._owner === null) throw new ReleasedBlockError(`block #${this.id} ptr`);
+    if (this.cachedPtr === undefined)
+      this.cachedPtr = this._arena.base + BigInt(this._address - this._arena.start);
+    return this.cachedPtr;
+  }
+
+  /** Offset of the first byte inside its arena. */
+  get offset(): number {
+    return this._address - this._arena.start;
+  }
+
+  /** The arena this block lies in. */
+  get arenaId(): number {
+    return this._arena.id;
+  }
+
+  get released(): boolean {
+    return this._owner === null;
+  }
+
+  release(): void {
+    if (this._owner === null) throw new DoubleReleaseError(`block #${this.id}`);
+    this._owner.releaseBlock(this);
+  }
+
+  /** Releases the block unless it was released already (so `using` after `release()` is fine). */
+  [Symbol.dispose](): void {
+    if (this._owner !== null) this._owner.releaseBlock(this);
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * The placement-policy contract. The pool keeps the books (pages, statistics, blocks, leaks);
+ * a policy only decides where a block goes inside the free space the pool gives it, and merges
+ * what comes back. Policies never touch a device.
+ *
+ * Addresses are pool-space numbers (offsets into the pool's arenas laid side by side). A policy
+ * refers to each placed block by a slot: a small non-negative integer, stable until the block is
+ * freed, that the policy may reuse afterwards. Sizes reach a policy already rounded up to
+ * `POLICY_GRANULE_BYTES`; alignments are powers of two of at least that.
+ *
+ * Required methods:
+ * - `addRange(address, bytes)`: new free space (an arena's address space, or a segment).
+ * - `removeRange(address, bytes)`: take back a range added earlier; succeeds only if it is wholly free.
+ * - `allocate(sizeBytes, alignmentBytes, key)`: place a block; returns its slot, or -1 if nothing fits.
+ * - `addressOf(slot)`, `sizeOf(slot)`: where a placed block is and how many bytes it covers.
+ * - `free(slot)`: take a block back. Returns true if its bytes became free space, false if the policy
+ *   keeps the block whole in a cache for a later `allocate` with the same key (see `cachesBlocks`).
+ * - `flush(visit)`: empty every cache; `visit(slot, address, bytes)` is called for each cached block
+ *   just before its bytes become free space.
+ * - `freeBytes()`, `largestFreeBytes()`, `forEachFree(visit)`: what is free, for stats and snapshots.
+ */
+
+/** Every size a policy sees is a multiple of this (CUDA guarantees 256-byte alignment too). */
+export const POLICY_GRANULE_BYTES = 256;
+
+export interface Policy {
+  readonly name: string;
+  /** True if `allocate` needs the block's shape key and `free` may keep blocks in a cache. */
+  readonly cachesBlocks: boolean;
+  addRange(address: number, bytes: number): void;
+  removeRange(address: number, bytes: number): boolean;
+  allocate(sizeBytes: number, alignmentBytes: number, key: string | undefined): number;
+  addressOf(slot: number): number;
+  sizeOf(slot: number): number;
+  free(slot: number): boolean;
+  flush(visit: (slot: number, address: number, bytes: number) => void): void;
+  freeBytes(): number;
+  largestFreeBytes(): number;
+  forEachFree(visit: (address: number, bytes: number) => void): void;
+}
+
+/** Creates a fresh policy instance; each pool (and each worker slice) gets its own. */
+export type PolicyFactory = () => Policy;

@@ -1,0 +1,28 @@
+/**
+ * Policy registry: adding a policy is one file plus one `registerPolicy` line here.
+ */
+import { UnknownPolicyError } from '../errors.js';
+import { ExactShapePolicy } from './exact-shape.js';
+import type { Policy, PolicyFactory } from './policy.js';
+import { TlsfPolicy } from './tlsf.js';
+
+const factories = new Map<string, PolicyFactory>();
+
+export function registerPolicy(name: string, factory: PolicyFactory): void {
+  factories.set(name, factory);
+}
+
+export function policyNames(): string[] {
+  return [...factories.keys()];
+}
+
+export function createPolicy(name: string): Policy {
+  const factory = factories.get(name);
+  if (factory === undefined) throw new UnknownPolicyError(String(name), policyNames());
+  return factory();
+}
+
+export const DEFAULT_POLICY = 'tlsf';
+
+registerPolicy('tlsf', () => new TlsfPolicy());
+registerPolicy('exactShape', () => new ExactShapePolicy());

@@ -1,0 +1,751 @@
+/**
+ * Pool: what users call. It ties a placement policy to a backing (device memory), and keeps the
+ * books: blocks, statistics, leak detection, OOM recovery, stream-ordered reuse, traces.
+ *
+ * Invariants (checked by `checkInvariants()` and the property tests):
+ * - live blocks never overlap; every live block is placed by the policy and occupied in the backing;
+ * - liveBytes = Σ requested bytes of live blocks; reservedBytes = backing.reservedBytes;
+ * - a failed acquire leaves every counter and every structure as it was before the call,
+ *   except memory the OOM recovery released (which is the point of recovery).
+ */
+import type { Backing } from './backing.js';
+import { Block, type BlockOwner } from './block.js';
+import type { Device, EventHandle, StreamHandle } from './device.js';
+import { bytesOfShape, checkBytes, checkDType, type DType, MAX_BLOCK_BYTES } from './dtype.js';
+import {
+  ArgumentRangeError,
+  DeviceOutOfMemoryError,
+  DoubleReleaseError,
+  ForeignBlockError,
+  InvalidArgumentError,
+  InvariantError,
+  OutOfMemoryError,
+  PoolDestroyedError,
+} from './errors.js';
+import { LeakDetector, type LeakReport } from './leak-detector.js';
+import { POLICY_GRANULE_BYTES, type Policy, type PolicyFactory } from './policies/policy.js';
+import { createPolicy, DEFAULT_POLICY } from './policies/registry.js';
+import { SegmentBacking } from './segment-backing.js';
+import type { BlockSnapshot, PoolSnapshot } from './snapshot.js';
+import type { PoolStats } from './stats.js';
+import { TraceRecorder, type TraceRecorderOptions } from './trace/trace-recorder.js';
+import { alignUp, isPowerOfTwo } from './units.js';
+import { VmmBacking } from './vmm-backing.js';
+
+export type AcquireRequest = number | { shape: readonly number[]; dtype?: DType };
+
+export interface AcquireOptions {
+  /** The stream the block will be used on (default 0). */
+  stream?: StreamHandle;
+  /** Power of two; at least 256 is always given. */
+  alignmentBytes?: number;
+}
+
+export interface PrewarmSpec {
+  shape: readonly number[];
+  dtype?: DType;
+  count: number;
+}
+
+export interface PoolOptions {
+  device: Device;
+  /** A registered policy name ('tlsf' default, 'exactShape', …), a factory, or an instance. */
+  policy?: string | Policy | PolicyFactory;
+  /** Most device memory the pool may hold. Default: the device's total. */
+  limitBytes?: number;
+  /** 'vmm' maps pages of one arena; 'segments' allocates whole segments. Default: vmm if the device has it. */
+  mode?: 'vmm' | 'segments';
+  /** Address space reserved for the arena (vmm). Default: twice limitBytes, or once if the device refuses that. */
+  arenaBytes?: number;
+  /** Empty pages kept mapped, as a fraction of reserved bytes (vmm; default 1/32). */
+  retainFraction?: number;
+  /** Empty bytes always kept mapped (vmm; default 2 pages). */
+  retainMinBytes?: number;
+  /** Report blocks garbage-collected without release (default true). */
+  detectLeaks?: boolean;
+  /** Record each block's allocation stack for leak reports and snapshots (default false; costly). */
+  captureStacks?: boolean;
+  /** Report blocks live longer than this as suspected leaks (default: off). */
+  leakAgeMs?: number;
+  onLeak?: (report: LeakReport) => void;
+  /** Advanced: a custom backing (used by @gpupool/workers for per-thread slices). */
+  backing?: Backing;
+  /** A label for snapshots and reports. */
+  name?: string;
+}
+
+interface PendingFree {
+  slot: number;
+  stream: StreamHandle;
+  event: EventHandle;
+}
+
+const MAX_PENDING_FREES = 4096;
+const MAX_LEAK_REPORTS = 100;
+
+export class Pool implements BlockOwner, Disposable {
+  readonly device: Device;
+  readonly name: string;
+  readonly policy: Policy;
+  readonly limitBytes: number;
+  private readonly backing: Backing;
+  private readonly leakDetector: LeakDetector | null;
+  private readonly captureStacks: boolean;
+  private readonly leakAgeMs: number;
+  private readonly onLeak: ((report: LeakReport) => void) | undefined;
+  private destroyedFlag = false;
+  private recorder: TraceRecorder | null = null;
+
+  // Per-slot books (slots come from the policy). No strong reference to Block objects is kept,
+  // so a dropped block can be garbage-collected and reported as a leak.
+  private slotOccupied = new Uint8Array(1024);
+  private slotLive = new Uint8Array(1024);
+  private slotBytes = new Float64Array(1024);
+  private slotBlockId = new Float64Array(1024);
+  private slotCreatedMs = new Float64Array(1024);
+  private slotStream = new Float64Array(1024);
+  private slotShape: (readonly number[] | undefined)[] = [];
+  private slotDtype: (DType | undefined)[] = [];
+  private slotStack: (string | undefined)[] = [];
+  private slotAgedReported = new Uint8Array(1024);
+  private pending: PendingFree[] = [];
+  private readonly leakReportsKept: LeakReport[] = [];
+  private prewarmedBytes = 0;
+  private nextBlockId = 0;
+
+  // Statistics.
+  private acquires = 0;
+  private reuses = 0;
+  private returns = 0;
+  private leaks = 0;
+  private fragmentationEvents = 0;
+  private outOfMemoryErrors = 0;
+  private trims = 0;
+  private crossStreamWaits = 0;
+  private liveBlocks = 0;
+  private liveBytes = 0;
+  private peakLiveBytes = 0;
+  private peakReservedBytes = 0;
+
+  constructor(options: PoolOptions) {
+    if (typeof options !== 'object' || options === null) {
+      throw new InvalidArgumentError('options', 'must be an object with at least { device }', options);
+    }
+    const device = options.device;
+    if (typeof device !== 'object' || device === null || typeof device.pageBytes !== 'number') {
+      throw new InvalidArgumentError(
+        'device',
+        'must be a Device (SimulatedDevice, HostDevice, CudaDevice, …)',
+        device,
+      );
+    }
+    this.device = device;
+    this.limitBytes = checkOptionalPositive(options.limitBytes, 'limitBytes') ?? device.totalBytes;
+    this.name = options.name ?? `pool(${device.name})`;
+    this.policy = resolvePolicy(options.policy);
+    checkOptionalFraction(options.retainFraction, 'retainFraction');
+    checkOptionalPositive(options.retainMinBytes, 'retainMinBytes', true);
+    this.leakAgeMs = checkOptionalPositive(options.leakAgeMs, 'leakAgeMs') ?? 0;
+    if (options.onLeak !== undefined && typeof options.onLeak !== 'function') {
+      throw new InvalidArgumentError('onLeak', 'must be a function', options.onLeak);
+    }
+    this.onLeak = options.onLeak;
+    this.captureStacks = options.captureStacks === true;
+    if (options.mode !== undefined && options.mode !== 'vmm' && options.mode !== 'segments') {
+      throw new InvalidArgumentError('mode', "must be 'vmm' or 'segments'", options.mode);
+    }
+    if (options.mode === 'vmm' && !device.vmm) {
+      throw new InvalidArgumentError(
+        'mode',
+        "is 'vmm' but the device has no virtual memory management",
+        options.mode,
+      );
+    }
+    if (options.backing !== undefined) {
+      this.backing = options.backing;
+    } else if ((options.mode ?? (device.vmm ? 'vmm' : 'segments')) === 'vmm') {
+      this.backing = makeVmmBacking(device, this.limitBytes, options);
+    } else {
+      this.backing = new SegmentBacking({ device, limitBytes: this.limitBytes });
+    }
+    this.backing.attach(this.policy);
+    this.leakDetector =
+      options.detectLeaks === false ? null : new LeakDetector((slot) => this.onCollected(slot));
+    if (this.leakAgeMs > 0) {
+      this.leakDetector?.startAgeChecks(Math.max(50, Math.min(this.leakAgeMs / 2, 10_000)), () =>
+        this.checkAges(),
+      );
+    }
+  }
+
+  get destroyed(): boolean {
+    return this.destroyedFlag;
+  }
+
+  get pageBytes(): number {
+    return this.backing.pageBytes;
+  }
+
+  /**
+   * Hands out a block of `request` bytes, or of a tensor `{ shape, dtype = 'float16' }`.
+   * Throws OutOfMemoryError when the device refuses even after the pool released its cache.
+   */
+  acquire(request: AcquireRequest, options?: AcquireOptions): Block {
+    if (this.destroyedFlag) throw new PoolDestroyedError('acquire');
+    let bytes: number;
+    let shape: readonly number[] | undefined;
+    let dtype: DType | undefined;
+    if (typeof request === 'number') {
+      bytes = request;
+      if (!(Number.isInteger(bytes) && bytes >= 0 && bytes <= MAX_BLOCK_BYTES)) checkBytes(bytes, 'bytes');
+    } else if (typeof request === 'object' && request !== null && !Array.isArray(request)) {
+      dtype = request.dtype === undefined ? 'float16' : checkDType(request.dtype, 'dtype');
+      bytes = bytesOfShape(request.shape, dtype);
+      shape = Object.freeze([...request.shape]);
+    } else {
+      throw new InvalidArgumentError('request', 'must be a byte count or { shape, dtype }', request);
+    }
+    let stream: StreamHandle = 0;
+    let alignmentBytes = POLICY_GRANULE_BYTES;
+    if (options !== undefined) {
+      if (typeof options !== 'object' || options === null) {
+        throw new InvalidArgumentError('options', 'must be an object { stream?, alignmentBytes? }', options);
+      }
+      if (options.stream !== undefined) {
+        if (!Number.isInteger(options.stream) || options.stream < 0) {
+          throw new ArgumentRangeError(
+            'stream',
+            'must be a stream handle (a non-negative integer)',
+            options.stream,
+          );
+        }
+        stream = options.stream;
+      }
+      if (options.alignmentBytes !== undefined) {
+        const a = options.alignmentBytes;
+        if (!isPowerOfTwo(a) || a > this.backing.pageBytes) {
+          throw new ArgumentRangeError(
+            'alignmentBytes',
+            `must be a power of two no larger than the page size (${this.backing.pageBytes})`,
+            a,
+          );
+        }
+        if (a > alignmentBytes) alignmentBytes = a;
+      }
+    }
+    const sizeBytes =
+      bytes <= POLICY_GRANULE_BYTES ? POLICY_GRANULE_BYTES : alignUp(bytes, POLICY_GRANULE_BYTES);
+    const key = this.policy.cachesBlocks
+      ? shape === undefined
+        ? undefined
+        : `${dtype}:${shape.join(',')}`
+      : undefined;
+
+    const callsBefore = this.backing.deviceCalls;
+    const slot = this.place(sizeBytes, alignmentBytes, key, stream, bytes);
+    const id = this.nextBlockId++;
+    this.ensureSlots(slot);
+    this.slotLive[slot] = 1;
+    this.slotBytes[slot] = bytes;
+    this.slotBlockId[slot] = id;
+    this.slotStream[slot] = stream;
+    this.slotShape[slot] = shape;
+    this.slotDtype[slot] = dtype;
+    const createdMs = this.leakAgeMs > 0 || this.captureStacks ? Date.now() : 0;
+    this.slotCreatedMs[slot] = createdMs;
+    if (this.leakAgeMs > 0) this.slotAgedReported[slot] = 0;
+    if (this.captureStacks) this.slotStack[slot] = new Error('allocated here').stack;
+    const address = this.policy.addressOf(slot);
+    const block = new Block(
+      this,
+      id,
+      slot,
+      address,
+      this.backing.arenaOf(address),
+      bytes,
+      shape,
+      dtype,
+      stream,
+      createdMs,
+    );
+
+    this.acquires++;
+    if (this.backing.deviceCalls === callsBefore) this.reuses++;
+    this.liveBlocks++;
+    this.liveBytes += bytes;
+    if (this.liveBytes > this.peakLiveBytes) this.peakLiveBytes = this.liveBytes;
+    const reserved = this.backing.reservedBytes;
+    if (reserved > this.peakReservedBytes) this.peakReservedBytes = reserved;
+    this.leakDetector?.watch(block, slot);
+    if (this.recorder !== null) this.recorder.acquired(id, bytes);
+    return block;
+  }
+
+  /** Same as `block.release()`, with a check that the block is this pool's. */
+  release(block: Block): void {
+    if (!(block instanceof Block))
+      throw new InvalidArgumentError('block', 'must be a Block from acquire()', block);
+    if (block._owner === null) throw new DoubleReleaseError(`block #${block.id}`);
+    if (block._owner !== this) throw new ForeignBlockError(`block #${block.id}`);
+    this.releaseBlock(block);
+  }
+
+  /** @internal Called by Block.release(). */
+  releaseBlock(block: Block): void {
+    if (block._owner !== this) {
+      if (block._owner === null) throw new DoubleReleaseError(`block #${block.id}`);
+      throw new ForeignBlockError(`block #${block.id}`);
+    }
+    block._owner = null;
+    this.leakDetector?.unwatch(block);
+    if (this.recorder !== null) this.recorder.released(block.id);
+    this.retire(block._slot, block.stream);
+  }
+
+  /**
+   * Acquires `count` blocks of each shape and releases them, so that the memory is mapped (and,
+   * for caching policies, cached) before the hot loop. Prewarmed bytes stay mapped until trim().
+   */
+  prewarm(specs: readonly PrewarmSpec[]): void {
+    if (!Array.isArray(specs))
+      throw new InvalidArgumentError('specs', 'must be an array of { shape, dtype?, count }', specs);
+    for (let i = 0; i < specs.length; i++) {
+      const s = specs[i];
+      if (typeof s !== 'object' || s === null)
+        throw new InvalidArgumentError(`specs[${i}]`, 'must be { shape, dtype?, count }', s);
+      if (!Number.isInteger(s.count) || s.count < 0 || s.count > 1_000_000) {
+        throw new ArgumentRangeError(`specs[${i}].count`, 'must be an integer in 0..1000000', s.count);
+      }
+      bytesOfShape(
+        s.shape,
+        s.dtype === undefined ? 'float16' : checkDType(s.dtype, `specs[${i}].dtype`),
+        `specs[${i}].shape`,
+      );
+    }
+    const blocks: Block[] = [];
+    try {
+      for (const s of specs)
+        for (let n = 0; n < s.count; n++)
+          blocks.push(this.acquire({ shape: s.shape, dtype: s.dtype ?? 'float16' }));
+    } finally {
+      for (const b of blocks) {
+        this.prewarmedBytes += alignUp(Math.max(b.bytes, 1), POLICY_GRANULE_BYTES);
+        this.releaseBlock(b);
+      }
+      this.backing.setRetainFloor?.(this.prewarmedBytes);
+    }
+  }
+
+  /** Gives back to the device all memory that holds no live block. Returns the bytes given back. */
+  trim(): number {
+    if (this.destroyedFlag) throw new PoolDestroyedError('trim');
+    this.finishPending(true);
+    this.flushPolicy();
+    this.trims++;
+    this.prewarmedBytes = 0;
+    this.backing.setRetainFloor?.(0);
+    return this.backing.trim();
+  }
+
+  /** Releases everything back to the device. Blocks still held become inert. Idempotent. */
+  destroy(): void {
+    if (this.destroyedFlag) return;
+    this.destroyedFlag = true;
+    this.leakDetector?.stopAgeChecks();
+    this.pending = [];
+    this.backing.destroy();
+    this.liveBlocks = 0;
+    this.liveBytes = 0;
+    if (globalPools.get(this.device) === this) globalPools.delete(this.device);
+  }
+
+  [Symbol.dispose](): void {
+    this.destroy();
+  }
+
+  stats(): PoolStats {
+    const reservedBytes = this.destroyedFlag ? 0 : this.backing.reservedBytes;
+    return {
+      allocations: this.backing.deviceCalls,
+      reuses: this.reuses,
+      returns: this.returns,
+      leaks: this.leaks,
+      fragmentationEvents: this.fragmentationEvents,
+      acquires: this.acquires,
+      liveBlocks: this.liveBlocks,
+      liveBytes: this.liveBytes,
+      peakLiveBytes: this.peakLiveBytes,
+      reservedBytes,
+      peakReservedBytes: this.peakReservedBytes,
+      freeBytes: this.destroyedFlag ? 0 : this.policy.freeBytes(),
+      largestFreeBytes: this.destroyedFlag ? 0 : this.policy.largestFreeBytes(),
+      fragmentation: reservedBytes === 0 ? 0 : Math.max(0, 1 - this.liveBytes / reservedBytes),
+      outOfMemoryErrors: this.outOfMemoryErrors,
+      trims: this.trims,
+      crossStreamWaits: this.crossStreamWaits,
+    };
+  }
+
+  /** Resets peak figures to the current values (for measuring a phase). */
+  resetPeaks(): void {
+    this.peakLiveBytes = this.liveBytes;
+    this.peakReservedBytes = this.backing.reservedBytes;
+  }
+
+  /** The most recent leak reports (at most 100). */
+  leakReports(): LeakReport[] {
+    return [...this.leakReportsKept];
+  }
+
+  /** Arenas, mapped pages, live blocks and free runs, as plain JSON. */
+  snapshot(): PoolSnapshot {
+    if (this.destroyedFlag) throw new PoolDestroyedError('snapshot');
+    const arenas = this.backing.snapshot();
+    const blocks: BlockSnapshot[] = [];
+    const now = Date.now();
+    for (let slot = 0; slot < this.slotLive.length; slot++) {
+      if (this.slotLive[slot] !== 1) continue;
+      const address = this.policy.addressOf(slot);
+      const arena = this.backing.arenaOf(address);
+      const created = this.slotCreatedMs[slot]!;
+      blocks.push({
+        id: this.slotBlockId[slot]!,
+        arenaId: arena.id,
+        offset: address - arena.start,
+        address,
+        bytes: this.slotBytes[slot]!,
+        sizeBytes: this.policy.sizeOf(slot),
+        shape: this.slotShape[slot] === undefined ? null : [...this.slotShape[slot]!],
+        dtype: this.slotDtype[slot] ?? null,
+        stream: this.slotStream[slot]!,
+        ageMs: created > 0 ? now - created : null,
+        stack: this.slotStack[slot] ?? null,
+      });
+    }
+    blocks.sort((a, b) => a.address - b.address);
+    const free: { address: number; bytes: number }[] = [];
+    this.policy.forEachFree((address, bytes) => free.push({ address, bytes }));
+    free.sort((a, b) => a.address - b.address);
+    return {
+      name: this.name,
+      policy: this.policy.name,
+      backing: this.backing.kind,
+      device: {
+        kind: this.device.kind,
+        name: this.device.name,
+        pageBytes: this.device.pageBytes,
+        totalBytes: this.device.totalBytes,
+      },
+      takenAtMs: now,
+      stats: this.stats(),
+      arenas,
+      blocks,
+      free,
+    };
+  }
+
+  /** Starts recording acquire/release operations in the trace format. */
+  record(options?: TraceRecorderOptions): TraceRecorder {
+    if (this.destroyedFlag) throw new PoolDestroyedError('record');
+    this.recorder = new TraceRecorder(options, () => {
+      this.recorder = null;
+    });
+    return this.recorder;
+  }
+
+  /**
+   * Recounts everything from the blocks and the policy and throws InvariantError on any mismatch.
+   * Expensive (O(slots + free runs)): for tests and debugging.
+   */
+  checkInvariants(): void {
+    if (this.destroyedFlag) return;
+    let liveBytes = 0;
+    let liveBlocks = 0;
+    const spans: [number, number][] = [];
+    for (let slot = 0; slot < this.slotLive.length; slot++) {
+      if (this.slotOccupied[slot] === 1) spans.push([this.policy.addressOf(slot), this.policy.sizeOf(slot)]);
+      if (this.slotLive[slot] !== 1) continue;
+      liveBlocks++;
+      liveBytes += this.slotBytes[slot]!;
+      if (this.slotOccupied[slot] !== 1) throw new InvariantError(`live slot ${slot} is not occupied`);
+      if (this.policy.sizeOf(slot) < this.slotBytes[slot]!)
+        throw new InvariantError(`slot ${slot} is smaller than its block`);
+    }
+    if (liveBytes !== this.liveBytes)
+      throw new InvariantError(`liveBytes ${this.liveBytes} but blocks sum to ${liveBytes}`);
+    if (liveBlocks !== this.liveBlocks)
+      throw new InvariantError(`liveBlocks ${this.liveBlocks} but ${liveBlocks} blocks are live`);
+    this.policy.forEachFree((address, bytes) => spans.push([address, bytes]));
+    spans.sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < spans.length; i++) {
+      if (spans[i - 1]![0] + spans[i - 1]![1] > spans[i]![0]) {
+        throw new InvariantError(`ranges overlap at ${spans[i]![0]}`);
+      }
+    }
+    if (this.backing.reservedBytes > this.limitBytes)
+      throw new InvariantError('reservedBytes exceeds limitBytes');
+  }
+
+  // ---- internals ----
+
+  /** Places a block, growing, recovering from OOM and waiting for other streams as needed. */
+  private place(
+    sizeBytes: number,
+    alignmentBytes: number,
+    key: string | undefined,
+    stream: StreamHandle,
+    bytes: number,
+  ): number {
+    if (this.pending.length > 0) this.finishPending(false, stream);
+    try {
+      return this.tryPlace(sizeBytes, alignmentBytes, key);
+    } catch (error) {
+      if (!(error instanceof DeviceOutOfMemoryError) && !(error instanceof NoFitError)) throw error;
+      // Recovery: wait for other streams' frees, empty caches, give back empty memory, retry once.
+      this.fragmentationEvents++;
+      this.finishPending(true);
+      this.flushPolicy();
+      this.trims++;
+      this.backing.trim();
+      try {
+        return this.tryPlace(sizeBytes, alignmentBytes, key);
+      } catch (retryError) {
+        if (!(retryError instanceof DeviceOutOfMemoryError) && !(retryError instanceof NoFitError))
+          throw retryError;
+        this.outOfMemoryErrors++;
+        let info = { freeBytes: Number.NaN, totalBytes: this.device.totalBytes };
+        try {
+          info = this.device.memInfo();
+        } catch {}
+        throw new OutOfMemoryError(
+          {
+            requestedBytes: bytes,
+            liveBytes: this.liveBytes,
+            reservedBytes: this.backing.reservedBytes,
+            limitBytes: this.limitBytes,
+            deviceFreeBytes: info.freeBytes,
+            deviceTotalBytes: info.totalBytes,
+            largestFreeBytes: this.policy.largestFreeBytes(),
+          },
+          retryError,
+        );
+      }
+    }
+  }
+
+  private tryPlace(sizeBytes: number, alignmentBytes: number, key: string | undefined): number {
+    let slot = this.policy.allocate(sizeBytes, alignmentBytes, key);
+    if (slot < 0) {
+      if (!this.backing.grow(sizeBytes, alignmentBytes)) throw new NoFitError();
+      slot = this.policy.allocate(sizeBytes, alignmentBytes, key);
+      if (slot < 0) throw new NoFitError();
+    }
+    this.ensureSlots(slot);
+    if (this.slotOccupied[slot] === 0) {
+      try {
+        this.backing.occupy(this.policy.addressOf(slot), this.policy.sizeOf(slot));
+      } catch (error) {
+        // Undo the placement. The slot never held bytes; a caching policy may keep it cached
+        // unoccupied, and a later hit occupies it then.
+        this.policy.free(slot);
+        throw error;
+      }
+      this.slotOccupied[slot] = 1;
+    }
+    return slot;
+  }
+
+  /** Returns a slot's bytes to the policy, now or (another stream) once its work is done. */
+  private retire(slot: number, stream: StreamHandle): void {
+    this.slotLive[slot] = 0;
+    this.slotShape[slot] = undefined;
+    if (this.captureStacks) this.slotStack[slot] = undefined;
+    this.liveBlocks--;
+    this.liveBytes -= this.slotBytes[slot]!;
+    this.returns++;
+    if (stream !== 0 && this.device.streams !== undefined) {
+      const event = this.device.streams.recordEvent(stream);
+      this.pending.push({ slot, stream, event });
+      if (this.pending.length > MAX_PENDING_FREES) this.finishPending(true);
+      return;
+    }
+    this.freeSlot(slot);
+  }
+
+  private freeSlot(slot: number): void {
+    const address = this.policy.addressOf(slot);
+    const size = this.policy.sizeOf(slot);
+    if (this.policy.free(slot)) {
+      this.slotOccupied[slot] = 0;
+      this.backing.vacate(address, size);
+    }
+  }
+
+  /** Completes pending cross-stream frees: those done, those on `stream`, or (wait) all. */
+  private finishPending(wait: boolean, stream?: StreamHandle): void {
+    if (this.pending.length === 0) return;
+    const streams = this.device.streams!;
+    const kept: PendingFree[] = [];
+    for (const p of this.pending) {
+      let done = p.stream === stream || streams.eventDone(p.event);
+      if (!done && wait) {
+        streams.synchronizeEvent(p.event);
+        this.crossStreamWaits++;
+        done = true;
+      }
+      if (done) {
+        streams.destroyEvent(p.event);
+        this.freeSlot(p.slot);
+      } else {
+        kept.push(p);
+      }
+    }
+    this.pending = kept;
+  }
+
+  private flushPolicy(): void {
+    if (!this.policy.cachesBlocks) return;
+    this.policy.flush((slot, address, bytes) => {
+      if (this.slotOccupied[slot] === 1) {
+        this.slotOccupied[slot] = 0;
+        this.backing.vacate(address, bytes);
+      }
+    });
+  }
+
+  private onCollected(slot: number): void {
+    if (this.destroyedFlag || this.slotLive[slot] !== 1) return;
+    this.leaks++;
+    this.report({
+      kind: 'collected',
+      blockId: this.slotBlockId[slot]!,
+      bytes: this.slotBytes[slot]!,
+      shape: this.slotShape[slot],
+      dtype: this.slotDtype[slot],
+      ageMs: this.slotCreatedMs[slot]! > 0 ? Date.now() - this.slotCreatedMs[slot]! : 0,
+      stack: this.slotStack[slot],
+    });
+    if (this.recorder !== null) this.recorder.released(this.slotBlockId[slot]!);
+    this.retire(slot, this.slotStream[slot]!);
+  }
+
+  private checkAges(): void {
+    if (this.destroyedFlag) return;
+    const now = Date.now();
+    for (let slot = 0; slot < this.slotLive.length; slot++) {
+      if (this.slotLive[slot] !== 1 || this.slotAgedReported[slot] === 1) continue;
+      const age = now - this.slotCreatedMs[slot]!;
+      if (age < this.leakAgeMs) continue;
+      this.slotAgedReported[slot] = 1;
+      this.leaks++;
+      this.report({
+        kind: 'aged',
+        blockId: this.slotBlockId[slot]!,
+        bytes: this.slotBytes[slot]!,
+        shape: this.slotShape[slot],
+        dtype: this.slotDtype[slot],
+        ageMs: age,
+        stack: this.slotStack[slot],
+      });
+    }
+  }
+
+  private report(report: LeakReport): void {
+    this.leakReportsKept.push(report);
+    if (this.leakReportsKept.length > MAX_LEAK_REPORTS) this.leakReportsKept.shift();
+    try {
+      this.onLeak?.(report);
+    } catch {
+      // A throwing callback must not break the pool (it may run inside a GC callback).
+    }
+  }
+
+  private ensureSlots(slot: number): void {
+    if (slot < this.slotLive.length) return;
+    let n = this.slotLive.length;
+    while (n <= slot) n *= 2;
+    const grow = <T extends Uint8Array | Float64Array>(old: T, make: (n: number) => T): T => {
+      const next = make(n);
+      next.set(old);
+      return next;
+    };
+    this.slotOccupied = grow(this.slotOccupied, (k) => new Uint8Array(k));
+    this.slotLive = grow(this.slotLive, (k) => new Uint8Array(k));
+    this.slotAgedReported = grow(this.slotAgedReported, (k) => new Uint8Array(k));
+    this.slotBytes = grow(this.slotBytes, (k) => new Float64Array(k));
+    this.slotBlockId = grow(this.slotBlockId, (k) => new Float64Array(k));
+    this.slotCreatedMs = grow(this.slotCreatedMs, (k) => new Float64Array(k));
+    this.slotStream = grow(this.slotStream, (k) => new Float64Array(k));
+  }
+}
+
+/** The policy had no room and the backing could not grow: handled like a device refusal. */
+class NoFitError extends Error {}
+
+function resolvePolicy(policy: PoolOptions['policy']): Policy {
+  if (policy === undefined) return createPolicy(DEFAULT_POLICY);
+  if (typeof policy === 'string') return createPolicy(policy);
+  if (typeof policy === 'function') return policy();
+  if (typeof policy === 'object' && policy !== null && typeof policy.allocate === 'function') return policy;
+  throw new InvalidArgumentError('policy', 'must be a policy name, a factory or a Policy', policy);
+}
+
+function makeVmmBacking(device: Device, limitBytes: number, options: PoolOptions): VmmBacking {
+  const page = device.pageBytes;
+  const base = {
+    device,
+    limitBytes,
+    retainFraction: options.retainFraction,
+    retainMinBytes: options.retainMinBytes,
+  };
+  if (options.arenaBytes !== undefined) {
+    const arenaBytes = checkOptionalPositive(options.arenaBytes, 'arenaBytes')!;
+    return new VmmBacking({ ...base, arenaBytes: alignUp(arenaBytes, page) });
+  }
+  const once = alignUp(Math.min(limitBytes, device.totalBytes), page);
+  try {
+    return new VmmBacking({ ...base, arenaBytes: 2 * once });
+  } catch {
+    return new VmmBacking({ ...base, arenaBytes: once });
+  }
+}
+
+function checkOptionalPositive(value: unknown, argument: string, allowZero = false): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || Number.isNaN(value))
+    throw new InvalidArgumentError(argument, 'must be a number', value);
+  if (!(allowZero ? value >= 0 : value > 0) || !Number.isFinite(value)) {
+    throw new ArgumentRangeError(
+      argument,
+      allowZero ? 'must be a finite number ≥ 0' : 'must be a finite number > 0',
+      value,
+    );
+  }
+  return value;
+}
+
+function checkOptionalFraction(value: unknown, argument: string): void {
+  if (value === undefined) return;
+  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
+    throw new ArgumentRangeError(argument, 'must be a number in [0, 1]', value);
+  }
+}
+
+const globalPools = new WeakMap<Device, Pool>();
+
+export function createPool(options: PoolOptions): Pool {
+  return new Pool(options);
+}
+
+/** One pool per device, created on first use with default options (as the seed's get_global_memory_pool()). */
+export function getGlobalPool(device: Device): Pool {
+  if (typeof device !== 'object' || device === null) {
+    throw new InvalidArgumentError('device', 'must be a Device', device);
+  }
+  let pool = globalPools.get(device);
+  if (pool === undefined || pool.destroyed) {
+    pool = new Pool({ device });
+    globalPools.set(device, pool);
+  }
+  return pool;
+}

@@ -1,0 +1,137 @@
+/**
+ * SegmentBacking: device memory as whole segments (cudaMalloc style), for devices without
+ * virtual memory management and as a baseline. Each segment is its own arena; in pool space
+ * segments are laid one after another with a one-page gap, so a policy can never merge free
+ * space across two segments. Segment sizes follow PyTorch's caching allocator: 2 MiB for
+ * requests up to 1 MiB, 20 MiB up to 10 MiB, else the request rounded up to 2 MiB.
+ *
+ * Segments that hold no occupied byte are kept (a cache) until `trim()` or OOM recovery.
+ */
+import type { ArenaRef, ArenaSnapshot, Backing } from './backing.js';
+import type { Device, Segment } from './device.js';
+import { DeviceOutOfMemoryError } from './errors.js';
+import type { Policy } from './policies/policy.js';
+import { alignUp, MiB } from './units.js';
+
+export interface SegmentBackingOptions {
+  device: Device;
+  limitBytes: number;
+}
+
+interface SegmentArena extends ArenaRef {
+  readonly segment: Segment;
+  occupiedBlocks: number;
+}
+
+export class SegmentBacking implements Backing {
+  readonly kind = 'segment';
+  readonly pageBytes: number;
+  private readonly device: Device;
+  private readonly limitBytes: number;
+  private policy: Policy | null = null;
+  /** Sorted by start. */
+  private arenas: SegmentArena[] = [];
+  private nextStart = 0;
+  private reserved = 0;
+  private calls = 0;
+
+  constructor(options: SegmentBackingOptions) {
+    this.device = options.device;
+    this.limitBytes = options.limitBytes;
+    this.pageBytes = options.device.pageBytes;
+  }
+
+  get reservedBytes(): number {
+    return this.reserved;
+  }
+
+  get deviceCalls(): number {
+    return this.calls;
+  }
+
+  attach(policy: Policy): void {
+    this.policy = policy;
+  }
+
+  grow(sizeBytes: number, alignmentBytes: number): boolean {
+    const need = sizeBytes + (alignmentBytes > 512 ? alignmentBytes : 0);
+    const bytes = need <= 1 * MiB ? 2 * MiB : need <= 10 * MiB ? 20 * MiB : alignUp(need, 2 * MiB);
+    if (this.reserved + bytes > this.limitBytes) {
+      throw new DeviceOutOfMemoryError(
+        'allocateSegment',
+        bytes,
+        `the pool's limitBytes (${this.limitBytes}) would be exceeded`,
+      );
+    }
+    const segment = this.device.allocateSegment(bytes);
+    this.calls++;
+    const arena: SegmentArena = {
+      id: segment.id,
+      base: segment.base,
+      start: this.nextStart,
+      bytes,
+      segment,
+      occupiedBlocks: 0,
+    };
+    this.nextStart += alignUp(bytes, this.pageBytes) + this.pageBytes;
+    this.arenas.push(arena);
+    this.reserved += bytes;
+    this.policy!.addRange(arena.start, bytes);
+    return true;
+  }
+
+  occupy(address: number): void {
+    this.arenaOf(address).occupiedBlocks++;
+  }
+
+  vacate(address: number): void {
+    this.arenaOf(address).occupiedBlocks--;
+  }
+
+  trim(): number {
+    let released = 0;
+    const kept: SegmentArena[] = [];
+    for (const arena of this.arenas) {
+      if (arena.occupiedBlocks === 0 && this.policy!.removeRange(arena.start, arena.bytes)) {
+        this.device.freeSegment(arena.segment);
+        this.reserved -= arena.bytes;
+        released += arena.bytes;
+      } else {
+        kept.push(arena);
+      }
+    }
+    this.arenas = kept;
+    return released;
+  }
+
+  arenaOf(address: number): SegmentArena {
+    const arenas = this.arenas;
+    let lo = 0;
+    let hi = arenas.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (arenas[mid]!.start <= address) lo = mid;
+      else hi = mid - 1;
+    }
+    return arenas[lo]!;
+  }
+
+  snapshot(): ArenaSnapshot[] {
+    return this.arenas.map((a) => ({
+      id: a.id,
+      kind: 'segment' as const,
+      base: `0x${a.base.toString(16)}`,
+      start: a.start,
+      bytes: a.bytes,
+      pageBytes: this.pageBytes,
+      mappedBytes: a.bytes,
+      mappedRuns: [[0, Math.ceil(a.bytes / this.pageBytes)]],
+    }));
+  }
+
+  destroy(): void {
+    for (const arena of this.arenas) this.device.freeSegment(arena.segment);
+    this.arenas = [];
+    this.reserved = 0;
+  }
+}

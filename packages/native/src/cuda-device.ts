@@ -1,0 +1,491 @@
+/**
+ * CudaDevice: core's Device on one CUDA GPU. Three modes:
+ * - 'vmm' (default): arenas through CUDA virtual memory management. `reserve` takes an address
+ *   range (cuMemAddressReserve); `map` backs pages with one physical allocation per page
+ *   (cuMemCreate + cuMemMap, one cuMemSetAccess per run), so any page-aligned run can be unmapped
+ *   however it was mapped; `unmap` synchronizes the device, then unmaps and releases those pages.
+ * - 'malloc' and 'mallocAsync': segments only (vmm: false), from cudaMalloc or from
+ *   cudaMallocAsync on the device's default memory pool. Baselines for the benchmarks.
+ *
+ * Invariants: this wrapper validates every argument and keeps its own books (ranges, per-page map
+ * state, segments, streams, events), so the addon is only called with requests that are valid;
+ * data calls are bounds-checked against the block AND against memory this device backs right now
+ * (a live segment, or mapped pages of a live range), so a stale or foreign pointer is a typed
+ * error, never a write into someone else's memory. A failed call changes no state.
+ */
+import {
+  type AddressRange,
+  ArgumentRangeError,
+  type BlockLike,
+  type Device,
+  type DeviceCallCounts,
+  type DeviceData,
+  DeviceDestroyedError,
+  DeviceError,
+  type DeviceStreams,
+  type EventHandle,
+  InvalidArgumentError,
+  type MemInfo,
+  newCallCounts,
+  type Segment,
+  type StreamHandle,
+} from '@gpupool/core';
+import { cuda, loadedAddon } from './binding.js';
+import { CudaUnavailableError, toDeviceError } from './errors.js';
+import { CudaKernels } from './kernels.js';
+import type { NativeAddon, NativeContext, NativeLiveCounts } from './native-api.js';
+import { bytesOf, checkBlock, checkPositiveMultiple, checkSafeInteger, checkView } from './validate.js';
+
+export type CudaDeviceMode = 'vmm' | 'malloc' | 'mallocAsync';
+export const CUDA_DEVICE_MODES: readonly CudaDeviceMode[] = ['vmm', 'malloc', 'mallocAsync'];
+
+/** Used as pageBytes when the driver's granularity cannot be asked (segment modes only). */
+const FALLBACK_PAGE_BYTES = 2 * 1024 * 1024;
+
+export interface CudaDeviceOptions {
+  /** Which GPU (as CUDA numbers them, after CUDA_VISIBLE_DEVICES). Default 0. */
+  deviceIndex?: number;
+  /** Default 'vmm'. */
+  mode?: CudaDeviceMode;
+}
+
+export interface CudaDeviceProperties {
+  readonly name: string;
+  readonly totalBytes: number;
+  /** e.g. '9.0' on an H100. */
+  readonly computeCapability: string;
+  readonly computeCapabilityMajor: number;
+  readonly computeCapabilityMinor: number;
+  readonly multiprocessors: number;
+  readonly vmmSupported: boolean;
+  readonly pciBusId: number;
+}
+
+/** DeviceData plus stream-ordered variants. Async copies from pageable memory may complete early; from pinned buffers they overlap. */
+export interface CudaDeviceData extends DeviceData {
+  copyInAsync(block: BlockLike, source: ArrayBufferView, stream: StreamHandle, byteOffset?: number): void;
+  copyOutAsync(block: BlockLike, target: ArrayBufferView, stream: StreamHandle, byteOffset?: number): void;
+  fillAsync(block: BlockLike, byteValue: number, stream: StreamHandle): void;
+}
+
+interface RangeEntry {
+  range: AddressRange;
+  /** 1 per mapped page. */
+  mapped: Uint8Array;
+}
+
+function requireAddon(call: string, addon: NativeAddon | undefined): NativeAddon {
+  if (addon === undefined || (addon === loadedAddon() && !cuda.available)) {
+    throw new CudaUnavailableError(call, cuda.reason ?? 'the addon is not loaded');
+  }
+  return addon;
+}
+
+/** Properties of GPU `deviceIndex` (throws CudaUnavailableError without CUDA). */
+export function cudaDeviceProperties(
+  deviceIndex = 0,
+  addon: NativeAddon | undefined = loadedAddon(),
+): CudaDeviceProperties {
+  const native = requireAddon('deviceProperties', addon);
+  checkSafeInteger('deviceIndex', deviceIndex, 0, 1023);
+  let p: ReturnType<NativeAddon['deviceProperties']>;
+  try {
+    p = native.deviceProperties(deviceIndex);
+  } catch (error) {
+    throw toDeviceError(error, 'deviceProperties');
+  }
+  return Object.freeze({
+    name: p.name,
+    totalBytes: p.totalBytes,
+    computeCapability: `${p.computeCapabilityMajor}.${p.computeCapabilityMinor}`,
+    computeCapabilityMajor: p.computeCapabilityMajor,
+    computeCapabilityMinor: p.computeCapabilityMinor,
+    multiprocessors: p.multiprocessors,
+    vmmSupported: p.vmmSupported,
+    pciBusId: p.pciBusId,
+  });
+}
+
+export class CudaDevice implements Device {
+  readonly kind = 'cuda';
+  readonly name: string;
+  readonly pageBytes: number;
+  readonly vmm: boolean;
+  readonly totalBytes: number;
+  readonly mode: CudaDeviceMode;
+  readonly deviceIndex: number;
+  readonly properties: CudaDeviceProperties;
+  readonly calls: DeviceCallCounts = newCallCounts();
+  readonly streams: DeviceStreams;
+  readonly data: CudaDeviceData;
+  readonly kernels: CudaKernels;
+
+  readonly #native: NativeContext;
+  readonly #ranges = new Map<number, RangeEntry>();
+  readonly #segments = new Map<number, Segment>();
+  readonly #streams = new Set<number>([0]);
+  readonly #events = new Set<number>();
+  #destroyed = false;
+
+  /**
+   * @param options device index and mode.
+   * @param addon internal: the addon to use (tests pass a fake); defaults to the loaded one.
+   */
+  constructor(options: CudaDeviceOptions = {}, addon: NativeAddon | undefined = loadedAddon()) {
+    if (typeof options !== 'object' || options === null) {
+      throw new InvalidArgumentError('options', 'must be an object { deviceIndex?, mode? }', options);
+    }
+    const deviceIndex = checkSafeInteger('deviceIndex', options.deviceIndex ?? 0, 0, 1023);
+    const mode = options.mode ?? 'vmm';
+    if (!CUDA_DEVICE_MODES.includes(mode)) {
+      throw new InvalidArgumentError('mode', `must be one of ${CUDA_DEVICE_MODES.join(', ')}`, mode);
+    }
+    const native = requireAddon('CudaDevice', addon);
+    const probe = native.probe();
+    if (deviceIndex >= probe.deviceCount) {
+      throw new ArgumentRangeError(
+        'deviceIndex',
+        `must be below the device count (${probe.deviceCount})`,
+        deviceIndex,
+      );
+    }
+    this.properties = cudaDeviceProperties(deviceIndex, native);
+    if (mode === 'vmm' && !(probe.driverApi && this.properties.vmmSupported)) {
+      throw new DeviceError(
+        'CudaDevice',
+        `mode 'vmm' needs CUDA virtual memory management, which ${probe.driverApi ? 'this GPU does not support' : `the driver API could not provide (${probe.driverApiError ?? 'unknown'})`}; use mode 'malloc'`,
+      );
+    }
+    try {
+      this.#native = new native.Context(deviceIndex);
+    } catch (error) {
+      throw toDeviceError(error, 'CudaDevice');
+    }
+    let pageBytes = FALLBACK_PAGE_BYTES;
+    try {
+      if (probe.driverApi) pageBytes = this.#native.granularity();
+    } catch (error) {
+      this.#native.destroy();
+      throw toDeviceError(error, 'CudaDevice');
+    }
+    this.deviceIndex = deviceIndex;
+    this.mode = mode;
+    this.vmm = mode === 'vmm';
+    this.pageBytes = pageBytes;
+    this.totalBytes = this.properties.totalBytes;
+    this.name = this.properties.name;
+    this.streams = this.#makeStreams();
+    this.data = this.#makeData();
+    this.kernels = new CudaKernels(
+      {
+        locate: (argument, block, length) => this.#locate(argument, block, length, 0, 'kernel'),
+        stream: (stream, call) => this.#stream(stream, call),
+        invoke: (call, fn) => this.#invoke(call, fn),
+      },
+      this.#native,
+    );
+  }
+
+  get isDestroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  /** What this device still holds on the GPU, as the addon counts it (for leak checks). */
+  live(): NativeLiveCounts {
+    this.#live('live');
+    return this.#native.live();
+  }
+
+  reserve(bytes: number): AddressRange {
+    this.#live('reserve');
+    this.#requireVmm('reserve');
+    checkPositiveMultiple('bytes', bytes, this.pageBytes);
+    const [id, base] = this.#invoke('reserve', () => this.#native.reserve(bytes));
+    const range: AddressRange = Object.freeze({ id, base, bytes });
+    this.#ranges.set(id, { range, mapped: new Uint8Array(bytes / this.pageBytes) });
+    this.calls.reserve++;
+    return range;
+  }
+
+  releaseRange(range: AddressRange): void {
+    this.#live('releaseRange');
+    const entry = this.#range(range, 'releaseRange');
+    if (entry.mapped.includes(1)) {
+      throw new DeviceError('releaseRange', 'the range still has mapped pages; unmap them first');
+    }
+    this.#invoke('releaseRange', () => this.#native.releaseRange(entry.range.id));
+    this.#ranges.delete(entry.range.id);
+    this.calls.releaseRange++;
+  }
+
+  map(range: AddressRange, offsetBytes: number, bytes: number): void {
+    this.#live('map');
+    this.#requireVmm('map');
+    const { entry, first, count } = this.#pages(range, offsetBytes, bytes, 'map');
+    for (let p = first; p < first + count; p++) {
+      if (entry.mapped[p] === 1) throw new DeviceError('map', `page ${p} is already mapped`);
+    }
+    this.#invoke('map', () => this.#native.map(entry.range.id, offsetBytes, bytes), bytes);
+    entry.mapped.fill(1, first, first + count);
+    this.calls.map++;
+  }
+
+  unmap(range: AddressRange, offsetBytes: number, bytes: number): void {
+    this.#live('unmap');
+    this.#requireVmm('unmap');
+    const { entry, first, count } = this.#pages(range, offsetBytes, bytes, 'unmap');
+    for (let p = first; p < first + count; p++) {
+      if (entry.mapped[p] !== 1) throw new DeviceError('unmap', `page ${p} is not mapped`);
+    }
+    this.#invoke('unmap', () => this.#native.unmap(entry.range.id, offsetBytes, bytes));
+    entry.mapped.fill(0, first, first + count);
+    this.calls.unmap++;
+  }
+
+  allocateSegment(bytes: number): Segment {
+    this.#live('allocateSegment');
+    checkSafeInteger('bytes', bytes, 1);
+    const [id, base] = this.#invoke(
+      'allocateSegment',
+      () => this.#native.allocateSegment(bytes, this.mode === 'mallocAsync'),
+      bytes,
+    );
+    const segment: Segment = Object.freeze({ id, base, bytes });
+    this.#segments.set(id, segment);
+    this.calls.allocateSegment++;
+    return segment;
+  }
+
+  freeSegment(segment: Segment): void {
+    this.#live('freeSegment');
+    const known =
+      typeof segment === 'object' && segment !== null
+        ? this.#segments.get((segment as Segment).id)
+        : undefined;
+    if (known === undefined || known.base !== segment.base) {
+      throw new DeviceError('freeSegment', 'unknown or already freed segment');
+    }
+    this.#invoke('freeSegment', () => this.#native.freeSegment(known.id));
+    this.#segments.delete(known.id);
+    this.calls.freeSegment++;
+  }
+
+  memInfo(): MemInfo {
+    this.#live('memInfo');
+    const [freeBytes, totalBytes] = this.#invoke('memInfo', () => this.#native.memInfo());
+    this.calls.memInfo++;
+    return { freeBytes, totalBytes };
+  }
+
+  /** Waits for all work on the device. */
+  synchronize(): void {
+    this.#live('synchronize');
+    this.#invoke('synchronize', () => this.#native.synchronize());
+  }
+
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#native.destroy();
+    this.#ranges.clear();
+    this.#segments.clear();
+    this.#streams.clear();
+    this.#events.clear();
+  }
+
+  [Symbol.dispose](): void {
+    this.destroy();
+  }
+
+  #live(call: string): void {
+    if (this.#destroyed) throw new DeviceDestroyedError(call);
+  }
+
+  #requireVmm(call: string): void {
+    if (!this.vmm)
+      throw new DeviceError(call, `this device has no virtual memory management (mode '${this.mode}')`);
+  }
+
+  #invoke<T>(call: string, fn: () => T, requestedBytes = 0): T {
+    try {
+      return fn();
+    } catch (error) {
+      throw toDeviceError(error, call, requestedBytes);
+    }
+  }
+
+  #range(range: AddressRange, call: string): RangeEntry {
+    if (typeof range !== 'object' || range === null || typeof range.base !== 'bigint') {
+      throw new InvalidArgumentError('range', 'must be an AddressRange returned by reserve()', range);
+    }
+    const entry = this.#ranges.get(range.id);
+    if (entry === undefined || entry.range.base !== range.base || entry.range.bytes !== range.bytes) {
+      throw new DeviceError(call, 'unknown or already released address range');
+    }
+    return entry;
+  }
+
+  #pages(range: AddressRange, offsetBytes: number, bytes: number, call: string) {
+    const entry = this.#range(range, call);
+    checkSafeInteger('offsetBytes', offsetBytes, 0);
+    if (offsetBytes % this.pageBytes !== 0) {
+      throw new ArgumentRangeError(
+        'offsetBytes',
+        `must be a multiple of the page size (${this.pageBytes})`,
+        offsetBytes,
+      );
+    }
+    checkPositiveMultiple('bytes', bytes, this.pageBytes);
+    if (offsetBytes + bytes > entry.range.bytes) {
+      throw new ArgumentRangeError(
+        'bytes',
+        `runs past the end of the ${entry.range.bytes}-byte range`,
+        bytes,
+      );
+    }
+    return { entry, first: offsetBytes / this.pageBytes, count: bytes / this.pageBytes };
+  }
+
+  /**
+   * Checks that [block.ptr + byteOffset, + length) is inside the block and inside memory this
+   * device backs now; returns the device address to use.
+   */
+  #locate(argument: string, block: unknown, length: number, byteOffset: unknown, call: string): bigint {
+    this.#live(call);
+    const b = checkBlock(argument, block);
+    const offset = checkSafeInteger('byteOffset', byteOffset, 0);
+    if (offset + length > b.bytes) {
+      throw new ArgumentRangeError(
+        'byteOffset',
+        `${offset} + ${length} bytes runs past the end of the ${b.bytes}-byte ${argument}`,
+        byteOffset,
+      );
+    }
+    const start = b.ptr;
+    const end = b.ptr + BigInt(b.bytes);
+    for (const segment of this.#segments.values()) {
+      if (start >= segment.base && end <= segment.base + BigInt(segment.bytes)) return start + BigInt(offset);
+    }
+    for (const { range, mapped } of this.#ranges.values()) {
+      if (start >= range.base && end <= range.base + BigInt(range.bytes)) {
+        const page = BigInt(this.pageBytes);
+        const first = Number((start - range.base) / page);
+        const last = b.bytes === 0 ? first : Number((end - 1n - range.base) / page);
+        for (let p = first; p <= last; p++) {
+          if (mapped[p] !== 1)
+            throw new ArgumentRangeError(
+              argument,
+              `lies on page ${p} of its range, which is not mapped`,
+              block,
+            );
+        }
+        return start + BigInt(offset);
+      }
+    }
+    throw new ArgumentRangeError(
+      argument,
+      'does not lie in memory this device holds (freed, unmapped or foreign)',
+      block,
+    );
+  }
+
+  #stream(stream: unknown, call: string): number {
+    this.#live(call);
+    if (typeof stream !== 'number' || !this.#streams.has(stream)) {
+      throw new DeviceError(call, `unknown or destroyed stream ${String(stream)}`);
+    }
+    return stream;
+  }
+
+  #event(event: unknown, call: string): number {
+    this.#live(call);
+    if (typeof event !== 'number' || !this.#events.has(event)) {
+      throw new DeviceError(call, `unknown or destroyed event ${String(event)}`);
+    }
+    return event;
+  }
+
+  #makeStreams(): DeviceStreams {
+    return {
+      createStream: (): StreamHandle => {
+        this.#live('createStream');
+        const s = this.#invoke('createStream', () => this.#native.createStream());
+        this.#streams.add(s);
+        return s;
+      },
+      destroyStream: (stream: StreamHandle): void => {
+        const s = this.#stream(stream, 'destroyStream');
+        if (s === 0) throw new DeviceError('destroyStream', 'the default stream cannot be destroyed');
+        this.#invoke('destroyStream', () => this.#native.destroyStream(s));
+        this.#streams.delete(s);
+      },
+      synchronizeStream: (stream: StreamHandle): void => {
+        const s = this.#stream(stream, 'synchronizeStream');
+        this.#invoke('synchronizeStream', () => this.#native.synchronizeStream(s));
+      },
+      recordEvent: (stream: StreamHandle): EventHandle => {
+        const s = this.#stream(stream, 'recordEvent');
+        const e = this.#invoke('recordEvent', () => this.#native.recordEvent(s));
+        this.#events.add(e);
+        return e;
+      },
+      eventDone: (event: EventHandle): boolean => {
+        const e = this.#event(event, 'eventDone');
+        return this.#invoke('eventDone', () => this.#native.eventDone(e));
+      },
+      synchronizeEvent: (event: EventHandle): void => {
+        const e = this.#event(event, 'synchronizeEvent');
+        this.#invoke('synchronizeEvent', () => this.#native.synchronizeEvent(e));
+      },
+      destroyEvent: (event: EventHandle): void => {
+        const e = this.#event(event, 'destroyEvent');
+        this.#invoke('destroyEvent', () => this.#native.destroyEvent(e));
+        this.#events.delete(e);
+      },
+    };
+  }
+
+  #makeData(): CudaDeviceData {
+    const copyIn = (
+      call: string,
+      block: BlockLike,
+      source: ArrayBufferView,
+      byteOffset: unknown,
+      stream: number,
+      async: boolean,
+    ) => {
+      const bytes = bytesOf(checkView('source', source));
+      const ptr = this.#locate('block', block, bytes.byteLength, byteOffset ?? 0, call);
+      this.#invoke(call, () => this.#native.copyIn(ptr, bytes, stream, async));
+    };
+    const copyOut = (
+      call: string,
+      block: BlockLike,
+      target: ArrayBufferView,
+      byteOffset: unknown,
+      stream: number,
+      async: boolean,
+    ) => {
+      const bytes = bytesOf(checkView('target', target));
+      const ptr = this.#locate('block', block, bytes.byteLength, byteOffset ?? 0, call);
+      this.#invoke(call, () => this.#native.copyOut(ptr, bytes, stream, async));
+    };
+    const fill = (call: string, block: BlockLike, byteValue: number, stream: number, async: boolean) => {
+      checkSafeInteger('byteValue', byteValue, 0, 255);
+      const b = checkBlock('block', block);
+      const ptr = this.#locate('block', block, b.bytes, 0, call);
+      this.#invoke(call, () => this.#native.fill(ptr, byteValue, b.bytes, stream, async));
+    };
+    return {
+      copyIn: (block, source, byteOffset) => copyIn('copyIn', block, source, byteOffset, 0, false),
+      copyOut: (block, target, byteOffset) => copyOut('copyOut', block, target, byteOffset, 0, false),
+      fill: (block, byteValue) => fill('fill', block, byteValue, 0, false),
+      copyInAsync: (block, source, stream, byteOffset) =>
+        copyIn('copyInAsync', block, source, byteOffset, this.#stream(stream, 'copyInAsync'), true),
+      copyOutAsync: (block, target, stream, byteOffset) =>
+        copyOut('copyOutAsync', block, target, byteOffset, this.#stream(stream, 'copyOutAsync'), true),
+      fillAsync: (block, byteValue, stream) =>
+        fill('fillAsync', block, byteValue, this.#stream(stream, 'fillAsync'), true),
+    };
+  }
+}

@@ -1,0 +1,349 @@
+#include "context.hpp"
+
+#include <string>
+
+#include "cuda_try.hpp"
+#include "driver_api.hpp"
+
+namespace gpupool {
+
+DeviceProperties QueryDeviceProperties(int device) {
+  cudaDeviceProp prop{};
+  CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+  DeviceProperties out;
+  out.name = prop.name;
+  out.totalBytes = prop.totalGlobalMem;
+  out.major = prop.major;
+  out.minor = prop.minor;
+  out.multiprocessors = prop.multiProcessorCount;
+  out.pciBusId = prop.pciBusID;
+  const DriverApi& api = Driver();
+  if (api.loaded) {
+    int supported = 0;
+    CU_TRY(api.cuDeviceGetAttribute(&supported, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, device));
+    out.vmmSupported = supported != 0;
+  }
+  return out;
+}
+
+CudaContext::CudaContext(int device) : device_(device) {
+  CUDA_TRY(cudaSetDevice(device_));
+  // Creates (or retains) the primary context, which the driver API calls below run in.
+  CUDA_TRY(cudaFree(nullptr));
+}
+
+void CudaContext::Use() {
+  CheckAlive();
+  CUDA_TRY(cudaSetDevice(device_));
+}
+
+void CudaContext::CheckAlive() const {
+  if (destroyed_) throw UsageException("destroyed", "the CUDA context was destroyed");
+}
+
+CUmemAllocationProp CudaContext::PageProp() const {
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = device_;
+  return prop;
+}
+
+size_t CudaContext::Granularity() {
+  Use();
+  if (granularity_ == 0) {
+    const DriverApi& api = RequireDriver();
+    CUmemAllocationProp prop = PageProp();
+    CU_TRY(api.cuMemGetAllocationGranularity(&granularity_, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+  }
+  return granularity_;
+}
+
+CudaContext::Range& CudaContext::FindRange(int id) {
+  auto it = ranges_.find(id);
+  if (it == ranges_.end()) throw UsageException("handle", "unknown or released address range " + std::to_string(id));
+  return it->second;
+}
+
+int CudaContext::Reserve(size_t bytes, uint64_t* base) {
+  size_t page = Granularity();
+  if (bytes == 0 || bytes % page != 0) throw UsageException("range", "reserve: bytes must be a positive multiple of the page size");
+  const DriverApi& api = RequireDriver();
+  CUdeviceptr ptr = 0;
+  CU_TRY(api.cuMemAddressReserve(&ptr, bytes, page, 0, 0));
+  int id = nextId_++;
+  ranges_[id] = Range{ptr, bytes, std::vector<CUmemGenericAllocationHandle>(bytes / page, 0)};
+  *base = static_cast<uint64_t>(ptr);
+  return id;
+}
+
+void CudaContext::ReleaseRange(int id) {
+  Use();
+  Range& range = FindRange(id);
+  for (CUmemGenericAllocationHandle handle : range.pages) {
+    if (handle != 0) throw UsageException("state", "releaseRange: the range still has mapped pages");
+  }
+  CU_TRY(RequireDriver().cuMemAddressFree(range.base, range.bytes));
+  ranges_.erase(id);
+}
+
+void CudaContext::Map(int id, size_t offsetBytes, size_t bytes) {
+  size_t page = Granularity();
+  Range& range = FindRange(id);
+  if (bytes == 0 || offsetBytes % page != 0 || bytes % page != 0 || offsetBytes > range.bytes ||
+      bytes > range.bytes - offsetBytes) {
+    throw UsageException("range", "map: offset and size must be page-aligned and inside the range");
+  }
+  size_t first = offsetBytes / page;
+  size_t count = bytes / page;
+  for (size_t i = first; i < first + count; ++i) {
+    if (range.pages[i] != 0) throw UsageException("state", "map: a page in the run is already mapped");
+  }
+  const DriverApi& api = RequireDriver();
+  CUmemAllocationProp prop = PageProp();
+  size_t done = 0;
+  try {
+    for (; done < count; ++done) {
+      CUmemGenericAllocationHandle handle = 0;
+      CU_TRY(api.cuMemCreate(&handle, page, &prop, 0));
+      CUresult mapped = api.cuMemMap(range.base + (first + done) * page, page, 0, handle, 0);
+      if (mapped != CUDA_SUCCESS) {
+        api.cuMemRelease(handle);
+        ThrowDriver("cuMemMap(range.base + offset, page, 0, handle, 0)", mapped);
+      }
+      range.pages[first + done] = handle;
+    }
+    CUmemAccessDesc access{};
+    access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    access.location.id = device_;
+    access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    CU_TRY(api.cuMemSetAccess(range.base + offsetBytes, bytes, &access, 1));
+  } catch (...) {
+    // A failed map changes nothing: give back the pages this call created.
+    UnmapPages(range, first, done);
+    throw;
+  }
+}
+
+void CudaContext::UnmapPages(Range& range, size_t first, size_t count) {
+  const DriverApi& api = Driver();
+  for (size_t i = first; i < first + count; ++i) {
+    CUmemGenericAllocationHandle handle = range.pages[i];
+    if (handle == 0) continue;
+    api.cuMemUnmap(range.base + i * granularity_, granularity_);
+    api.cuMemRelease(handle);
+    range.pages[i] = 0;
+  }
+}
+
+void CudaContext::Unmap(int id, size_t offsetBytes, size_t bytes) {
+  size_t page = Granularity();
+  Range& range = FindRange(id);
+  if (bytes == 0 || offsetBytes % page != 0 || bytes % page != 0 || offsetBytes > range.bytes ||
+      bytes > range.bytes - offsetBytes) {
+    throw UsageException("range", "unmap: offset and size must be page-aligned and inside the range");
+  }
+  size_t first = offsetBytes / page;
+  size_t count = bytes / page;
+  for (size_t i = first; i < first + count; ++i) {
+    if (range.pages[i] == 0) throw UsageException("state", "unmap: a page in the run is not mapped");
+  }
+  // Work queued on any stream may still read these pages.
+  CUDA_TRY(cudaDeviceSynchronize());
+  const DriverApi& api = RequireDriver();
+  for (size_t i = first; i < first + count; ++i) {
+    CU_TRY(api.cuMemUnmap(range.base + i * page, page));
+    CUmemGenericAllocationHandle handle = range.pages[i];
+    range.pages[i] = 0;
+    CU_TRY(api.cuMemRelease(handle));
+  }
+}
+
+int CudaContext::AllocateSegment(size_t bytes, bool async, uint64_t* base) {
+  Use();
+  if (bytes == 0) throw UsageException("range", "allocateSegment: bytes must be positive");
+  void* ptr = nullptr;
+  if (async) {
+    CUDA_TRY(cudaMallocAsync(&ptr, bytes, nullptr));
+    // Blocks from this segment may be used on any stream: make the allocation complete now.
+    cudaError_t synced = cudaStreamSynchronize(nullptr);
+    if (synced != cudaSuccess) {
+      cudaFreeAsync(ptr, nullptr);
+      ThrowRuntime("cudaStreamSynchronize(0)", synced);
+    }
+  } else {
+    CUDA_TRY(cudaMalloc(&ptr, bytes));
+  }
+  int id = nextId_++;
+  segments_[id] = SegmentEntry{ptr, bytes, async};
+  *base = reinterpret_cast<uint64_t>(ptr);
+  return id;
+}
+
+void CudaContext::FreeSegment(int id) {
+  Use();
+  auto it = segments_.find(id);
+  if (it == segments_.end()) throw UsageException("handle", "unknown or released segment " + std::to_string(id));
+  SegmentEntry entry = it->second;
+  segments_.erase(it);
+  if (entry.async) {
+    CUDA_TRY(cudaFreeAsync(entry.ptr, nullptr));
+  } else {
+    CUDA_TRY(cudaFree(entry.ptr));
+  }
+}
+
+void CudaContext::MemInfo(size_t* freeBytes, size_t* totalBytes) {
+  Use();
+  CUDA_TRY(cudaMemGetInfo(freeBytes, totalBytes));
+}
+
+void CudaContext::Synchronize() {
+  Use();
+  CUDA_TRY(cudaDeviceSynchronize());
+}
+
+cudaStream_t CudaContext::Stream(int id) {
+  if (id == 0) return nullptr;
+  auto it = streams_.find(id);
+  if (it == streams_.end()) throw UsageException("handle", "unknown or destroyed stream " + std::to_string(id));
+  return it->second;
+}
+
+void CudaContext::CopyIn(uint64_t dst, const void* src, size_t bytes, int stream, bool async) {
+  Use();
+  if (bytes == 0) return;
+  void* target = reinterpret_cast<void*>(dst);
+  if (async) {
+    CUDA_TRY(cudaMemcpyAsync(target, src, bytes, cudaMemcpyHostToDevice, Stream(stream)));
+  } else {
+    CUDA_TRY(cudaMemcpy(target, src, bytes, cudaMemcpyHostToDevice));
+  }
+}
+
+void CudaContext::CopyOut(void* dst, uint64_t src, size_t bytes, int stream, bool async) {
+  Use();
+  if (bytes == 0) return;
+  const void* source = reinterpret_cast<const void*>(src);
+  if (async) {
+    CUDA_TRY(cudaMemcpyAsync(dst, source, bytes, cudaMemcpyDeviceToHost, Stream(stream)));
+  } else {
+    CUDA_TRY(cudaMemcpy(dst, source, bytes, cudaMemcpyDeviceToHost));
+  }
+}
+
+void CudaContext::Fill(uint64_t dst, int value, size_t bytes, int stream, bool async) {
+  Use();
+  if (bytes == 0) return;
+  cudaStream_t s = Stream(stream);
+  CUDA_TRY(cudaMemsetAsync(reinterpret_cast<void*>(dst), value, bytes, s));
+  if (!async) CUDA_TRY(cudaStreamSynchronize(s));
+}
+
+int CudaContext::CreateStream() {
+  Use();
+  cudaStream_t stream = nullptr;
+  CUDA_TRY(cudaStreamCreateWithFlags(&stream, cudaStreamDefault));
+  int id = nextId_++;
+  streams_[id] = stream;
+  return id;
+}
+
+void CudaContext::DestroyStream(int id) {
+  Use();
+  cudaStream_t stream = Stream(id);
+  if (id == 0) throw UsageException("handle", "the default stream cannot be destroyed");
+  streams_.erase(id);
+  CUDA_TRY(cudaStreamDestroy(stream));
+}
+
+void CudaContext::SynchronizeStream(int id) {
+  Use();
+  CUDA_TRY(cudaStreamSynchronize(Stream(id)));
+}
+
+int CudaContext::RecordEvent(int stream) {
+  Use();
+  cudaStream_t s = Stream(stream);
+  cudaEvent_t event = nullptr;
+  CUDA_TRY(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+  cudaError_t recorded = cudaEventRecord(event, s);
+  if (recorded != cudaSuccess) {
+    cudaEventDestroy(event);
+    ThrowRuntime("cudaEventRecord(event, stream)", recorded);
+  }
+  int id = nextId_++;
+  events_[id] = event;
+  return id;
+}
+
+bool CudaContext::EventDone(int id) {
+  Use();
+  auto it = events_.find(id);
+  if (it == events_.end()) throw UsageException("handle", "unknown or destroyed event " + std::to_string(id));
+  cudaError_t status = cudaEventQuery(it->second);
+  if (status == cudaSuccess) return true;
+  if (status == cudaErrorNotReady) {
+    cudaGetLastError();
+    return false;
+  }
+  ThrowRuntime("cudaEventQuery(event)", status);
+}
+
+void CudaContext::SynchronizeEvent(int id) {
+  Use();
+  auto it = events_.find(id);
+  if (it == events_.end()) throw UsageException("handle", "unknown or destroyed event " + std::to_string(id));
+  CUDA_TRY(cudaEventSynchronize(it->second));
+}
+
+void CudaContext::DestroyEvent(int id) {
+  Use();
+  auto it = events_.find(id);
+  if (it == events_.end()) throw UsageException("handle", "unknown or destroyed event " + std::to_string(id));
+  cudaEvent_t event = it->second;
+  events_.erase(it);
+  CUDA_TRY(cudaEventDestroy(event));
+}
+
+CudaContext::Counts CudaContext::Live() const {
+  Counts counts{ranges_.size(), 0, segments_.size(), streams_.size(), events_.size()};
+  for (const auto& entry : ranges_) {
+    for (CUmemGenericAllocationHandle handle : entry.second.pages) counts.mappedPages += handle != 0 ? 1 : 0;
+  }
+  return counts;
+}
+
+void CudaContext::Destroy() noexcept {
+  if (destroyed_) return;
+  destroyed_ = true;
+  if (cudaSetDevice(device_) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  cudaDeviceSynchronize();
+  for (auto& entry : events_) cudaEventDestroy(entry.second);
+  events_.clear();
+  for (auto& entry : streams_) cudaStreamDestroy(entry.second);
+  streams_.clear();
+  const DriverApi& api = Driver();
+  if (api.loaded) {
+    for (auto& entry : ranges_) {
+      UnmapPages(entry.second, 0, entry.second.pages.size());
+      api.cuMemAddressFree(entry.second.base, entry.second.bytes);
+    }
+  }
+  ranges_.clear();
+  for (auto& entry : segments_) {
+    if (entry.second.async) {
+      cudaFreeAsync(entry.second.ptr, nullptr);
+    } else {
+      cudaFree(entry.second.ptr);
+    }
+  }
+  segments_.clear();
+  cudaStreamSynchronize(nullptr);
+  cudaGetLastError();
+}
+
+}  // namespace gpupool

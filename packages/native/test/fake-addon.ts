@@ -1,0 +1,381 @@
+/**
+ * A JavaScript stand-in for the compiled addon, with the same shape (src/native-api.ts): memory is
+ * real (Uint8Arrays per segment and per mapped page) so data calls can be checked, and the kernels
+ * run the CPU references. It lets CI test everything CudaDevice does in TypeScript — validation,
+ * bookkeeping, error mapping — without a GPU. It also records every call, so tests can assert that
+ * invalid requests never reach the addon.
+ */
+import { cropResizeCpu, preprocessFrameCpu } from '../src/cpu-kernels.js';
+import type { NativeAddon, NativeContext, NativeLiveCounts, NativeProbe } from '../src/native-api.js';
+
+export const FAKE_PAGE_BYTES = 2 * 1024 * 1024;
+
+export interface FakeOptions {
+  capacityBytes?: number;
+  vmm?: boolean;
+  /** Make the next native call with this name throw a CUDA error with this code. */
+  failNext?: { call: string; cudaCode: number; cudaName: string };
+}
+
+function cudaError(call: string, cudaCode: number, cudaName: string): Error {
+  return Object.assign(new Error(`${call} failed: ${cudaName} (${cudaCode})`), {
+    kind: 'cuda',
+    cudaCode,
+    cudaName,
+    call,
+    api: 'runtime',
+  });
+}
+
+export class FakeAddon implements NativeAddon {
+  readonly abiVersion = 1;
+  readonly calls: string[] = [];
+  readonly contexts: FakeContext[] = [];
+  failNext: FakeOptions['failNext'];
+  readonly capacityBytes: number;
+  readonly vmm: boolean;
+  usedBytes = 0;
+  nextAddress = 0x7f00_0000_0000n;
+  readonly Context: new (
+    deviceIndex: number,
+  ) => NativeContext;
+  pinnedCount = 0;
+
+  constructor(options: FakeOptions = {}) {
+    this.capacityBytes = options.capacityBytes ?? 64 * FAKE_PAGE_BYTES;
+    this.vmm = options.vmm ?? true;
+    this.failNext = options.failNext;
+    const addon = this;
+    this.Context = class extends FakeContext {
+      constructor(deviceIndex: number) {
+        super(addon, deviceIndex);
+        addon.contexts.push(this);
+      }
+    };
+  }
+
+  /** Throws the queued failure if it is for `call`. */
+  maybeFail(call: string): void {
+    this.calls.push(call);
+    if (this.failNext?.call === call) {
+      const { cudaCode, cudaName } = this.failNext;
+      this.failNext = undefined;
+      throw cudaError(call, cudaCode, cudaName);
+    }
+  }
+
+  probe(): NativeProbe {
+    return {
+      runtimeVersion: 13000,
+      driverVersion: 13000,
+      deviceCount: 1,
+      status: 0,
+      statusName: 'cudaSuccess',
+      statusMessage: 'no error',
+      driverApi: true,
+    };
+  }
+
+  deviceProperties(deviceIndex: number) {
+    this.maybeFail('deviceProperties');
+    if (deviceIndex !== 0) throw cudaError('cudaGetDeviceProperties', 101, 'cudaErrorInvalidDevice');
+    return {
+      name: 'Fake GPU',
+      totalBytes: this.capacityBytes,
+      computeCapabilityMajor: 9,
+      computeCapabilityMinor: 0,
+      multiprocessors: 132,
+      vmmSupported: this.vmm,
+      pciBusId: 1,
+    };
+  }
+
+  allocPinned(bytes: number): ArrayBuffer {
+    this.maybeFail('allocPinned');
+    this.pinnedCount++;
+    return new ArrayBuffer(bytes);
+  }
+
+  freePinned(_buffer: ArrayBuffer): void {
+    this.maybeFail('freePinned');
+    this.pinnedCount--;
+  }
+
+  pinnedLive(): number {
+    return this.pinnedCount;
+  }
+
+  benchAllocation(_deviceIndex: number, _mode: string, _bytes: number, _iterations: number): number {
+    this.maybeFail('benchAllocation');
+    return 1000;
+  }
+
+  take(bytes: number): bigint {
+    if (this.usedBytes + bytes > this.capacityBytes)
+      throw cudaError('cudaMalloc', 2, 'cudaErrorMemoryAllocation');
+    this.usedBytes += bytes;
+    const base = this.nextAddress;
+    this.nextAddress += BigInt(Math.ceil(bytes / FAKE_PAGE_BYTES) * FAKE_PAGE_BYTES + FAKE_PAGE_BYTES);
+    return base;
+  }
+}
+
+interface FakeRange {
+  base: bigint;
+  bytes: number;
+  pages: (Uint8Array | null)[];
+}
+
+export class FakeContext implements NativeContext {
+  readonly ranges = new Map<number, FakeRange>();
+  readonly segments = new Map<number, { base: bigint; data: Uint8Array }>();
+  readonly streams = new Set<number>();
+  readonly events = new Set<number>();
+  destroyed = false;
+  #nextId = 1;
+
+  constructor(
+    readonly addon: FakeAddon,
+    readonly deviceIndex: number,
+  ) {}
+
+  #call(name: string): void {
+    if (this.destroyed) throw Object.assign(new Error('destroyed'), { kind: 'destroyed' });
+    this.addon.maybeFail(name);
+  }
+
+  granularity(): number {
+    return FAKE_PAGE_BYTES;
+  }
+
+  reserve(bytes: number): [number, bigint] {
+    this.#call('reserve');
+    const base = this.addon.nextAddress;
+    this.addon.nextAddress += BigInt(bytes + FAKE_PAGE_BYTES);
+    const id = this.#nextId++;
+    this.ranges.set(id, { base, bytes, pages: new Array(bytes / FAKE_PAGE_BYTES).fill(null) });
+    return [id, base];
+  }
+
+  releaseRange(id: number): void {
+    this.#call('releaseRange');
+    const range = this.ranges.get(id);
+    if (range === undefined) throw Object.assign(new Error('unknown range'), { kind: 'handle' });
+    if (range.pages.some((p) => p !== null))
+      throw Object.assign(new Error('mapped pages'), { kind: 'state' });
+    this.ranges.delete(id);
+  }
+
+  map(id: number, offsetBytes: number, bytes: number): void {
+    this.#call('map');
+    const range = this.ranges.get(id);
+    if (range === undefined) throw Object.assign(new Error('unknown range'), { kind: 'handle' });
+    const first = offsetBytes / FAKE_PAGE_BYTES;
+    const count = bytes / FAKE_PAGE_BYTES;
+    if (this.addon.usedBytes + bytes > this.addon.capacityBytes) {
+      throw Object.assign(new Error('cuMemCreate: out of memory'), {
+        kind: 'cuda',
+        cudaCode: 2,
+        cudaName: 'CUDA_ERROR_OUT_OF_MEMORY',
+        call: 'cuMemCreate',
+        api: 'driver',
+      });
+    }
+    for (let p = first; p < first + count; p++) {
+      if (range.pages[p] !== null) throw Object.assign(new Error('already mapped'), { kind: 'state' });
+    }
+    for (let p = first; p < first + count; p++) range.pages[p] = new Uint8Array(FAKE_PAGE_BYTES).fill(0xcd);
+    this.addon.usedBytes += bytes;
+  }
+
+  unmap(id: number, offsetBytes: number, bytes: number): void {
+    this.#call('unmap');
+    const range = this.ranges.get(id);
+    if (range === undefined) throw Object.assign(new Error('unknown range'), { kind: 'handle' });
+    const first = offsetBytes / FAKE_PAGE_BYTES;
+    for (let p = first; p < first + bytes / FAKE_PAGE_BYTES; p++) {
+      if (range.pages[p] === null) throw Object.assign(new Error('not mapped'), { kind: 'state' });
+      range.pages[p] = null;
+    }
+    this.addon.usedBytes -= bytes;
+  }
+
+  allocateSegment(bytes: number, _async: boolean): [number, bigint] {
+    this.#call('allocateSegment');
+    const base = this.addon.take(bytes);
+    const id = this.#nextId++;
+    this.segments.set(id, { base, data: new Uint8Array(bytes).fill(0xcd) });
+    return [id, base];
+  }
+
+  freeSegment(id: number): void {
+    this.#call('freeSegment');
+    const segment = this.segments.get(id);
+    if (segment === undefined) throw Object.assign(new Error('unknown segment'), { kind: 'handle' });
+    this.addon.usedBytes -= segment.data.length;
+    this.segments.delete(id);
+  }
+
+  memInfo(): [number, number] {
+    this.#call('memInfo');
+    return [this.addon.capacityBytes - this.addon.usedBytes, this.addon.capacityBytes];
+  }
+
+  synchronize(): void {
+    this.#call('synchronize');
+  }
+
+  /** The byte at device address `ptr`; throws on an address the fake does not back (a wrapper bug). */
+  #at(ptr: bigint): { data: Uint8Array; index: number } {
+    for (const s of this.segments.values()) {
+      if (ptr >= s.base && ptr < s.base + BigInt(s.data.length))
+        return { data: s.data, index: Number(ptr - s.base) };
+    }
+    for (const r of this.ranges.values()) {
+      if (ptr >= r.base && ptr < r.base + BigInt(r.bytes)) {
+        const offset = Number(ptr - r.base);
+        const page = r.pages[Math.floor(offset / FAKE_PAGE_BYTES)];
+        if (page) return { data: page, index: offset % FAKE_PAGE_BYTES };
+      }
+    }
+    throw new Error(`fake addon: wild device access at 0x${ptr.toString(16)}`);
+  }
+
+  write(ptr: bigint, bytes: Uint8Array): void {
+    for (let i = 0; i < bytes.length; i++) {
+      const at = this.#at(ptr + BigInt(i));
+      at.data[at.index] = bytes[i] as number;
+    }
+  }
+
+  read(ptr: bigint, bytes: Uint8Array): void {
+    for (let i = 0; i < bytes.length; i++) {
+      const at = this.#at(ptr + BigInt(i));
+      bytes[i] = at.data[at.index] as number;
+    }
+  }
+
+  #checkStream(stream: number): void {
+    if (stream !== 0 && !this.streams.has(stream))
+      throw Object.assign(new Error('unknown stream'), { kind: 'handle' });
+  }
+
+  copyIn(ptr: bigint, source: Uint8Array, stream: number, _async: boolean): void {
+    this.#call('copyIn');
+    this.#checkStream(stream);
+    this.write(ptr, source);
+  }
+
+  copyOut(ptr: bigint, target: Uint8Array, stream: number, _async: boolean): void {
+    this.#call('copyOut');
+    this.#checkStream(stream);
+    this.read(ptr, target);
+  }
+
+  fill(ptr: bigint, byteValue: number, bytes: number, stream: number, _async: boolean): void {
+    this.#call('fill');
+    this.#checkStream(stream);
+    this.write(ptr, new Uint8Array(bytes).fill(byteValue));
+  }
+
+  createStream(): number {
+    this.#call('createStream');
+    const id = this.#nextId++;
+    this.streams.add(id);
+    return id;
+  }
+
+  destroyStream(stream: number): void {
+    this.#call('destroyStream');
+    this.streams.delete(stream);
+  }
+
+  synchronizeStream(stream: number): void {
+    this.#call('synchronizeStream');
+    this.#checkStream(stream);
+  }
+
+  recordEvent(stream: number): number {
+    this.#call('recordEvent');
+    this.#checkStream(stream);
+    const id = this.#nextId++;
+    this.events.add(id);
+    return id;
+  }
+
+  eventDone(_event: number): boolean {
+    this.#call('eventDone');
+    return true;
+  }
+
+  synchronizeEvent(_event: number): void {
+    this.#call('synchronizeEvent');
+  }
+
+  destroyEvent(event: number): void {
+    this.#call('destroyEvent');
+    this.events.delete(event);
+  }
+
+  preprocessFrame(
+    source: bigint,
+    width: number,
+    height: number,
+    target: bigint,
+    targetWidth: number,
+    targetHeight: number,
+    mean: Float32Array,
+    std: Float32Array,
+    stream: number,
+  ): void {
+    this.#call('preprocessFrame');
+    this.#checkStream(stream);
+    const frame = new Uint8Array(width * height * 3);
+    this.read(source, frame);
+    const out = preprocessFrameCpu(frame, width, height, { targetWidth, targetHeight, mean, std });
+    this.write(target, new Uint8Array(out.buffer));
+  }
+
+  cropResize(
+    image: bigint,
+    height: number,
+    width: number,
+    boxes: Float32Array,
+    target: bigint,
+    outHeight: number,
+    outWidth: number,
+    stream: number,
+  ): void {
+    this.#call('cropResize');
+    this.#checkStream(stream);
+    const bytes = new Uint8Array(3 * width * height * 2);
+    this.read(image, bytes);
+    const out = cropResizeCpu(new Uint16Array(bytes.buffer), width, height, boxes, { outHeight, outWidth });
+    this.write(target, new Uint8Array(out.buffer));
+  }
+
+  live(): NativeLiveCounts {
+    let mappedPages = 0;
+    for (const r of this.ranges.values()) mappedPages += r.pages.filter((p) => p !== null).length;
+    return {
+      ranges: this.ranges.size,
+      mappedPages,
+      segments: this.segments.size,
+      streams: this.streams.size,
+      events: this.events.size,
+    };
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    for (const r of this.ranges.values()) {
+      for (const p of r.pages) if (p !== null) this.addon.usedBytes -= FAKE_PAGE_BYTES;
+    }
+    for (const s of this.segments.values()) this.addon.usedBytes -= s.data.length;
+    this.ranges.clear();
+    this.segments.clear();
+    this.streams.clear();
+    this.events.clear();
+    this.destroyed = true;
+  }
+}
