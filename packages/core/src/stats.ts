@@ -33,4 +33,6 @@ export interface PoolStats {
   trims: number;
   /** Blocks whose reuse on another stream waited for an event. */
   crossStreamWaits: number;
+  /** Bytes of released blocks kept whole in the pool's block cache for immediate reuse. */
+  cachedBytes: number;
 }

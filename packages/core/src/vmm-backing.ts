@@ -1,11 +1,19 @@
 /**
- * VmmBacking: one arena reserved once; pages are mapped when a block first touches them and
- * unmapped when no block has touched them for a while (hysteresis), so reserved memory follows
- * live memory closely without paying a device call per block.
+ * VmmBacking: one arena reserved once; pages are mapped when a block first touches them, so
+ * reserved memory follows the pages that live blocks touch.
+ *
+ * Release with hysteresis, keyed to the high-water mark: empty pages stay mapped (reuse costs no
+ * device call) as long as holding them never raises reserved memory above the most that live
+ * blocks have ever needed at once (plus `highWaterSlack`). When a block needs new pages and that
+ * would lift reserved memory above that mark, empty pages are unmapped first — the highest
+ * addresses first, since placement favours low addresses and will not miss them — so the peak
+ * grows only when live blocks need it. Optionally (`retainFraction` < 1), when empty pages exceed
+ * that fraction of reserved memory, they are unmapped down to half of it; `trim()` unmaps all.
  *
  * Per page: `live[p]` counts occupied blocks touching page p; `mapped[p]` says whether memory
- * backs it. Invariants: live[p] > 0 implies mapped[p]; emptyMappedPages counts pages with
- * mapped && live == 0; reservedBytes = mapped pages × pageBytes ≤ limitBytes.
+ * backs it; bit p of `emptyBits` is set iff mapped[p] && live[p] == 0. Invariants:
+ * live[p] > 0 implies mapped[p]; emptyMappedPages = popcount(emptyBits);
+ * reservedBytes = mappedPages × pageBytes ≤ limitBytes.
  */
 import type { ArenaRef, ArenaSnapshot, Backing } from './backing.js';
 import type { AddressRange, Device } from './device.js';
@@ -17,11 +25,16 @@ export interface VmmBackingOptions {
   arenaBytes: number;
   limitBytes: number;
   /**
-   * Empty mapped pages kept for reuse before unmapping, as a fraction of reserved bytes
-   * (default 1/32); at least `retainMinBytes` (default 2 pages) is always kept.
+   * Most empty mapped memory kept, as a fraction of reserved bytes (default 1: no cap, since the
+   * high-water swap already bounds the peak). At least `retainMinBytes` (default 2 pages) is kept.
    */
   retainFraction?: number;
   retainMinBytes?: number;
+  /**
+   * Room above the peak of pages that live blocks have needed, as a fraction (default 0):
+   * mapping may go that far before empty pages are swapped out. More room, fewer device calls.
+   */
+  highWaterSlack?: number;
 }
 
 export class VmmBacking implements Backing {
@@ -32,34 +45,34 @@ export class VmmBacking implements Backing {
   private readonly arena: ArenaRef;
   private readonly live: Int32Array;
   private readonly mapped: Uint8Array;
+  private readonly emptyBits: Int32Array;
   private readonly limitBytes: number;
   private readonly retainFraction: number;
   private readonly retainMinBytesOption: number;
+  private readonly highWaterSlack: number;
   private retainMinBytes: number;
-  /** Pages that became empty, oldest first; stale entries are skipped when popped. */
-  private emptyQueue: number[] = [];
-  private emptyHead = 0;
   private mappedPages = 0;
   private emptyMappedPages = 0;
+  /** Most pages mapped at once since the last trim. */
+  private highWaterPages = 0;
+  /** Most pages live blocks touched at once since the last trim. */
+  private peakTouchedPages = 0;
   private calls = 0;
 
   constructor(options: VmmBackingOptions) {
     this.device = options.device;
     this.pageBytes = options.device.pageBytes;
     this.limitBytes = options.limitBytes;
-    this.retainFraction = options.retainFraction ?? 1 / 32;
+    this.retainFraction = options.retainFraction ?? 1;
+    this.highWaterSlack = options.highWaterSlack ?? 0;
     this.retainMinBytesOption = options.retainMinBytes ?? 2 * this.pageBytes;
     this.retainMinBytes = this.retainMinBytesOption;
     this.range = options.device.reserve(options.arenaBytes);
-    this.arena = Object.freeze({
-      id: this.range.id,
-      base: this.range.base,
-      start: 0,
-      bytes: this.range.bytes,
-    });
+    this.arena = Object.freeze({ id: this.range.id, base: this.range.base, start: 0, bytes: this.range.bytes });
     const pages = this.range.bytes / this.pageBytes;
     this.live = new Int32Array(pages);
     this.mapped = new Uint8Array(pages);
+    this.emptyBits = new Int32Array(Math.ceil(pages / 32));
   }
 
   get reservedBytes(): number {
@@ -85,42 +98,48 @@ export class VmmBacking implements Backing {
     // Map what is missing first, so a refusal leaves every live count untouched.
     let needed = 0;
     for (let p = first; p <= last; p++) if (this.mapped[p] === 0) needed++;
-    if (needed > 0) this.mapMissing(first, last, needed);
-    for (let p = first; p <= last; p++) {
-      if (this.live[p]!++ === 0) this.emptyMappedPages--;
+    if (needed > 0) {
+      const allowance = Math.max(this.highWaterPages, Math.ceil(this.peakTouchedPages * (1 + this.highWaterSlack)));
+      const over = this.mappedPages + needed - allowance;
+      if (over > 0 && this.emptyMappedPages > 0) this.releaseEmpty(over, first, last);
+      this.mapMissing(first, last, needed);
+      if (this.mappedPages > this.highWaterPages) this.highWaterPages = this.mappedPages;
     }
+    const bits = this.emptyBits;
+    for (let p = first; p <= last; p++) {
+      if (this.live[p]!++ === 0) {
+        this.emptyMappedPages--;
+        bits[p >>> 5]! &= ~(1 << (p & 31));
+      }
+    }
+    const touched = this.mappedPages - this.emptyMappedPages;
+    if (touched > this.peakTouchedPages) this.peakTouchedPages = touched;
   }
 
   vacate(address: number, bytes: number): void {
     const pageBytes = this.pageBytes;
     const first = Math.floor(address / pageBytes);
     const last = Math.floor((address + bytes - 1) / pageBytes);
+    const bits = this.emptyBits;
     for (let p = first; p <= last; p++) {
       if (--this.live[p]! === 0) {
         this.emptyMappedPages++;
-        this.emptyQueue.push(p);
+        bits[p >>> 5]! |= 1 << (p & 31);
       }
     }
-    if (this.emptyQueue.length - this.emptyHead > 2 * this.live.length + 1024) this.compactQueue();
-    const retain = Math.max(this.retainMinBytes, this.mappedPages * pageBytes * this.retainFraction);
-    if (this.emptyMappedPages * pageBytes > retain)
-      this.releaseEmpty(this.emptyMappedPages - Math.floor(retain / pageBytes));
+    if (this.retainFraction < 1) {
+      const retainBytes = Math.max(this.retainMinBytes, this.mappedPages * pageBytes * this.retainFraction);
+      if (this.emptyMappedPages * pageBytes > retainBytes) {
+        const keepPages = Math.floor(Math.max(this.retainMinBytes, retainBytes / 2) / pageBytes);
+        this.releaseEmpty(this.emptyMappedPages - keepPages, -1, -1);
+      }
+    }
   }
 
   trim(): number {
-    let released = 0;
-    let runStart = -1;
-    const pages = this.live.length;
-    for (let p = 0; p <= pages; p++) {
-      const empty = p < pages && this.mapped[p] === 1 && this.live[p] === 0;
-      if (empty && runStart < 0) runStart = p;
-      if (!empty && runStart >= 0) {
-        released += this.unmapRun(runStart, p - runStart);
-        runStart = -1;
-      }
-    }
-    this.emptyQueue = [];
-    this.emptyHead = 0;
+    const released = this.releaseEmpty(this.emptyMappedPages, -1, -1);
+    this.highWaterPages = this.mappedPages;
+    this.peakTouchedPages = this.mappedPages - this.emptyMappedPages;
     return released;
   }
 
@@ -170,6 +189,7 @@ export class VmmBacking implements Backing {
         runStart = -1;
       }
     }
+    this.emptyBits.fill(0);
     this.mappedPages = 0;
     this.emptyMappedPages = 0;
     this.device.releaseRange(this.range);
@@ -190,50 +210,49 @@ export class VmmBacking implements Backing {
       const missing = p <= last && this.mapped[p] === 0;
       if (missing && runStart < 0) runStart = p;
       if (!missing && runStart >= 0) {
-        // A refusal here leaves the runs mapped so far as empty cached pages: still accounted for.
+        // A refusal here leaves the runs mapped so far as empty pages: still accounted for.
         this.device.map(this.range, runStart * pageBytes, (p - runStart) * pageBytes);
         this.calls++;
         for (let q = runStart; q < p; q++) {
           this.mapped[q] = 1;
-          this.emptyMappedPages++;
-          this.emptyQueue.push(q);
+          this.emptyBits[q >>> 5]! |= 1 << (q & 31);
         }
         this.mappedPages += p - runStart;
+        this.emptyMappedPages += p - runStart;
         runStart = -1;
       }
     }
   }
 
-  /** Unmaps up to `count` empty pages, oldest emptied first. */
-  private releaseEmpty(count: number): void {
+  /**
+   * Unmaps up to `count` empty pages, highest addresses first, sparing [spareFirst, spareLast];
+   * adjacent pages go in one call. Returns the bytes unmapped.
+   */
+  private releaseEmpty(count: number, spareFirst: number, spareLast: number): number {
+    const bits = this.emptyBits;
+    let remaining = count;
     let released = 0;
-    const queue = this.emptyQueue;
-    while (released < count && this.emptyHead < queue.length) {
-      const p = queue[this.emptyHead++]!;
-      if (this.mapped[p] === 1 && this.live[p] === 0) {
-        this.unmapRun(p, 1);
-        released++;
+    let runEnd = -1; // exclusive end of the run being collected (runs grow downward)
+    let runStart = -1;
+    for (let w = bits.length - 1; w >= 0 && remaining > 0; w--) {
+      let word = bits[w]!;
+      while (word !== 0 && remaining > 0) {
+        const bit = 31 - Math.clz32(word);
+        word &= ~(1 << bit);
+        const p = (w << 5) | bit;
+        if (p >= spareFirst && p <= spareLast) continue;
+        if (runStart === p + 1) {
+          runStart = p;
+        } else {
+          if (runStart >= 0) released += this.unmapRun(runStart, runEnd - runStart);
+          runStart = p;
+          runEnd = p + 1;
+        }
+        remaining--;
       }
     }
-    if (this.emptyHead > 4096 && this.emptyHead * 2 > queue.length) {
-      this.emptyQueue = queue.slice(this.emptyHead);
-      this.emptyHead = 0;
-    }
-  }
-
-  /** Drops stale and repeated entries so the queue stays bounded by the page count. */
-  private compactQueue(): void {
-    const seen = new Uint8Array(this.live.length);
-    const kept: number[] = [];
-    for (let i = this.emptyHead; i < this.emptyQueue.length; i++) {
-      const p = this.emptyQueue[i]!;
-      if (seen[p] === 0 && this.mapped[p] === 1 && this.live[p] === 0) {
-        seen[p] = 1;
-        kept.push(p);
-      }
-    }
-    this.emptyQueue = kept;
-    this.emptyHead = 0;
+    if (runStart >= 0) released += this.unmapRun(runStart, runEnd - runStart);
+    return released;
   }
 
   private unmapRun(first: number, count: number): number {
@@ -242,7 +261,10 @@ export class VmmBacking implements Backing {
     } catch (error) {
       throw new DeviceError('unmap', 'the device refused to unmap empty pages', { cause: error });
     }
-    for (let q = first; q < first + count; q++) this.mapped[q] = 0;
+    for (let q = first; q < first + count; q++) {
+      this.mapped[q] = 0;
+      this.emptyBits[q >>> 5]! &= ~(1 << (q & 31));
+    }
     this.mappedPages -= count;
     this.emptyMappedPages -= count;
     return count * this.pageBytes;

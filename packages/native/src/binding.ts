@@ -61,7 +61,7 @@ export function classifyProbe(probe: NativeProbe, addonPath: string): CudaStatus
         `the CUDA ${formatVersion(probe.runtimeVersion)} runtime this addon was built with; install or update the driver`,
     };
   }
-  if (probe.status === CUDA_ERROR_NO_DEVICE || probe.deviceCount === 0) {
+  if (probe.status === CUDA_ERROR_NO_DEVICE || (probe.status === 0 && probe.deviceCount === 0)) {
     return {
       ...base,
       ...cuda,

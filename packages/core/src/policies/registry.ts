@@ -2,8 +2,10 @@
  * Policy registry: adding a policy is one file plus one `registerPolicy` line here.
  */
 import { UnknownPolicyError } from '../errors.js';
+import { BestFitPolicy } from './best-fit.js';
 import { ExactShapePolicy } from './exact-shape.js';
 import type { Policy, PolicyFactory } from './policy.js';
+import { SizeClassPolicy } from './size-class.js';
 import { TlsfPolicy } from './tlsf.js';
 
 const factories = new Map<string, PolicyFactory>();
@@ -25,4 +27,6 @@ export function createPolicy(name: string): Policy {
 export const DEFAULT_POLICY = 'tlsf';
 
 registerPolicy('tlsf', () => new TlsfPolicy());
+registerPolicy('bestFit', () => new BestFitPolicy());
+registerPolicy('sizeClass', () => new SizeClassPolicy());
 registerPolicy('exactShape', () => new ExactShapePolicy());

@@ -1,212 +1,25 @@
 /**
- * TLSF: two-level segregated fit (Masmano et al., 2004). O(1) allocate and free, splitting and
- * immediate coalescing. Free blocks sit in bins indexed by (first level = log2 of size, second
- * level = the next SL_LOG2 bits); two bitmaps find the smallest non-empty bin that is guaranteed
- * to fit in a few bit operations. If the guaranteed bin is empty, the one bin that may hold a
- * fitting block is scanned, so nothing that fits is ever refused (that matters near capacity).
- *
- * Records live in typed arrays (struct of arrays) so the hot path allocates no objects.
- * Invariants: physically adjacent free blocks never exist (they are merged at once); each free
- * block is in exactly the bin of its size; freeTotal is the sum of free block sizes.
+ * TLSF: two-level segregated fit (Masmano et al., 2004). O(1) allocate and free. A request is
+ * rounded up to the next bin boundary so that the head of the first non-empty bin found by the
+ * bitmaps is guaranteed to fit ("good fit": no list is searched). If no such bin exists, the one
+ * bin that may still hold a fitting block is scanned, so nothing that fits is ever refused (that
+ * matters near capacity). Splitting and coalescing come from SegregatedBins.
  */
-import { ArgumentRangeError } from '../errors.js';
+import { POLICY_GRANULE_BYTES } from './policy.js';
+import { FL_COUNT, NONE, SegregatedBins, SL_COUNT, SL_LOG2 } from './segregated-bins.js';
 import { log2Floor } from '../units.js';
-import { POLICY_GRANULE_BYTES, type Policy } from './policy.js';
 
-const SL_LOG2 = 5;
-const SL_COUNT = 1 << SL_LOG2;
-/** Sizes up to 2^48 bytes: 2^40 granules, first levels 0..36. */
-const FL_COUNT = 37;
-const NONE = -1;
-const UNUSED = 0;
-const USED = 1;
-const FREE = 2;
-
-function ctz32(x: number): number {
-  return 31 - Math.clz32(x & -x);
-}
-
-export class TlsfPolicy implements Policy {
+export class TlsfPolicy extends SegregatedBins {
   readonly name: string = 'tlsf';
-  readonly cachesBlocks: boolean = false;
 
-  private capacity = 0;
-  private addr = new Float64Array(0);
-  private size = new Float64Array(0);
-  private prevPhys = new Int32Array(0);
-  private nextPhys = new Int32Array(0);
-  private prevFree = new Int32Array(0);
-  private nextFree = new Int32Array(0);
-  private state = new Uint8Array(0);
-  private readonly heads = new Int32Array(FL_COUNT * SL_COUNT).fill(NONE);
-  private readonly slBitmap = new Int32Array(FL_COUNT);
-  private flBitmapLow = 0;
-  private flBitmapHigh = 0;
-  private recycled: number[] = [];
-  private nextRecord = 0;
-  private freeTotal = 0;
-  // Bin index results, kept in fields to avoid allocating a tuple per call.
-  private fl = 0;
-  private sl = 0;
-
-  constructor(initialRecords = 1024) {
-    this.grow(initialRecords);
-  }
-
-  addRange(address: number, bytes: number): void {
-    if (bytes < POLICY_GRANULE_BYTES || bytes % POLICY_GRANULE_BYTES !== 0) {
-      throw new ArgumentRangeError('bytes', `must be a positive multiple of ${POLICY_GRANULE_BYTES}`, bytes);
-    }
-    const r = this.newRecord();
-    this.addr[r] = address;
-    this.size[r] = bytes;
-    this.prevPhys[r] = NONE;
-    this.nextPhys[r] = NONE;
-    this.state[r] = FREE;
-    this.freeTotal += bytes;
-    this.insertFree(r);
-  }
-
-  removeRange(address: number, bytes: number): boolean {
-    for (let r = 0; r < this.nextRecord; r++) {
-      if (
-        this.state[r] === FREE &&
-        this.addr[r] === address &&
-        this.size[r] === bytes &&
-        this.prevPhys[r] === NONE &&
-        this.nextPhys[r] === NONE
-      ) {
-        this.removeFree(r);
-        this.freeTotal -= bytes;
-        this.recycle(r);
-        return true;
-      }
-    }
-    return false;
-  }
-
-  allocate(sizeBytes: number, alignmentBytes: number, _key?: string): number {
-    const need =
-      alignmentBytes > POLICY_GRANULE_BYTES ? sizeBytes + alignmentBytes - POLICY_GRANULE_BYTES : sizeBytes;
-    const b = this.findFit(need);
-    if (b === NONE) return NONE;
-    this.removeFree(b);
-    if (alignmentBytes > POLICY_GRANULE_BYTES) {
-      const start = this.addr[b]!;
-      const aligned = Math.ceil(start / alignmentBytes) * alignmentBytes;
-      const front = aligned - start;
-      if (front > 0) {
-        // The front remainder stays free; its physical predecessor is in use (free neighbours merge).
-        const f = this.newRecord();
-        this.addr[f] = start;
-        this.size[f] = front;
-        const prev = this.prevPhys[b]!;
-        this.prevPhys[f] = prev;
-        this.nextPhys[f] = b;
-        if (prev !== NONE) this.nextPhys[prev] = f;
-        this.prevPhys[b] = f;
-        this.addr[b] = aligned;
-        this.size[b]! -= front;
-        this.state[f] = FREE;
-        this.insertFree(f);
-      }
-    }
-    const rest = this.size[b]! - sizeBytes;
-    if (rest >= POLICY_GRANULE_BYTES) {
-      const r = this.newRecord();
-      this.addr[r] = this.addr[b]! + sizeBytes;
-      this.size[r] = rest;
-      const next = this.nextPhys[b]!;
-      this.prevPhys[r] = b;
-      this.nextPhys[r] = next;
-      if (next !== NONE) this.prevPhys[next] = r;
-      this.nextPhys[b] = r;
-      this.size[b] = sizeBytes;
-      this.state[r] = FREE;
-      this.insertFree(r);
-    }
-    this.state[b] = USED;
-    this.freeTotal -= this.size[b]!;
-    return b;
-  }
-
-  addressOf(slot: number): number {
-    return this.addr[slot]!;
-  }
-
-  sizeOf(slot: number): number {
-    return this.size[slot]!;
-  }
-
-  free(slot: number): boolean {
-    let b = slot;
-    this.state[b] = FREE;
-    this.freeTotal += this.size[b]!;
-    const prev = this.prevPhys[b]!;
-    if (prev !== NONE && this.state[prev] === FREE) {
-      this.removeFree(prev);
-      this.size[prev]! += this.size[b]!;
-      const next = this.nextPhys[b]!;
-      this.nextPhys[prev] = next;
-      if (next !== NONE) this.prevPhys[next] = prev;
-      this.recycle(b);
-      b = prev;
-    }
-    const next = this.nextPhys[b]!;
-    if (next !== NONE && this.state[next] === FREE) {
-      this.removeFree(next);
-      this.size[b]! += this.size[next]!;
-      const after = this.nextPhys[next]!;
-      this.nextPhys[b] = after;
-      if (after !== NONE) this.prevPhys[after] = b;
-      this.recycle(next);
-    }
-    this.insertFree(b);
-    return true;
-  }
-
-  flush(_visit: (slot: number, address: number, bytes: number) => void): void {}
-
-  freeBytes(): number {
-    return this.freeTotal;
-  }
-
-  largestFreeBytes(): number {
-    let largest = 0;
-    for (let fl = FL_COUNT - 1; fl >= 0; fl--) {
-      if (this.slBitmap[fl] === 0) continue;
-      for (let sl = SL_COUNT - 1; sl >= 0; sl--) {
-        for (let r = this.heads[fl * SL_COUNT + sl]!; r !== NONE; r = this.nextFree[r]!) {
-          if (this.size[r]! > largest) largest = this.size[r]!;
-        }
-        if (largest > 0) return largest;
-      }
-    }
-    return largest;
-  }
-
-  forEachFree(visit: (address: number, bytes: number) => void): void {
-    for (let r = 0; r < this.nextRecord; r++) if (this.state[r] === FREE) visit(this.addr[r]!, this.size[r]!);
-  }
-
-  /** Sets this.fl / this.sl to the bin of a block of `bytes`. */
-  private mapInsert(bytes: number): void {
-    const units = bytes / POLICY_GRANULE_BYTES;
-    if (units < SL_COUNT) {
-      this.fl = 0;
-      this.sl = units;
-    } else {
-      const log2 = log2Floor(units);
-      this.fl = log2 - (SL_LOG2 - 1);
-      this.sl = Math.floor(units / 2 ** (log2 - SL_LOG2)) - SL_COUNT;
-    }
-  }
-
-  private findFit(bytes: number): number {
+  protected findFit(bytes: number): number {
     const units = bytes / POLICY_GRANULE_BYTES;
     // Round up to the next bin boundary: every block in the bin found is then big enough.
     let rounded = bytes;
-    if (units >= SL_COUNT) rounded = bytes + (2 ** (log2Floor(units) - SL_LOG2) - 1) * POLICY_GRANULE_BYTES;
+    if (units >= SL_COUNT) {
+      const log2 = units < 0x8000_0000 ? 31 - Math.clz32(units) : log2Floor(units);
+      rounded = bytes + (2 ** (log2 - SL_LOG2) - 1) * POLICY_GRANULE_BYTES;
+    }
     this.mapInsert(rounded);
     const found = this.firstNonEmpty(this.fl, this.sl);
     if (found !== NONE) return this.heads[found]!;
@@ -217,91 +30,5 @@ export class TlsfPolicy implements Policy {
       if (this.size[r]! >= bytes) return r;
     }
     return NONE;
-  }
-
-  /** Index of the first non-empty bin at or after (fl, sl), or NONE. */
-  private firstNonEmpty(fl: number, sl: number): number {
-    if (fl >= FL_COUNT) return NONE;
-    let bits = sl < 32 ? this.slBitmap[fl]! & (~0 << sl) : 0;
-    if (bits === 0) {
-      const nextFl = this.firstFlFrom(fl + 1);
-      if (nextFl === NONE) return NONE;
-      fl = nextFl;
-      bits = this.slBitmap[fl]!;
-    }
-    return fl * SL_COUNT + ctz32(bits);
-  }
-
-  private firstFlFrom(fl: number): number {
-    if (fl < 32) {
-      const low = fl === 0 ? this.flBitmapLow : this.flBitmapLow & (~0 << fl);
-      if (low !== 0) return ctz32(low);
-      if (this.flBitmapHigh !== 0) return 32 + ctz32(this.flBitmapHigh);
-      return NONE;
-    }
-    const high = this.flBitmapHigh & (~0 << (fl - 32));
-    return high !== 0 ? 32 + ctz32(high) : NONE;
-  }
-
-  private insertFree(r: number): void {
-    this.mapInsert(this.size[r]!);
-    const fl = this.fl;
-    const bin = fl * SL_COUNT + this.sl;
-    const head = this.heads[bin]!;
-    this.prevFree[r] = NONE;
-    this.nextFree[r] = head;
-    if (head !== NONE) this.prevFree[head] = r;
-    this.heads[bin] = r;
-    this.slBitmap[fl]! |= 1 << this.sl;
-    if (fl < 32) this.flBitmapLow |= 1 << fl;
-    else this.flBitmapHigh |= 1 << (fl - 32);
-  }
-
-  private removeFree(r: number): void {
-    const prev = this.prevFree[r]!;
-    const next = this.nextFree[r]!;
-    if (next !== NONE) this.prevFree[next] = prev;
-    if (prev !== NONE) {
-      this.nextFree[prev] = next;
-      return;
-    }
-    this.mapInsert(this.size[r]!);
-    const fl = this.fl;
-    const bin = fl * SL_COUNT + this.sl;
-    this.heads[bin] = next;
-    if (next === NONE) {
-      this.slBitmap[fl]! &= ~(1 << this.sl);
-      if (this.slBitmap[fl] === 0) {
-        if (fl < 32) this.flBitmapLow &= ~(1 << fl);
-        else this.flBitmapHigh &= ~(1 << (fl - 32));
-      }
-    }
-  }
-
-  private newRecord(): number {
-    const r = this.recycled.length > 0 ? this.recycled.pop()! : this.nextRecord++;
-    if (r >= this.capacity) this.grow(this.capacity * 2);
-    return r;
-  }
-
-  private recycle(r: number): void {
-    this.state[r] = UNUSED;
-    this.recycled.push(r);
-  }
-
-  private grow(capacity: number): void {
-    const copy = <T extends Float64Array | Int32Array | Uint8Array>(old: T, make: (n: number) => T): T => {
-      const next = make(capacity);
-      next.set(old);
-      return next;
-    };
-    this.addr = copy(this.addr, (n) => new Float64Array(n));
-    this.size = copy(this.size, (n) => new Float64Array(n));
-    this.prevPhys = copy(this.prevPhys, (n) => new Int32Array(n));
-    this.nextPhys = copy(this.nextPhys, (n) => new Int32Array(n));
-    this.prevFree = copy(this.prevFree, (n) => new Int32Array(n));
-    this.nextFree = copy(this.nextFree, (n) => new Int32Array(n));
-    this.state = copy(this.state, (n) => new Uint8Array(n));
-    this.capacity = capacity;
   }
 }

@@ -1,0 +1,213 @@
+/**
+ * `gpupool-bench replay`: each trace through each policy on one device. The trace is parsed
+ * before any timing. Per (trace, policy): one untimed warm-up pass (which, with `detail`, also
+ * samples reserved/live bytes and snapshots the pool at the peak of live bytes), then `runs`
+ * timed replays, each on a fresh pool; `nsPerOp` is their median, the other numbers come from the
+ * first timed replay (they are deterministic). A replay that fails (out of memory) yields a
+ * record with `error` set instead of stopping the whole command.
+ */
+import {
+  type Block,
+  createPool,
+  type Device,
+  type Pool,
+  policyNames,
+  replayTrace,
+  type Trace,
+} from '@gpupool/core';
+import { createDevice, type DeviceSpec, deviceLabel } from '../devices.js';
+import { BenchUsageError } from '../errors.js';
+import type { Progress } from '../progress.js';
+import type { MemoryMap, ReplayRecord, Timeline } from '../results.js';
+import { median } from '../stats.js';
+import { loadTrace, peakLiveIndex } from '../traces.js';
+
+export const REPLAY_RUNS_DEFAULT = 5;
+/** Samples in a --detail timeline. */
+export const TIMELINE_SAMPLES = 400;
+/** Blocks kept in a memory map (the rest are counted, not drawn). */
+export const MEMORY_MAP_BLOCKS_MAX = 50_000;
+
+export interface ReplayBenchOptions {
+  /** Trace files or parsed traces. */
+  traces: readonly (string | Trace)[];
+  /** Policy names; default: every registered policy. */
+  policies?: readonly string[];
+  device?: DeviceSpec;
+  /** Timed replays per (trace, policy); default 5. */
+  runs?: number;
+  /** Add a timeline and a memory map to each record. */
+  detail?: boolean;
+  progress?: Progress;
+}
+
+/** Expands `all` and checks names against the registry. */
+export function resolvePolicies(names: readonly string[] | undefined): string[] {
+  const known = policyNames();
+  if (names === undefined || names.length === 0 || names.includes('all')) return known;
+  for (const n of names) {
+    if (!known.includes(n))
+      throw new BenchUsageError(`unknown policy "${n}" (known: ${known.join(', ')}, all)`);
+  }
+  return [...names];
+}
+
+export async function runReplay(options: ReplayBenchOptions): Promise<ReplayRecord[]> {
+  const policies = resolvePolicies(options.policies);
+  const spec: DeviceSpec = options.device ?? { kind: 'simulated' };
+  const runs = options.runs ?? REPLAY_RUNS_DEFAULT;
+  if (!Number.isInteger(runs) || runs < 1)
+    throw new BenchUsageError(`runs must be a positive integer (got ${runs})`);
+  const traces = options.traces.map((t) => (typeof t === 'string' ? loadTrace(t) : t));
+  const records: ReplayRecord[] = [];
+  options.progress?.setTotal(traces.length * policies.length * (runs + 1));
+  let done = 0;
+  let shared: Device | undefined;
+  try {
+    for (const trace of traces) {
+      let device: Device;
+      if (spec.kind === 'host') {
+        // Host memory is real: size the device to the trace (twice its peak, at least 64 MiB).
+        device = await createDevice({
+          ...spec,
+          capacityBytes: Math.max(2 * trace.peakLiveBytes, 64 * 2 ** 20),
+        });
+      } else {
+        shared ??= await createDevice(spec);
+        device = shared;
+      }
+      try {
+        for (const policy of policies) {
+          const label = `${trace.name}/${policy}`;
+          options.progress?.update(done, label);
+          records.push(
+            replayOne(trace, policy, device, deviceLabel(spec), runs, options.detail === true, () => {
+              done++;
+              options.progress?.update(done, label);
+            }),
+          );
+        }
+      } finally {
+        if (device !== shared) device.destroy();
+      }
+    }
+  } finally {
+    shared?.destroy();
+    options.progress?.done();
+  }
+  return records;
+}
+
+/** One (trace, policy): warm-up/detail pass, then `runs` timed replays on fresh pools. */
+export function replayOne(
+  trace: Trace,
+  policy: string,
+  device: Device,
+  deviceName: string,
+  runs: number,
+  detail: boolean,
+  onRunDone: () => void = () => {},
+): ReplayRecord {
+  const base = {
+    trace: trace.name,
+    policy,
+    device: deviceName,
+    ops: trace.length,
+    source: 'gpupool' as const,
+  };
+  let extra: Pick<ReplayRecord, 'timeline' | 'memoryMap'> = {};
+  try {
+    const warm = createPool({ device, policy, name: `bench:${trace.name}:${policy}` });
+    try {
+      if (detail) extra = detailPass(trace, warm);
+      else replayTrace(trace, warm);
+    } finally {
+      warm.destroy();
+    }
+    onRunDone();
+    const nsPerOpRuns: number[] = [];
+    let first: ReturnType<typeof replayTrace> | undefined;
+    for (let r = 0; r < runs; r++) {
+      const pool = createPool({ device, policy, name: `bench:${trace.name}:${policy}` });
+      try {
+        const result = replayTrace(trace, pool);
+        first ??= result;
+        nsPerOpRuns.push(result.elapsedNs / Math.max(1, result.ops));
+      } finally {
+        pool.destroy();
+      }
+      onRunDone();
+    }
+    return {
+      ...base,
+      peakLiveBytes: first!.peakLiveBytes,
+      peakReservedBytes: first!.peakReservedBytes,
+      ratio: first!.ratio,
+      nsPerOp: median(nsPerOpRuns),
+      deviceCalls: first!.deviceCalls,
+      runs,
+      source: 'gpupool',
+      ...extra,
+    };
+  } catch (error) {
+    return {
+      ...base,
+      peakLiveBytes: trace.peakLiveBytes,
+      peakReservedBytes: Number.NaN,
+      ratio: Number.NaN,
+      nsPerOp: Number.NaN,
+      deviceCalls: null,
+      runs: 0,
+      source: 'gpupool',
+      error: `${(error as Error).name}: ${(error as Error).message}`,
+      ...extra,
+    };
+  }
+}
+
+/** An untimed replay that samples reserved/live bytes and snapshots the pool at peak live. */
+export function detailPass(trace: Trace, pool: Pool): { timeline: Timeline; memoryMap: MemoryMap } {
+  const blocks: (Block | undefined)[] = new Array(trace.idCount);
+  const every = Math.max(1, Math.ceil(trace.length / TIMELINE_SAMPLES));
+  const peakAt = peakLiveIndex(trace);
+  const timeline: Timeline = { opIndex: [], liveBytes: [], reservedBytes: [] };
+  let memoryMap: MemoryMap | undefined;
+  for (let i = 0; i < trace.length; i++) {
+    const id = trace.ids[i]!;
+    if (trace.kinds[i] === 0) blocks[id] = pool.acquire(trace.bytes[i]!);
+    else {
+      blocks[id]!.release();
+      blocks[id] = undefined;
+    }
+    if (i % every === 0 || i === trace.length - 1 || i === peakAt) {
+      const s = pool.stats();
+      timeline.opIndex.push(i);
+      timeline.liveBytes.push(s.liveBytes);
+      timeline.reservedBytes.push(s.reservedBytes);
+    }
+    if (i === peakAt) memoryMap = memoryMapOf(pool, i);
+  }
+  for (const b of blocks) b?.release();
+  return { timeline, memoryMap: memoryMap ?? memoryMapOf(pool, trace.length - 1) };
+}
+
+/** A compact memory map from `pool.snapshot()`. */
+export function memoryMapOf(pool: Pool, opIndex: number): MemoryMap {
+  const snap = pool.snapshot();
+  const mapped: [number, number][] = [];
+  for (const arena of snap.arenas) {
+    for (const [firstPage, pageCount] of arena.mappedRuns) {
+      mapped.push([arena.start + firstPage * arena.pageBytes, pageCount * arena.pageBytes]);
+    }
+  }
+  const kept = snap.blocks.slice(0, MEMORY_MAP_BLOCKS_MAX);
+  return {
+    opIndex,
+    pageBytes: snap.device.pageBytes,
+    liveBytes: snap.stats.liveBytes,
+    reservedBytes: snap.stats.reservedBytes,
+    mapped,
+    blocks: kept.map((b) => [b.address, b.sizeBytes]),
+    blocksOmitted: snap.blocks.length - kept.length,
+  };
+}

@@ -1,0 +1,374 @@
+/**
+ * CudaDevice's TypeScript side, against the fake addon (no GPU): validation of every entry point
+ * happens before the addon is called; bookkeeping of ranges, pages, segments, streams and events;
+ * CUDA errors become typed errors; data and kernels reach the right memory.
+ */
+import {
+  ArgumentRangeError,
+  DeviceDestroyedError,
+  DeviceError,
+  DeviceOutOfMemoryError,
+  InvalidArgumentError,
+} from '@gpupool/core';
+import { describe, expect, it } from 'vitest';
+import { benchAllocation } from '../src/bench.js';
+import { cropResizeCpu, preprocessFrameCpu } from '../src/cpu-kernels.js';
+import { CudaDevice, cudaDeviceProperties } from '../src/cuda-device.js';
+import { CudaError, CudaOutOfMemoryError } from '../src/errors.js';
+import { toFloat16Bits } from '../src/float16.js';
+import { allocatePinned, freePinned, isPinned } from '../src/pinned.js';
+import { FAKE_PAGE_BYTES as PAGE, FakeAddon } from './fake-addon.js';
+
+const blockOf = (segment: { base: bigint; bytes: number }) => ({ ptr: segment.base, bytes: segment.bytes });
+
+function setup(mode: 'vmm' | 'malloc' | 'mallocAsync' = 'vmm', capacityPages = 64) {
+  const addon = new FakeAddon({ capacityBytes: capacityPages * PAGE });
+  const device = new CudaDevice({ mode }, addon);
+  return { addon, device };
+}
+
+/** Runs `fn`, expects it to throw `type`, and checks the addon saw no new call. */
+function rejectsBeforeNative(addon: FakeAddon, fn: () => unknown, type: abstract new (...args: never[]) => Error, argument?: string) {
+  const before = addon.calls.length;
+  let thrown: unknown;
+  try {
+    fn();
+  } catch (error) {
+    thrown = error;
+  }
+  expect(thrown).toBeInstanceOf(type);
+  if (argument !== undefined) expect((thrown as { argument?: string }).argument).toBe(argument);
+  expect(addon.calls.slice(before)).toEqual([]);
+}
+
+describe('CudaDevice construction', () => {
+  it('describes the device', () => {
+    const { device } = setup();
+    expect(device).toMatchObject({ kind: 'cuda', name: 'Fake GPU', pageBytes: PAGE, vmm: true, mode: 'vmm', deviceIndex: 0 });
+    expect(device.totalBytes).toBe(64 * PAGE);
+    expect(device.properties).toMatchObject({ computeCapability: '9.0', multiprocessors: 132 });
+    expect(setup('malloc').device.vmm).toBe(false);
+  });
+
+  it('validates options', () => {
+    const addon = new FakeAddon();
+    expect(() => new CudaDevice(null as never, addon)).toThrow(InvalidArgumentError);
+    expect(() => new CudaDevice({ mode: 'cuMalloc' as 'vmm' }, addon)).toThrow(InvalidArgumentError);
+    expect(() => new CudaDevice({ deviceIndex: 1.5 }, addon)).toThrow(ArgumentRangeError);
+    expect(() => new CudaDevice({ deviceIndex: 1 }, addon)).toThrow(/device count/);
+    expect(() => new CudaDevice({ deviceIndex: '0' as unknown as number }, addon)).toThrow(InvalidArgumentError);
+  });
+
+  it('refuses vmm mode on a GPU without VMM, and allows malloc there', () => {
+    const addon = new FakeAddon({ vmm: false });
+    expect(() => new CudaDevice({ mode: 'vmm' }, addon)).toThrow(/virtual memory management/);
+    expect(new CudaDevice({ mode: 'malloc' }, addon).vmm).toBe(false);
+  });
+
+  it('reads properties by index', () => {
+    const addon = new FakeAddon();
+    expect(cudaDeviceProperties(0, addon).name).toBe('Fake GPU');
+    expect(() => cudaDeviceProperties(-1, addon)).toThrow(ArgumentRangeError);
+    expect(() => cudaDeviceProperties(3, addon)).toThrow(CudaError);
+  });
+});
+
+describe('CudaDevice VMM bookkeeping', () => {
+  it('maps and unmaps any page-aligned run, however it was mapped', () => {
+    const { device, addon } = setup();
+    const range = device.reserve(8 * PAGE);
+    device.map(range, 0, 4 * PAGE);
+    device.map(range, 4 * PAGE, 2 * PAGE);
+    device.unmap(range, 3 * PAGE, 2 * PAGE); // spans both maps
+    expect(device.live().mappedPages).toBe(4);
+    device.unmap(range, 0, 3 * PAGE);
+    device.unmap(range, 5 * PAGE, PAGE);
+    device.releaseRange(range);
+    expect(device.live()).toMatchObject({ ranges: 0, mappedPages: 0 });
+    expect(device.calls).toMatchObject({ reserve: 1, map: 2, unmap: 3, releaseRange: 1 });
+    expect(addon.usedBytes).toBe(0);
+  });
+
+  it('rejects bad reserve/map/unmap arguments before the addon', () => {
+    const { device, addon } = setup();
+    const range = device.reserve(4 * PAGE);
+    rejectsBeforeNative(addon, () => device.reserve(0), ArgumentRangeError, 'bytes');
+    rejectsBeforeNative(addon, () => device.reserve(-PAGE), ArgumentRangeError, 'bytes');
+    rejectsBeforeNative(addon, () => device.reserve(PAGE + 1), ArgumentRangeError, 'bytes');
+    rejectsBeforeNative(addon, () => device.reserve(2 ** 60), ArgumentRangeError, 'bytes');
+    rejectsBeforeNative(addon, () => device.reserve('1' as unknown as number), InvalidArgumentError, 'bytes');
+    rejectsBeforeNative(addon, () => device.map(range, -PAGE, PAGE), ArgumentRangeError, 'offsetBytes');
+    rejectsBeforeNative(addon, () => device.map(range, 1, PAGE), ArgumentRangeError, 'offsetBytes');
+    rejectsBeforeNative(addon, () => device.map(range, 0, PAGE / 2), ArgumentRangeError, 'bytes');
+    rejectsBeforeNative(addon, () => device.map(range, 2 * PAGE, 3 * PAGE), ArgumentRangeError, 'bytes');
+    rejectsBeforeNative(addon, () => device.map(range, Number.NaN, PAGE), InvalidArgumentError, 'offsetBytes');
+    rejectsBeforeNative(addon, () => device.map({} as never, 0, PAGE), InvalidArgumentError, 'range');
+    rejectsBeforeNative(addon, () => device.map({ id: 99, base: 1n, bytes: PAGE }, 0, PAGE), DeviceError);
+    rejectsBeforeNative(addon, () => device.unmap(range, 0, PAGE), DeviceError); // not mapped
+    device.map(range, 0, 2 * PAGE);
+    rejectsBeforeNative(addon, () => device.map(range, PAGE, 2 * PAGE), DeviceError); // overlaps a mapped page
+    device.unmap(range, 0, 2 * PAGE);
+    rejectsBeforeNative(addon, () => device.unmap(range, 0, PAGE), DeviceError); // double unmap
+  });
+
+  it('refuses to release a range with mapped pages, and released or forged ranges', () => {
+    const { device, addon } = setup();
+    const range = device.reserve(2 * PAGE);
+    device.map(range, PAGE, PAGE);
+    rejectsBeforeNative(addon, () => device.releaseRange(range), DeviceError);
+    device.unmap(range, PAGE, PAGE);
+    device.releaseRange(range);
+    rejectsBeforeNative(addon, () => device.releaseRange(range), DeviceError);
+    rejectsBeforeNative(addon, () => device.map(range, 0, PAGE), DeviceError);
+    const other = device.reserve(2 * PAGE);
+    rejectsBeforeNative(addon, () => device.releaseRange({ ...other, base: other.base + 1n }), DeviceError);
+  });
+
+  it('has no reserve/map/unmap in segment modes', () => {
+    for (const mode of ['malloc', 'mallocAsync'] as const) {
+      const { device, addon } = setup(mode);
+      rejectsBeforeNative(addon, () => device.reserve(PAGE), DeviceError);
+    }
+  });
+
+  it('turns CUDA out-of-memory into CudaOutOfMemoryError (a DeviceOutOfMemoryError) and changes nothing', () => {
+    const { device } = setup('vmm', 4);
+    const range = device.reserve(8 * PAGE);
+    device.map(range, 0, 3 * PAGE);
+    let thrown: unknown;
+    try {
+      device.map(range, 3 * PAGE, 2 * PAGE);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(CudaOutOfMemoryError);
+    expect(thrown).toBeInstanceOf(DeviceOutOfMemoryError);
+    expect(thrown).toMatchObject({ code: 'ERR_GPUPOOL_DEVICE_OUT_OF_MEMORY', requestedBytes: 2 * PAGE, cudaCode: 2, call: 'map' });
+    expect(device.calls.map).toBe(1);
+    device.map(range, 3 * PAGE, PAGE); // the failed pages are still unmapped
+  });
+
+  it('turns other CUDA errors into CudaError with name, number and call', () => {
+    const { device, addon } = setup();
+    addon.failNext = { call: 'reserve', cudaCode: 1, cudaName: 'cudaErrorInvalidValue' };
+    let thrown: unknown;
+    try {
+      device.reserve(PAGE);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(CudaError);
+    expect(thrown).toMatchObject({ code: 'ERR_GPUPOOL_DEVICE', cudaCode: 1, cudaName: 'cudaErrorInvalidValue', cudaCall: 'reserve', call: 'reserve' });
+    expect(device.calls.reserve).toBe(0);
+  });
+});
+
+describe('CudaDevice segments', () => {
+  it('allocates and frees in both segment modes', () => {
+    for (const mode of ['malloc', 'mallocAsync'] as const) {
+      const { device, addon } = setup(mode);
+      const a = device.allocateSegment(1000);
+      const b = device.allocateSegment(3 * PAGE);
+      expect(a.bytes).toBe(1000);
+      device.freeSegment(a);
+      rejectsBeforeNative(addon, () => device.freeSegment(a), DeviceError);
+      rejectsBeforeNative(addon, () => device.freeSegment({ ...b, base: 5n }), DeviceError);
+      rejectsBeforeNative(addon, () => device.freeSegment(null as never), DeviceError);
+      device.freeSegment(b);
+      expect(device.calls).toMatchObject({ allocateSegment: 2, freeSegment: 2 });
+    }
+  });
+
+  it('validates sizes and reports OOM as DeviceOutOfMemoryError', () => {
+    const { device, addon } = setup('malloc', 2);
+    rejectsBeforeNative(addon, () => device.allocateSegment(0), ArgumentRangeError, 'bytes');
+    rejectsBeforeNative(addon, () => device.allocateSegment(-5), ArgumentRangeError, 'bytes');
+    rejectsBeforeNative(addon, () => device.allocateSegment(2 ** 53), ArgumentRangeError, 'bytes');
+    rejectsBeforeNative(addon, () => device.allocateSegment(10n as unknown as number), InvalidArgumentError, 'bytes');
+    expect(() => device.allocateSegment(3 * PAGE)).toThrow(DeviceOutOfMemoryError);
+    expect(device.memInfo()).toEqual({ freeBytes: 2 * PAGE, totalBytes: 2 * PAGE });
+  });
+});
+
+describe('CudaDevice data', () => {
+  it('copies in and out at offsets, across pages mapped separately', () => {
+    const { device } = setup();
+    const range = device.reserve(4 * PAGE);
+    device.map(range, 0, PAGE);
+    device.map(range, PAGE, PAGE);
+    const block = { ptr: range.base + BigInt(PAGE - 8), bytes: 32 };
+    const source = Uint32Array.from([1, 2, 3, 4]);
+    device.data.copyIn(block, source, 4);
+    const back = new Uint32Array(4);
+    device.data.copyOut(block, back, 4);
+    expect([...back]).toEqual([1, 2, 3, 4]);
+    device.data.fill(block, 0xab);
+    const bytes = new Uint8Array(32);
+    device.data.copyOut(block, bytes);
+    expect(bytes.every((b) => b === 0xab)).toBe(true);
+  });
+
+  it('bounds-checks every copy against the block before the addon', () => {
+    const { device, addon } = setup('malloc');
+    const segment = device.allocateSegment(64);
+    const block = { ptr: segment.base, bytes: 64 };
+    rejectsBeforeNative(addon, () => device.data.copyIn(block, new Uint8Array(65)), ArgumentRangeError, 'byteOffset');
+    rejectsBeforeNative(addon, () => device.data.copyIn(block, new Uint8Array(8), 57), ArgumentRangeError, 'byteOffset');
+    rejectsBeforeNative(addon, () => device.data.copyOut(block, new Uint8Array(8), -1), ArgumentRangeError, 'byteOffset');
+    rejectsBeforeNative(addon, () => device.data.copyOut(block, new Uint8Array(8), 0.5), ArgumentRangeError, 'byteOffset');
+    rejectsBeforeNative(addon, () => device.data.copyIn(block, [1, 2] as never), InvalidArgumentError, 'source');
+    rejectsBeforeNative(addon, () => device.data.copyOut(block, 'x' as never), InvalidArgumentError, 'target');
+    rejectsBeforeNative(addon, () => device.data.copyIn({ ptr: 5, bytes: 1 } as never, new Uint8Array(1)), InvalidArgumentError, 'block.ptr');
+    rejectsBeforeNative(addon, () => device.data.copyIn({ ptr: 5n, bytes: -1 }, new Uint8Array(1)), ArgumentRangeError, 'block.bytes');
+    rejectsBeforeNative(addon, () => device.data.copyIn(null as never, new Uint8Array(1)), InvalidArgumentError, 'block');
+    rejectsBeforeNative(addon, () => device.data.fill(block, 256), ArgumentRangeError, 'byteValue');
+    rejectsBeforeNative(addon, () => device.data.fill(block, -1), ArgumentRangeError, 'byteValue');
+    // A block that claims more than its segment, or lies elsewhere.
+    rejectsBeforeNative(addon, () => device.data.fill({ ptr: segment.base, bytes: 65 }, 0), ArgumentRangeError, 'block');
+    rejectsBeforeNative(addon, () => device.data.fill({ ptr: 0x1000n, bytes: 1 }, 0), ArgumentRangeError, 'block');
+    device.freeSegment(segment);
+    rejectsBeforeNative(addon, () => device.data.fill(block, 0), ArgumentRangeError, 'block'); // freed
+  });
+
+  it('refuses copies into unmapped pages of a range', () => {
+    const { device, addon } = setup();
+    const range = device.reserve(2 * PAGE);
+    device.map(range, 0, PAGE);
+    rejectsBeforeNative(addon, () => device.data.fill({ ptr: range.base + BigInt(PAGE - 1), bytes: 2 }, 0), ArgumentRangeError, 'block');
+    device.data.fill({ ptr: range.base + BigInt(PAGE - 2), bytes: 2 }, 7);
+    device.unmap(range, 0, PAGE);
+    rejectsBeforeNative(addon, () => device.data.fill({ ptr: range.base, bytes: 1 }, 0), ArgumentRangeError, 'block');
+  });
+
+  it('runs async variants on known streams only', () => {
+    const { device, addon } = setup('malloc');
+    const segment = device.allocateSegment(16);
+    const stream = device.streams.createStream();
+    device.data.copyInAsync(blockOf(segment), new Uint8Array(16).fill(3), stream);
+    device.data.fillAsync({ ptr: segment.base, bytes: 8 }, 9, stream);
+    const out = new Uint8Array(16);
+    device.data.copyOutAsync({ ptr: segment.base, bytes: 16 }, out, stream);
+    device.streams.synchronizeStream(stream);
+    expect([...out]).toEqual([9, 9, 9, 9, 9, 9, 9, 9, 3, 3, 3, 3, 3, 3, 3, 3]);
+    rejectsBeforeNative(addon, () => device.data.fillAsync({ ptr: segment.base, bytes: 8 }, 9, 12345), DeviceError);
+    device.streams.destroyStream(stream);
+    rejectsBeforeNative(addon, () => device.data.copyInAsync({ ptr: segment.base, bytes: 1 }, new Uint8Array(1), stream), DeviceError);
+  });
+});
+
+describe('CudaDevice streams and events', () => {
+  it('creates, records, queries and destroys', () => {
+    const { device, addon } = setup();
+    const s = device.streams.createStream();
+    const e = device.streams.recordEvent(s);
+    expect(device.streams.eventDone(e)).toBe(true);
+    device.streams.synchronizeEvent(e);
+    device.streams.destroyEvent(e);
+    rejectsBeforeNative(addon, () => device.streams.eventDone(e), DeviceError);
+    rejectsBeforeNative(addon, () => device.streams.destroyEvent(e), DeviceError);
+    const e0 = device.streams.recordEvent(0);
+    device.streams.destroyEvent(e0);
+    rejectsBeforeNative(addon, () => device.streams.destroyStream(0), DeviceError);
+    device.streams.destroyStream(s);
+    rejectsBeforeNative(addon, () => device.streams.destroyStream(s), DeviceError);
+    rejectsBeforeNative(addon, () => device.streams.recordEvent(s), DeviceError);
+    rejectsBeforeNative(addon, () => device.streams.synchronizeStream('0' as never), DeviceError);
+  });
+});
+
+describe('CudaDevice kernels (through the fake, which runs the CPU references)', () => {
+  it('preprocesses a frame from one block into another', () => {
+    const { device } = setup('malloc');
+    const width = 20;
+    const height = 10;
+    const frame = Uint8Array.from({ length: width * height * 3 }, (_, i) => (i * 37) % 256);
+    const source = blockOf(device.allocateSegment(frame.length));
+    const target = blockOf(device.allocateSegment(3 * 16 * 8 * 2));
+    device.data.copyIn(source, frame);
+    device.kernels.preprocessFrame({ source, width, height, target, targetWidth: 16, targetHeight: 8 });
+    const out = new Uint16Array(3 * 16 * 8);
+    device.data.copyOut(target, out);
+    expect([...out]).toEqual([...preprocessFrameCpu(frame, width, height, { targetWidth: 16, targetHeight: 8 })]);
+  });
+
+  it('crop-resizes boxes', () => {
+    const { device } = setup('malloc');
+    const image = toFloat16Bits(Array.from({ length: 3 * 6 * 5 }, (_, i) => i / 7));
+    const boxes = [0, 0, 5, 6, 1.5, 1, 4, 3];
+    const imageBlock = blockOf(device.allocateSegment(image.byteLength));
+    const target = blockOf(device.allocateSegment(2 * 3 * 4 * 2 * 2));
+    device.data.copyIn(imageBlock, image);
+    device.kernels.cropResize({ image: imageBlock, width: 5, height: 6, boxes, target, outHeight: 4, outWidth: 2 });
+    const out = new Uint16Array(2 * 3 * 4 * 2);
+    device.data.copyOut(target, out);
+    expect([...out]).toEqual([...cropResizeCpu(image, 5, 6, boxes, { outHeight: 4, outWidth: 2 })]);
+  });
+
+  it('validates shapes against block sizes before the addon', () => {
+    const { device, addon } = setup('malloc');
+    const small = blockOf(device.allocateSegment(100));
+    const big = blockOf(device.allocateSegment(3 * 640 * 640 * 2));
+    rejectsBeforeNative(addon, () => device.kernels.preprocessFrame({ source: small, width: 10, height: 10, target: big }), ArgumentRangeError, 'byteOffset');
+    rejectsBeforeNative(addon, () => device.kernels.preprocessFrame({ source: small, width: 0, height: 10, target: big }), ArgumentRangeError, 'width');
+    rejectsBeforeNative(addon, () => device.kernels.preprocessFrame({ source: small, width: 5, height: 5, target: small }), ArgumentRangeError);
+    rejectsBeforeNative(addon, () => device.kernels.preprocessFrame({ source: small, width: 5, height: 5, target: big, std: [0, 1, 1] }), ArgumentRangeError, 'std');
+    rejectsBeforeNative(addon, () => device.kernels.preprocessFrame({ source: small, width: 5, height: 5, target: big, stream: 77 }), DeviceError);
+    rejectsBeforeNative(addon, () => device.kernels.preprocessFrame(null as never), InvalidArgumentError, 'args');
+    rejectsBeforeNative(addon, () => device.kernels.cropResize({ image: big, width: 4, height: 4, boxes: [0, 0, 1], target: big }), ArgumentRangeError, 'boxes');
+    rejectsBeforeNative(addon, () => device.kernels.cropResize({ image: big, width: 4, height: 4, boxes: [0, 0, Number.POSITIVE_INFINITY, 1], target: big }), ArgumentRangeError, 'boxes');
+    rejectsBeforeNative(addon, () => device.kernels.cropResize({ image: small, width: 40, height: 40, boxes: [0, 0, 1, 1], target: big }), ArgumentRangeError);
+    rejectsBeforeNative(addon, () => device.kernels.cropResize({ image: big, width: 4, height: 4, boxes: new Array(4 * 20).fill(1), target: big }), ArgumentRangeError);
+  });
+});
+
+describe('CudaDevice lifetime', () => {
+  it('destroy() releases everything and later calls throw DeviceDestroyedError', () => {
+    const { device, addon } = setup();
+    const range = device.reserve(4 * PAGE);
+    device.map(range, 0, 2 * PAGE);
+    device.streams.createStream();
+    device.destroy();
+    device.destroy();
+    expect(addon.usedBytes).toBe(0);
+    expect(addon.contexts[0]?.destroyed).toBe(true);
+    expect(device.isDestroyed).toBe(true);
+    expect(() => device.reserve(PAGE)).toThrow(DeviceDestroyedError);
+    expect(() => device.unmap(range, 0, PAGE)).toThrow(DeviceDestroyedError);
+    expect(() => device.memInfo()).toThrow(DeviceDestroyedError);
+    expect(() => device.data.fill({ ptr: range.base, bytes: 1 }, 0)).toThrow(DeviceDestroyedError);
+    expect(() => device.streams.createStream()).toThrow(DeviceDestroyedError);
+  });
+
+  it('supports `using`', () => {
+    const addon = new FakeAddon();
+    {
+      using device = new CudaDevice({}, addon);
+      device.allocateSegment(10);
+    }
+    expect(addon.contexts[0]?.destroyed).toBe(true);
+  });
+});
+
+describe('pinned buffers and raw timings (fake addon)', () => {
+  it('allocates, recognizes and frees pinned buffers', () => {
+    const addon = new FakeAddon();
+    const buffer = allocatePinned(4096, addon);
+    expect(buffer.byteLength).toBe(4096);
+    expect(isPinned(buffer)).toBe(true);
+    expect(isPinned(new ArrayBuffer(8))).toBe(false);
+    freePinned(buffer, addon);
+    expect(isPinned(buffer)).toBe(false);
+    expect(() => freePinned(buffer, addon)).toThrow(InvalidArgumentError);
+    expect(() => freePinned(new ArrayBuffer(8), addon)).toThrow(InvalidArgumentError);
+    expect(() => allocatePinned(0, addon)).toThrow(ArgumentRangeError);
+    expect(() => allocatePinned(2 ** 40, addon)).toThrow(ArgumentRangeError);
+  });
+
+  it('validates benchmark options', () => {
+    const addon = new FakeAddon();
+    expect(benchAllocation({ mode: 'vmm', bytes: PAGE, iterations: 5 }, addon)).toBe(1000);
+    expect(() => benchAllocation({ mode: 'vmm', bytes: 0 }, addon)).toThrow(ArgumentRangeError);
+    expect(() => benchAllocation({ mode: 'vmm', bytes: 1, iterations: 0 }, addon)).toThrow(ArgumentRangeError);
+    expect(() => benchAllocation(undefined as never, addon)).toThrow(InvalidArgumentError);
+  });
+});

@@ -1,0 +1,448 @@
+/**
+ * CudaDevice on a real GPU: skipped where CUDA is not available (CI). Run by scripts/gpu-check.sh on
+ * the GPU machine, also under compute-sanitizer memcheck (GPUPOOL_GPU_LIGHT=1 skips the slow
+ * out-of-memory cases there). Raw allocation timings are printed as GPUPOOL_BENCH lines, not asserted.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { ArgumentRangeError, DeviceError, DeviceOutOfMemoryError, InvalidArgumentError } from '@gpupool/core';
+import { describe, expect, it } from 'vitest';
+import { cuda, loadedAddon } from '../src/binding.js';
+import { ALLOCATION_BENCH_MODES, benchAllocation } from '../src/bench.js';
+import { cropResizeCpu, preprocessFrameCpu } from '../src/cpu-kernels.js';
+import { CudaDevice, type CudaDeviceMode } from '../src/cuda-device.js';
+import { CudaError, CudaOutOfMemoryError } from '../src/errors.js';
+import { float16BitsToFloat32, float32ToFloat16Bits } from '../src/float16.js';
+import { allocatePinned, freePinned } from '../src/pinned.js';
+
+const light = process.env.GPUPOOL_GPU_LIGHT === '1';
+const MiB = 1024 * 1024;
+
+/** Deterministic PRNG (mulberry32) so failures repeat. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function pattern(bytes: number, seed: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  for (let i = 0; i < bytes; i++) out[i] = (i * 131 + seed * 17 + (i >>> 8)) & 0xff;
+  return out;
+}
+
+/** Largest distance in float16 units in the last place between two float16 bit arrays (NaN-free). */
+function maxUlp(a: Uint16Array, b: Uint16Array): { max: number; exact: number } {
+  const order = (bits: number) => (bits & 0x8000 ? -(bits & 0x7fff) : bits);
+  let max = 0;
+  let exact = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(order(a[i] as number) - order(b[i] as number));
+    if (d === 0) exact++;
+    if (d > max) max = d;
+  }
+  return { max, exact };
+}
+
+function writeResult(name: string, value: unknown): void {
+  const dir = process.env.GPUPOOL_RESULTS_DIR;
+  console.log(`GPUPOOL_${name} ${JSON.stringify(value)}`);
+  if (dir) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, `${name.toLowerCase()}.json`), `${JSON.stringify(value, null, 2)}\n`);
+  }
+}
+
+describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
+  it('reports the device', () => {
+    const device = new CudaDevice({ mode: 'vmm' });
+    const info = device.memInfo();
+    writeResult('DEVICE', { ...device.properties, pageBytes: device.pageBytes, runtime: cuda.runtimeVersion, driver: cuda.driverVersion });
+    expect(device.pageBytes).toBe(2 * MiB);
+    expect(info.totalBytes).toBeGreaterThan(info.freeBytes);
+    expect(device.totalBytes).toBe(info.totalBytes);
+    expect(device.properties.multiprocessors).toBeGreaterThan(0);
+    device.destroy();
+  });
+
+  describe('VMM arenas', () => {
+    it('maps pages on demand; any page-aligned run unmaps however it was mapped; memory returns', () => {
+      const device = new CudaDevice({ mode: 'vmm' });
+      const before = device.memInfo().freeBytes;
+      const page = device.pageBytes;
+      const range = device.reserve(64 * page);
+      device.map(range, 0, 8 * page);
+      device.map(range, 8 * page, 4 * page);
+      device.map(range, 12 * page, page);
+      expect(before - device.memInfo().freeBytes).toBeGreaterThanOrEqual(13 * page);
+      device.unmap(range, 6 * page, 4 * page); // crosses the first two maps
+      device.unmap(range, 12 * page, page);
+      device.unmap(range, 0, 6 * page);
+      device.unmap(range, 10 * page, 2 * page);
+      expect(device.live()).toMatchObject({ ranges: 1, mappedPages: 0 });
+      device.releaseRange(range);
+      expect(Math.abs(device.memInfo().freeBytes - before)).toBeLessThan(64 * MiB);
+      device.destroy();
+    });
+
+    it('keeps byte patterns intact through map/unmap churn', () => {
+      const device = new CudaDevice({ mode: 'vmm' });
+      const page = device.pageBytes;
+      const pages = 48;
+      const range = device.reserve(pages * page);
+      const mapped = new Array<number>(pages).fill(-1); // seed written to the page, -1 = unmapped
+      const random = rng(7);
+      const probe = 4096; // bytes checked at the start, the middle and the end of each page
+      const rounds = light ? 40 : 300;
+      for (let round = 0; round < rounds; round++) {
+        const first = Math.floor(random() * pages);
+        const count = 1 + Math.floor(random() * Math.min(6, pages - first));
+        const run = mapped.slice(first, first + count);
+        if (run.every((s) => s === -1)) {
+          device.map(range, first * page, count * page);
+          for (let p = first; p < first + count; p++) {
+            const block = { ptr: range.base + BigInt(p * page), bytes: page };
+            device.data.fill(block, p & 0xff);
+            device.data.copyIn(block, pattern(probe, round), 0);
+            device.data.copyIn(block, pattern(probe, round + 1), page - probe);
+            mapped[p] = round;
+          }
+        } else if (run.every((s) => s !== -1)) {
+          device.unmap(range, first * page, count * page);
+          for (let p = first; p < first + count; p++) mapped[p] = -1;
+        }
+        if (round % 10 === 9 || round === rounds - 1) {
+          for (let p = 0; p < pages; p++) {
+            const seed = mapped[p] as number;
+            if (seed === -1) continue;
+            const block = { ptr: range.base + BigInt(p * page), bytes: page };
+            const head = new Uint8Array(probe);
+            const middle = new Uint8Array(probe);
+            const tail = new Uint8Array(probe);
+            device.data.copyOut(block, head, 0);
+            device.data.copyOut(block, middle, page / 2);
+            device.data.copyOut(block, tail, page - probe);
+            expect(head).toEqual(pattern(probe, seed));
+            expect(middle.every((b) => b === (p & 0xff))).toBe(true);
+            expect(tail).toEqual(pattern(probe, seed + 1));
+          }
+        }
+      }
+      device.destroy();
+    });
+
+    it('copies across pages that were mapped separately', () => {
+      const device = new CudaDevice({ mode: 'vmm' });
+      const page = device.pageBytes;
+      const range = device.reserve(4 * page);
+      device.map(range, 0, page);
+      device.map(range, page, page);
+      device.map(range, 2 * page, page);
+      const block = { ptr: range.base + BigInt(page / 2), bytes: 2 * page };
+      const data = pattern(2 * page, 3);
+      device.data.copyIn(block, data);
+      const back = new Uint8Array(2 * page);
+      device.data.copyOut(block, back);
+      expect(back).toEqual(data);
+      device.destroy();
+    });
+
+    it('refuses double unmaps, double maps, unknown ranges and copies into unmapped pages', () => {
+      const device = new CudaDevice({ mode: 'vmm' });
+      const page = device.pageBytes;
+      const range = device.reserve(4 * page);
+      device.map(range, 0, 2 * page);
+      expect(() => device.map(range, page, 2 * page)).toThrow(DeviceError);
+      device.unmap(range, 0, page);
+      expect(() => device.unmap(range, 0, page)).toThrow(DeviceError);
+      expect(() => device.data.fill({ ptr: range.base, bytes: 1 }, 0)).toThrow(ArgumentRangeError);
+      expect(() => device.data.copyIn({ ptr: range.base + BigInt(page), bytes: 8 }, new Uint8Array(9))).toThrow(ArgumentRangeError);
+      expect(() => device.releaseRange(range)).toThrow(DeviceError);
+      expect(() => device.unmap({ ...range, id: 12345 }, 0, page)).toThrow(DeviceError);
+      device.destroy();
+    });
+
+    it('survives the addon being called directly with bad handles (typed errors, no abort)', () => {
+      const addon = loadedAddon();
+      if (addon === undefined) throw new Error('addon missing');
+      const context = new addon.Context(0);
+      expect(() => context.releaseRange(999)).toThrow(/unknown or released address range/);
+      expect(() => context.unmap(999, 0, 2 * MiB)).toThrow();
+      const [id] = context.reserve(4 * MiB);
+      expect(() => context.unmap(id, 0, 2 * MiB)).toThrow(/not mapped/);
+      expect(() => context.map(id, 2 * MiB, 4 * MiB)).toThrow(/inside the range/);
+      expect(() => context.freeSegment(42)).toThrow(/unknown or released segment/);
+      expect(() => context.destroyStream(0)).toThrow(/default stream/);
+      expect(() => context.eventDone(77)).toThrow(/unknown or destroyed event/);
+      let thrown: unknown;
+      try {
+        context.copyIn(16n, new Uint8Array(8), 0, false); // a wild pointer: CUDA refuses it
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toMatchObject({ kind: 'cuda' });
+      expect(typeof (thrown as { cudaName: string }).cudaName).toBe('string');
+      context.destroy();
+      expect(() => context.reserve(2 * MiB)).toThrow(/destroyed/);
+    });
+
+    it.skipIf(light)('reports running out of device memory as CudaOutOfMemoryError and rolls back', () => {
+      const device = new CudaDevice({ mode: 'vmm' });
+      const page = device.pageBytes;
+      const total = Math.ceil(device.totalBytes / page) * page;
+      const range = device.reserve(total + 64 * page);
+      const freeBefore = device.memInfo().freeBytes;
+      let thrown: unknown;
+      try {
+        device.map(range, 0, total + 64 * page);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(CudaOutOfMemoryError);
+      expect(thrown).toBeInstanceOf(DeviceOutOfMemoryError);
+      expect(device.live().mappedPages).toBe(0);
+      expect(Math.abs(device.memInfo().freeBytes - freeBefore)).toBeLessThan(64 * MiB);
+      device.map(range, 0, page); // still usable
+      device.destroy();
+    });
+  });
+
+  describe.each(['malloc', 'mallocAsync'] as CudaDeviceMode[])('%s segments', (mode) => {
+    it('keeps byte patterns intact through allocate/free churn', () => {
+      const device = new CudaDevice({ mode });
+      expect(device.vmm).toBe(false);
+      const random = rng(mode === 'malloc' ? 11 : 13);
+      const live: { segment: ReturnType<CudaDevice['allocateSegment']>; seed: number }[] = [];
+      const rounds = light ? 60 : 400;
+      for (let round = 0; round < rounds; round++) {
+        if (live.length > 0 && random() < 0.45) {
+          const [victim] = live.splice(Math.floor(random() * live.length), 1);
+          if (victim) device.freeSegment(victim.segment);
+        } else {
+          const bytes = 1 + Math.floor(random() ** 3 * 8 * MiB);
+          const segment = device.allocateSegment(bytes);
+          const block = { ptr: segment.base, bytes };
+          device.data.copyIn(block, pattern(Math.min(bytes, 65536), round));
+          if (bytes > 65536) device.data.fill({ ptr: segment.base + 65536n, bytes: bytes - 65536 }, round & 0xff);
+          live.push({ segment, seed: round });
+        }
+      }
+      for (const { segment, seed } of live) {
+        const head = new Uint8Array(Math.min(segment.bytes, 65536));
+        device.data.copyOut({ ptr: segment.base, bytes: segment.bytes }, head);
+        expect(head).toEqual(pattern(head.length, seed));
+        if (segment.bytes > 65536) {
+          const last = new Uint8Array(1);
+          device.data.copyOut({ ptr: segment.base, bytes: segment.bytes }, last, segment.bytes - 1);
+          expect(last[0]).toBe(seed & 0xff);
+        }
+      }
+      expect(device.live().segments).toBe(live.length);
+      device.destroy();
+    });
+
+    it.skipIf(light)('reports an impossible allocation as CudaOutOfMemoryError', () => {
+      const device = new CudaDevice({ mode });
+      let thrown: unknown;
+      try {
+        device.allocateSegment(device.totalBytes * 2);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(CudaOutOfMemoryError);
+      expect(thrown).toMatchObject({ cudaCode: 2, requestedBytes: device.totalBytes * 2 });
+      const segment = device.allocateSegment(1024); // the error did not stick
+      device.freeSegment(segment);
+      device.destroy();
+    });
+  });
+
+  describe('streams, events and pinned buffers', () => {
+    it('orders async copies and fills on a stream, with events', () => {
+      const device = new CudaDevice({ mode: 'malloc' });
+      const bytes = 8 * MiB;
+      const segment = device.allocateSegment(bytes);
+      const block = { ptr: segment.base, bytes };
+      const stream = device.streams.createStream();
+      const staging = allocatePinned(bytes);
+      const view = new Uint8Array(staging);
+      view.set(pattern(bytes, 5));
+      device.data.fillAsync(block, 0, stream);
+      device.data.copyInAsync(block, view, stream);
+      const event = device.streams.recordEvent(stream);
+      device.streams.synchronizeEvent(event);
+      expect(device.streams.eventDone(event)).toBe(true);
+      const out = allocatePinned(bytes);
+      device.data.copyOutAsync(block, new Uint8Array(out), stream);
+      device.streams.synchronizeStream(stream);
+      expect(new Uint8Array(out)).toEqual(pattern(bytes, 5));
+      device.streams.destroyEvent(event);
+      device.streams.destroyStream(stream);
+      freePinned(staging);
+      freePinned(out);
+      expect(staging.byteLength).toBe(0);
+      expect(() => freePinned(out)).toThrow(InvalidArgumentError);
+      expect(() => device.streams.synchronizeStream(stream)).toThrow(DeviceError);
+      device.destroy();
+    });
+  });
+
+  describe('kernels match the CPU references', () => {
+    it('preprocessFrame: random 1920×1080 frame → 3×640×640 float16', () => {
+      const device = new CudaDevice({ mode: 'vmm' });
+      const width = 1920;
+      const height = 1080;
+      const random = rng(21);
+      const frame = Uint8Array.from({ length: width * height * 3 }, () => Math.floor(random() * 256));
+      const source = device.allocateSegment(frame.length);
+      const target = device.allocateSegment(3 * 640 * 640 * 2);
+      const stream = device.streams.createStream();
+      device.data.copyIn({ ptr: source.base, bytes: source.bytes }, frame);
+      device.kernels.preprocessFrame({ source: { ptr: source.base, bytes: source.bytes }, width, height, target: { ptr: target.base, bytes: target.bytes }, stream });
+      device.streams.synchronizeStream(stream);
+      const gpu = new Uint16Array(3 * 640 * 640);
+      device.data.copyOut({ ptr: target.base, bytes: target.bytes }, gpu);
+      const cpu = preprocessFrameCpu(frame, width, height);
+      const { max, exact } = maxUlp(gpu, cpu);
+      writeResult('KERNEL_PREPROCESS', { elements: gpu.length, exact, maxUlp: max });
+      expect(max).toBeLessThanOrEqual(1);
+      device.destroy();
+    });
+
+    it('preprocessFrame: odd sizes, upsampling and custom statistics', () => {
+      const device = new CudaDevice({ mode: 'malloc' });
+      const random = rng(22);
+      for (const [w, h, tw, th] of [
+        [37, 23, 64, 48],
+        [1, 1, 5, 3],
+        [333, 111, 17, 290],
+      ] as const) {
+        const frame = Uint8Array.from({ length: w * h * 3 }, () => Math.floor(random() * 256));
+        const options = { targetWidth: tw, targetHeight: th, mean: [0.1, 0.2, 0.3], std: [0.5, 0.25, 2] };
+        const source = device.allocateSegment(frame.length);
+        const target = device.allocateSegment(3 * tw * th * 2);
+        device.data.copyIn({ ptr: source.base, bytes: source.bytes }, frame);
+        device.kernels.preprocessFrame({ source: { ptr: source.base, bytes: source.bytes }, width: w, height: h, target: { ptr: target.base, bytes: target.bytes }, ...options });
+        const gpu = new Uint16Array(3 * tw * th);
+        device.data.copyOut({ ptr: target.base, bytes: target.bytes }, gpu);
+        expect(maxUlp(gpu, preprocessFrameCpu(frame, w, h, options)).max).toBeLessThanOrEqual(1);
+      }
+      device.destroy();
+    });
+
+    it('cropResize: random boxes on a 3×640×640 float16 image → N×3×256×128', () => {
+      const device = new CudaDevice({ mode: 'vmm' });
+      const random = rng(23);
+      const width = 640;
+      const height = 640;
+      const image = Uint16Array.from({ length: 3 * width * height }, () => float32ToFloat16Bits(random() * 8 - 4));
+      const boxes: number[] = [];
+      for (let n = 0; n < 16; n++) {
+        const x0 = random() * 700 - 30;
+        const y0 = random() * 700 - 30;
+        boxes.push(x0, y0, x0 + 5 + random() * 300, y0 + 5 + random() * 400);
+      }
+      boxes.push(0, 0, 640, 640, 100.25, 50.5, 100.75, 51); // whole image, and a sub-pixel box
+      const count = boxes.length / 4;
+      const page = device.pageBytes;
+      const imageBytes = image.byteLength;
+      const outBytes = count * 3 * 256 * 128 * 2;
+      const rangeBytes = Math.ceil((imageBytes + outBytes) / page + 1) * page;
+      const range = device.reserve(rangeBytes);
+      device.map(range, 0, rangeBytes);
+      const imageBlock = { ptr: range.base, bytes: imageBytes };
+      const target = { ptr: range.base + BigInt(Math.ceil(imageBytes / 256) * 256), bytes: outBytes };
+      device.data.copyIn(imageBlock, image);
+      device.kernels.cropResize({ image: imageBlock, width, height, boxes, target });
+      const gpu = new Uint16Array(count * 3 * 256 * 128);
+      device.data.copyOut(target, gpu);
+      const cpu = cropResizeCpu(image, width, height, boxes);
+      const { max, exact } = maxUlp(gpu, cpu);
+      writeResult('KERNEL_CROP', { elements: gpu.length, exact, maxUlp: max });
+      expect(max).toBeLessThanOrEqual(1);
+      expect(Number.isFinite(float16BitsToFloat32(gpu[0] as number))).toBe(true);
+      device.destroy();
+    });
+  });
+
+  describe('threads and lifetime', () => {
+    const distEntry = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'index.js');
+
+    function runWorker(body: string): Promise<unknown> {
+      const code = `
+        const { parentPort } = require('node:worker_threads');
+        import(${JSON.stringify(pathToFileURL(distEntry).href)}).then(async (m) => {
+          ${body}
+        }).catch((e) => parentPort.postMessage({ error: String(e && e.stack || e) }));`;
+      return new Promise((resolve, reject) => {
+        const worker = new Worker(code, { eval: true });
+        let result: unknown;
+        worker.on('message', (m) => {
+          result = m;
+        });
+        worker.on('error', reject);
+        worker.on('exit', (exitCode) => (exitCode === 0 ? resolve(result) : reject(new Error(`worker exited ${exitCode}`))));
+      });
+    }
+
+    it('works in a worker thread, and the cleanup hook frees what a worker leaves behind', async () => {
+      const device = new CudaDevice({ mode: 'malloc' });
+      const before = device.memInfo().freeBytes;
+      const result = await runWorker(`
+        const device = new m.CudaDevice({ mode: 'vmm' });
+        const range = device.reserve(64 * 1024 * 1024);
+        device.map(range, 0, 64 * 1024 * 1024);
+        const block = { ptr: range.base, bytes: 16 };
+        device.data.copyIn(block, new Uint8Array([1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]));
+        const out = new Uint8Array(16);
+        device.data.copyOut(block, out);
+        const leaked = new m.CudaDevice({ mode: 'malloc' });
+        leaked.allocateSegment(256 * 1024 * 1024); // never freed: the env cleanup hook must free it
+        parentPort.postMessage({ sum: out.reduce((a, b) => a + b, 0), name: device.name });
+        device.destroy();
+      `);
+      expect(result).toMatchObject({ sum: 136 });
+      await new Promise((r) => setTimeout(r, 200));
+      expect(before - device.memInfo().freeBytes).toBeLessThan(64 * MiB);
+      device.destroy();
+    });
+  });
+
+  it('measures raw allocation timings inside C++ (not asserted)', () => {
+    const timings: Record<string, Record<string, number>> = {};
+    for (const bytes of [2 * MiB, 64 * MiB]) {
+      for (const mode of ALLOCATION_BENCH_MODES) {
+        const iterations = light ? 5 : mode === 'malloc' ? 200 : mode === 'vmm' && bytes > 2 * MiB ? 100 : 1000;
+        const ns = benchAllocation({ mode, bytes, iterations });
+        expect(ns).toBeGreaterThan(0);
+        timings[`${bytes / MiB}MiB`] = { ...timings[`${bytes / MiB}MiB`], [mode]: Math.round(ns) };
+      }
+    }
+    writeResult('BENCH', timings);
+  });
+
+  it('turns a CUDA failure into CudaError with the CUDA name', () => {
+    let thrown: unknown;
+    try {
+      new CudaDevice({ deviceIndex: cuda.deviceCount });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(ArgumentRangeError);
+    const addon = loadedAddon();
+    try {
+      addon?.deviceProperties(cuda.deviceCount + 5);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toMatchObject({ kind: 'cuda', cudaName: 'cudaErrorInvalidDevice' });
+    expect(CudaError).toBeDefined();
+  });
+});

@@ -1,0 +1,159 @@
+/**
+ * The shared-memory layout of one arena: every field that threads read or write through
+ * `Atomics` is named here, with the ordering each access relies on. One `Int32Array` over one
+ * `SharedArrayBuffer` holds, in order: the header, the superblock directory (owner, run start,
+ * map state, exported-block count per superblock), the slice table, and one remote-free queue
+ * per slice slot.
+ *
+ * Orderings: JavaScript `Atomics` operations are all sequentially consistent (there is no weaker
+ * mode), and a plain access after an `Atomics.load` that reads a value written by an
+ * `Atomics.store`/`compareExchange` sees everything written before that store. The comments say
+ * which of those edges each field needs; a field marked "owner-only" is written by one thread and
+ * read by others only for statistics.
+ *
+ * Invariants: a superblock's owner changes only by compareExchange FREE → ownerId (claim) or by its
+ * owner (or the adopter of a dead owner) storing FREE after its pages were unmapped; a queue cell is
+ * written only by the producer that won its position.
+ */
+
+/** Layout version: bump when any offset below changes. */
+export const LAYOUT_MAGIC = 0x67707731; // 'gpw1'
+
+// ---- header (int32 indices) ----
+/** Constant after creation. */
+export const HDR_MAGIC = 0;
+/** Constant after creation. */
+export const HDR_SUPERBLOCK_COUNT = 1;
+/** Constant after creation. */
+export const HDR_SLICE_SLOTS = 2;
+/** Constant after creation: cells per remote-free queue (a power of two). */
+export const HDR_QUEUE_CELLS = 3;
+/** Constant after creation: superblock size in 256-byte granules. */
+export const HDR_SUPERBLOCK_GRANULES = 4;
+/** Atomics.add by whoever claims/returns: superblocks not owned by any slice (statistics and fast "full" check). */
+export const HDR_FREE_SUPERBLOCKS = 5;
+/** Atomics.add by the adopter: slices reclaimed after their thread died. */
+export const HDR_RECLAIMED_SLICES = 6;
+/** Atomics.add by the adopter: superblocks returned on behalf of dead slices. */
+export const HDR_RECLAIMED_SUPERBLOCKS = 7;
+/** Atomics.add by the adopter: remote frees found in dead slices' queues. */
+export const HDR_RECLAIMED_REMOTE_FREES = 8;
+/** Atomics.add: remote frees dropped because their owner was gone and its memory already back. */
+export const HDR_DROPPED_REMOTE_FREES = 9;
+export const HEADER_INT32S = 16;
+
+// ---- superblock directory: four int32 per superblock ----
+export const SB_INT32S = 4;
+/**
+ * 0 (FREE) or the ownerId of the slice that owns it. Claimed with compareExchange(FREE → id);
+ * released with Atomics.store(FREE) only after unmap: a claimer that reads FREE then sees the pages
+ * unmapped (the store orders the unmap's plain writes before it).
+ */
+export const SB_OWNER = 0;
+/** Index of the first superblock of the run this one was claimed with; written by the owner before it maps. */
+export const SB_RUN_FIRST = 1;
+/** On the run's first superblock: MAP_UNMAPPED / MAP_MAPPING / MAP_MAPPED. Owner-written; the adopter reads it after the owner died. */
+export const SB_MAP_STATE = 2;
+/**
+ * On the run's first superblock: blocks of this run handed to other threads as descriptors and not
+ * yet freed. Atomics.add/sub by the owner (or adopter); the adopter keeps a run while it is > 0.
+ */
+export const SB_EXPORTED_BLOCKS = 3;
+
+export const OWNER_FREE = 0;
+export const MAP_UNMAPPED = 0;
+/** Set before the device call: a thread killed during `map` leaves this, and the adopter tries to unmap. */
+export const MAP_MAPPING = 1;
+export const MAP_MAPPED = 2;
+
+// ---- slice table: SLICE_INT32S int32 per slot ----
+export const SLICE_INT32S = 16;
+/** SLOT_FREE / SLOT_OPENING / SLOT_ACTIVE / SLOT_ORPHANED. compareExchange FREE → OPENING takes a slot; ACTIVE → ORPHANED starts adoption. */
+export const SL_STATE = 0;
+/** The current ownerId (generation × slots + slot + 1). Stored before SL_STATE becomes ACTIVE. */
+export const SL_OWNER_ID = 1;
+/** Incremented on every reuse of the slot, so stale descriptors and queue entries are recognised. */
+export const SL_GENERATION = 2;
+/** worker_threads threadId of the owner (0 = main thread). */
+export const SL_THREAD_ID = 3;
+/** Owner-only counters, read by others for statistics. */
+export const SL_SUPERBLOCKS = 4;
+export const SL_CLAIMS = 5;
+export const SL_RETURNS = 6;
+/** Remote frees merged by the owner. */
+export const SL_REMOTE_FREES_MERGED = 7;
+/** Atomics.add by producers: frees pushed onto this slot's queue. */
+export const SL_REMOTE_FREES_PUSHED = 8;
+/** Owner-only: remote frees that named no exported block (double or stale release). */
+export const SL_REMOTE_FREES_REJECTED = 9;
+/** Queue consumer position (owner-only writes; producers read it to detect a full queue). */
+export const SL_QUEUE_HEAD = 10;
+/** Queue producer position: producers advance it with compareExchange. */
+export const SL_QUEUE_TAIL = 11;
+/** Owner-only: peak superblocks owned. */
+export const SL_SUPERBLOCKS_PEAK = 12;
+
+export const SLOT_FREE = 0;
+export const SLOT_ACTIVE = 1;
+export const SLOT_ORPHANED = 2;
+/** Taken by a thread that is filling in the slot's fields; nobody else touches it. */
+export const SLOT_OPENING = 3;
+
+// ---- remote-free queue cells (bounded multi-producer single-consumer ring, Vyukov-style) ----
+export const CELL_INT32S = 4;
+/**
+ * Cell sequence number. A producer that wins position `pos` writes the payload with plain stores,
+ * then Atomics.store(seq = pos + 1): the consumer's Atomics.load of seq == pos + 1 then sees the
+ * payload. The consumer frees the cell with Atomics.store(seq = pos + cells).
+ */
+export const CELL_SEQ = 0;
+/** Block offset in the arena, in 256-byte granules. */
+export const CELL_OFFSET_GRANULES = 1;
+/** The block's id in its owner's pool (checked against the owner's exported table). */
+export const CELL_BLOCK_ID = 2;
+/** The ownerId the releaser believed in: entries for an older generation of the slot are dropped. */
+export const CELL_OWNER_ID = 3;
+
+export const GRANULE_BYTES = 256;
+
+export interface LayoutShape {
+  superblockCount: number;
+  sliceSlots: number;
+  queueCells: number;
+}
+
+export function directoryIndex(superblock: number, field: number): number {
+  return HEADER_INT32S + superblock * SB_INT32S + field;
+}
+
+export function sliceIndex(shape: LayoutShape, slot: number, field: number): number {
+  return HEADER_INT32S + shape.superblockCount * SB_INT32S + slot * SLICE_INT32S + field;
+}
+
+export function cellIndex(shape: LayoutShape, slot: number, cell: number, field: number): number {
+  return (
+    HEADER_INT32S +
+    shape.superblockCount * SB_INT32S +
+    shape.sliceSlots * SLICE_INT32S +
+    (slot * shape.queueCells + cell) * CELL_INT32S +
+    field
+  );
+}
+
+export function layoutBytes(shape: LayoutShape): number {
+  return (
+    4 *
+    (HEADER_INT32S +
+      shape.superblockCount * SB_INT32S +
+      shape.sliceSlots * SLICE_INT32S +
+      shape.sliceSlots * shape.queueCells * CELL_INT32S)
+  );
+}
+
+export function ownerIdOf(slot: number, generation: number, slots: number): number {
+  return generation * slots + slot + 1;
+}
+
+export function slotOfOwnerId(ownerId: number, slots: number): number {
+  return (ownerId - 1) % slots;
+}

@@ -1,0 +1,210 @@
+/**
+ * SliceBacking: core's Backing over the superblocks one thread owns in a SharedArena. The pool's
+ * policy sees each claimed run of superblocks as one range (pool-space address = arena offset), so
+ * a block never spans two runs and a run can be handed back whole once no block occupies it.
+ *
+ * Hot path: occupy/vacate touch only this thread's counters. `grow` claims a run (CAS in shared
+ * memory, then one device map call); a run that becomes empty is kept while at most
+ * `emptySuperblocksMax` superblocks sit empty, else the oldest empty run is returned (unmapped and
+ * freed in the directory). Invariant: every run in `runs` is owned by `ownerId` and mapped.
+ */
+import {
+  type ArenaRef,
+  type ArenaSnapshot,
+  type Backing,
+  DeviceOutOfMemoryError,
+  type Policy,
+} from '@gpupool/core';
+import type { SharedArena } from './arena.js';
+import { SL_CLAIMS, SL_RETURNS, SL_SUPERBLOCKS, SL_SUPERBLOCKS_PEAK } from './layout.js';
+
+interface Run {
+  first: number;
+  count: number;
+  /** Occupied blocks in the run (the pool's occupy/vacate). */
+  occupied: number;
+}
+
+export interface SliceBackingOptions {
+  arena: SharedArena;
+  slot: number;
+  ownerId: number;
+  /** Empty superblocks kept before the oldest empty run is returned (default 2). */
+  emptySuperblocksMax?: number;
+}
+
+export class SliceBacking implements Backing {
+  readonly kind = 'superblock';
+  readonly pageBytes: number;
+  readonly arena: SharedArena;
+  readonly slot: number;
+  readonly ownerId: number;
+  private readonly superblockBytes: number;
+  private readonly emptySuperblocksMax: number;
+  private policy: Policy | null = null;
+  /** Run by first superblock; `runOf[sb]` gives the run's first superblock or -1. */
+  private readonly runs = new Map<number, Run>();
+  private readonly runOf: Int32Array;
+  /** Empty runs, oldest first (a run leaves it when occupied again). */
+  private emptyRuns: Run[] = [];
+  private emptySuperblocks = 0;
+  private ownedSuperblocks = 0;
+  private calls = 0;
+  private hint: number;
+  private closed = false;
+
+  constructor(options: SliceBackingOptions) {
+    this.arena = options.arena;
+    this.slot = options.slot;
+    this.ownerId = options.ownerId;
+    this.pageBytes = this.arena.device.pageBytes;
+    this.superblockBytes = this.arena.superblockBytes;
+    this.emptySuperblocksMax = options.emptySuperblocksMax ?? 2;
+    this.runOf = new Int32Array(this.arena.superblockCount).fill(-1);
+    // Threads start scanning at different places, so they rarely race for the same superblock.
+    this.hint = Math.floor((this.slot * this.arena.superblockCount) / this.arena.sliceSlots);
+  }
+
+  get reservedBytes(): number {
+    return this.ownedSuperblocks * this.superblockBytes;
+  }
+
+  get deviceCalls(): number {
+    return this.calls;
+  }
+
+  get superblocks(): number {
+    return this.ownedSuperblocks;
+  }
+
+  attach(policy: Policy): void {
+    this.policy = policy;
+  }
+
+  grow(sizeBytes: number, alignmentBytes: number): boolean {
+    const need = sizeBytes + (alignmentBytes > 256 ? alignmentBytes : 0);
+    const count = Math.ceil(need / this.superblockBytes);
+    const first = this.arena.claimRun(count, this.ownerId, this.hint);
+    if (first < 0) {
+      throw new DeviceOutOfMemoryError(
+        'claimSuperblocks',
+        count * this.superblockBytes,
+        `the shared arena has no free run of ${count} superblock(s) of ${this.superblockBytes} bytes`,
+      );
+    }
+    try {
+      this.arena.mapRun(first, count);
+    } catch (error) {
+      this.arena.returnRun(first, count);
+      throw error;
+    }
+    this.calls++;
+    this.hint = (first + count) % this.arena.superblockCount;
+    const run: Run = { first, count, occupied: 0 };
+    this.runs.set(first, run);
+    this.runOf.fill(first, first, first + count);
+    this.ownedSuperblocks += count;
+    this.emptyRuns.push(run);
+    this.emptySuperblocks += count;
+    this.arena.count(this.slot, SL_CLAIMS);
+    this.arena.count(this.slot, SL_SUPERBLOCKS, count);
+    this.notePeak();
+    this.policy!.addRange(first * this.superblockBytes, count * this.superblockBytes);
+    return true;
+  }
+
+  occupy(address: number): void {
+    const run = this.runs.get(this.runOf[Math.floor(address / this.superblockBytes)]!)!;
+    if (run.occupied++ === 0) {
+      const i = this.emptyRuns.indexOf(run);
+      if (i >= 0) this.emptyRuns.splice(i, 1);
+      this.emptySuperblocks -= run.count;
+    }
+  }
+
+  vacate(address: number): void {
+    const run = this.runs.get(this.runOf[Math.floor(address / this.superblockBytes)]!)!;
+    if (--run.occupied === 0) {
+      this.emptyRuns.push(run);
+      this.emptySuperblocks += run.count;
+      while (this.emptySuperblocks > this.emptySuperblocksMax && this.emptyRuns.length > 0) {
+        if (!this.giveBack(this.emptyRuns[0]!)) break;
+      }
+    }
+  }
+
+  trim(): number {
+    let released = 0;
+    for (const run of [...this.emptyRuns])
+      if (this.giveBack(run)) released += run.count * this.superblockBytes;
+    return released;
+  }
+
+  /** The run's first superblock for a block at `address` (for exported-block counts). */
+  runFirstOf(address: number): number {
+    return this.runOf[Math.floor(address / this.superblockBytes)]!;
+  }
+
+  arenaOf(): ArenaRef {
+    return this.arena.ref;
+  }
+
+  snapshot(): ArenaSnapshot[] {
+    const pagesPerSuperblock = this.superblockBytes / this.pageBytes;
+    return [...this.runs.values()]
+      .sort((a, b) => a.first - b.first)
+      .map((run) => ({
+        id: this.arena.arenaId,
+        kind: 'superblock' as const,
+        base: `0x${(this.arena.ref.base + BigInt(run.first * this.superblockBytes)).toString(16)}`,
+        start: run.first * this.superblockBytes,
+        bytes: run.count * this.superblockBytes,
+        pageBytes: this.pageBytes,
+        mappedBytes: run.count * this.superblockBytes,
+        mappedRuns: [[run.first * pagesPerSuperblock, run.count * pagesPerSuperblock]],
+      }));
+  }
+
+  /**
+   * Gives back every run that holds no exported block; runs with blocks still held by other
+   * threads stay owned, and the slot is left to the arena's creator to adopt.
+   */
+  destroy(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const run of [...this.runs.values()]) {
+      if (this.arena.exportedOf(run.first) > 0) continue;
+      this.arena.returnRun(run.first, run.count);
+      this.forget(run);
+    }
+    this.emptyRuns = [];
+    this.arena.closeSlot(this.slot, this.ownerId);
+  }
+
+  /** Returns an empty run to the arena if the policy lets go of it. */
+  private giveBack(run: Run): boolean {
+    if (run.occupied !== 0 || this.arena.exportedOf(run.first) > 0) return false;
+    if (!this.policy!.removeRange(run.first * this.superblockBytes, run.count * this.superblockBytes))
+      return false;
+    this.arena.returnRun(run.first, run.count);
+    const i = this.emptyRuns.indexOf(run);
+    if (i >= 0) this.emptyRuns.splice(i, 1);
+    this.emptySuperblocks -= run.count;
+    this.forget(run);
+    return true;
+  }
+
+  private forget(run: Run): void {
+    this.runs.delete(run.first);
+    this.runOf.fill(-1, run.first, run.first + run.count);
+    this.ownedSuperblocks -= run.count;
+    this.arena.count(this.slot, SL_SUPERBLOCKS, -run.count);
+    this.arena.count(this.slot, SL_RETURNS);
+  }
+
+  private notePeak(): void {
+    const s = this.arena.sliceStats(this.slot);
+    if (s.superblocks > s.superblocksPeak)
+      this.arena.count(this.slot, SL_SUPERBLOCKS_PEAK, s.superblocks - s.superblocksPeak);
+  }
+}

@@ -1,0 +1,218 @@
+/**
+ * SlicePool: a core Pool whose backing is this thread's slice of a shared arena. It adds what
+ * crossing threads needs: blocks exported as descriptors are remembered (offset → block) until
+ * freed, and frees pushed by other threads onto this slice's remote-free queue are merged at the
+ * start of the next acquire/release and on an idle timer.
+ *
+ * Invariants: `exported` holds exactly the live blocks handed out with toDescriptor; the shared
+ * exported-block count of each run equals the number of its blocks in `exported`; only this
+ * thread pops this slice's queue while the slice is active.
+ */
+import { threadId } from 'node:worker_threads';
+import {
+  type AcquireOptions,
+  type AcquireRequest,
+  ArgumentRangeError,
+  type Block,
+  DoubleReleaseError,
+  Pool,
+} from '@gpupool/core';
+import type { SharedArena } from './arena.js';
+import type { BlockDescriptor } from './descriptor.js';
+import {
+  SL_QUEUE_HEAD,
+  SL_QUEUE_TAIL,
+  SL_REMOTE_FREES_MERGED,
+  SL_REMOTE_FREES_REJECTED,
+  sliceIndex,
+} from './layout.js';
+import { SliceBacking } from './slice-backing.js';
+import type { SliceStats } from './stats.js';
+import type { SlicePoolSettings, ThreadArena } from './thread-context.js';
+
+/** Brand shared by every copy of this package loaded in a thread (ESM and CJS builds). */
+export const SLICE_POOL_BRAND = Symbol.for('@gpupool/workers.SlicePool');
+/** Remote frees merged per operation at most, so one call never does unbounded work. */
+export const MERGE_BATCH_MAX = 1024;
+export const DEFAULT_IDLE_MERGE_MS = 25;
+
+export class SlicePool extends Pool {
+  readonly [SLICE_POOL_BRAND] = true;
+  readonly arena: SharedArena;
+  readonly slot: number;
+  readonly ownerId: number;
+  private readonly slice: SliceBacking;
+  private readonly context: ThreadArena;
+  private readonly exported = new Map<number, Block>();
+  private readonly headAt: number;
+  private readonly tailAt: number;
+  private idleTimer: ReturnType<typeof setInterval> | null = null;
+
+  /** Opens a slice for the calling thread and a pool over it. */
+  static open(context: ThreadArena, settings: SlicePoolSettings): SlicePool {
+    const arena = context.arena;
+    const idleMergeMs = settings.idleMergeMs ?? DEFAULT_IDLE_MERGE_MS;
+    if (!(Number.isFinite(idleMergeMs) && idleMergeMs >= 0)) {
+      throw new ArgumentRangeError(
+        'idleMergeMs',
+        'must be a finite number ≥ 0 (0: no idle merging)',
+        idleMergeMs,
+      );
+    }
+    const esm = settings.emptySuperblocksMax;
+    if (esm !== undefined && !(Number.isInteger(esm) && esm >= 0 && esm <= arena.superblockCount)) {
+      throw new ArgumentRangeError(
+        'emptySuperblocksMax',
+        `must be an integer in 0..${arena.superblockCount}`,
+        esm,
+      );
+    }
+    const { slot, ownerId } = arena.openSlot(threadId);
+    const slice = new SliceBacking({ arena, slot, ownerId, emptySuperblocksMax: esm });
+    try {
+      return new SlicePool(context, settings, slice, idleMergeMs);
+    } catch (error) {
+      slice.destroy();
+      throw error;
+    }
+  }
+
+  private constructor(
+    context: ThreadArena,
+    settings: SlicePoolSettings,
+    slice: SliceBacking,
+    idleMergeMs: number,
+  ) {
+    super({
+      device: context.arena.device,
+      backing: slice,
+      policy: settings.policy,
+      limitBytes: context.arena.arenaBytes,
+      detectLeaks: settings.detectLeaks,
+      name: `slice ${slice.slot} of arena ${context.arena.arenaId} (thread ${threadId})`,
+    });
+    this.arena = context.arena;
+    this.slot = slice.slot;
+    this.ownerId = slice.ownerId;
+    this.slice = slice;
+    this.context = context;
+    this.headAt = sliceIndex(this.arena, this.slot, SL_QUEUE_HEAD);
+    this.tailAt = sliceIndex(this.arena, this.slot, SL_QUEUE_TAIL);
+    if (idleMergeMs > 0) {
+      this.idleTimer = setInterval(() => this.mergeRemoteFrees(), idleMergeMs);
+      this.idleTimer.unref();
+    }
+  }
+
+  override acquire(request: AcquireRequest, options?: AcquireOptions): Block {
+    if (this.remoteFreesWaiting()) this.mergeRemoteFrees();
+    return super.acquire(request, options);
+  }
+
+  /** @internal Called by Block.release(). */
+  override releaseBlock(block: Block): void {
+    if (block._owner === this && this.exported.get(block.offset) === block) this.unexport(block);
+    super.releaseBlock(block);
+    if (this.remoteFreesWaiting()) this.mergeRemoteFrees();
+  }
+
+  override trim(): number {
+    this.mergeRemoteFrees();
+    return super.trim();
+  }
+
+  override destroy(): void {
+    if (this.destroyed) return;
+    if (this.idleTimer !== null) clearInterval(this.idleTimer);
+    this.idleTimer = null;
+    this.mergeRemoteFrees();
+    super.destroy();
+    this.exported.clear();
+    if (this.context.slice === this) this.context.slice = null;
+  }
+
+  /** Superblocks this slice owns now. */
+  get superblocks(): number {
+    return this.slice.superblocks;
+  }
+
+  sliceStats(): SliceStats {
+    return this.arena.sliceStats(this.slot);
+  }
+
+  /** Merges frees other threads queued for this slice's blocks; returns how many were merged. */
+  mergeRemoteFrees(): number {
+    if (this.destroyed) return 0;
+    this.flushDeferred();
+    let merged = 0;
+    this.arena.drainQueue(this.slot, MERGE_BATCH_MAX, (offsetBytes, blockId, ownerId) => {
+      const block = ownerId === this.ownerId ? this.exported.get(offsetBytes) : undefined;
+      if (block === undefined || (block.id | 0) !== blockId || block._owner !== this) {
+        this.arena.count(this.slot, SL_REMOTE_FREES_REJECTED);
+        return;
+      }
+      this.unexport(block);
+      super.releaseBlock(block);
+      merged++;
+    });
+    if (merged > 0) this.arena.count(this.slot, SL_REMOTE_FREES_MERGED, merged);
+    return merged;
+  }
+
+  /** @internal Remembers a block handed to another thread; returns its descriptor. */
+  exportBlock(block: Block): BlockDescriptor {
+    if (block._owner !== this) throw new DoubleReleaseError(`block #${block.id}`);
+    const offset = block.offset;
+    if (this.exported.get(offset) !== block) {
+      this.exported.set(offset, block);
+      this.arena.addExported(this.slice.runFirstOf(offset), 1);
+    }
+    return Object.freeze({
+      arenaId: this.arena.arenaId,
+      offset,
+      bytes: block.bytes,
+      owner: this.ownerId,
+      id: block.id | 0,
+      shape: block.shape === undefined ? undefined : [...block.shape],
+      dtype: block.dtype,
+    });
+  }
+
+  /** @internal The live exported block a descriptor names, if this slice owns it. */
+  exportedBlock(offset: number, id: number): Block | undefined {
+    const block = this.exported.get(offset);
+    return block !== undefined && (block.id | 0) === id ? block : undefined;
+  }
+
+  private unexport(block: Block): void {
+    this.exported.delete(block.offset);
+    this.arena.addExported(this.slice.runFirstOf(block.offset), -1);
+  }
+
+  private remoteFreesWaiting(): boolean {
+    const w = this.arena.words;
+    return Atomics.load(w, this.tailAt) !== Atomics.load(w, this.headAt) || this.context.deferred.length > 0;
+  }
+
+  private flushDeferred(): void {
+    const d = this.context.deferred;
+    if (d.length === 0) return;
+    let kept = 0;
+    for (let i = 0; i < d.length; i += 3) {
+      if (!this.arena.pushRemoteFree(d[i]!, d[i + 1]!, d[i + 2]!)) {
+        d[kept++] = d[i]!;
+        d[kept++] = d[i + 1]!;
+        d[kept++] = d[i + 2]!;
+      }
+    }
+    d.length = kept;
+  }
+}
+
+export function isSlicePool(value: unknown): value is SlicePool {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as Record<symbol, unknown>)[SLICE_POOL_BRAND] === true
+  );
+}

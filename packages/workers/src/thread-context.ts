@@ -1,0 +1,91 @@
+/**
+ * Per-thread registry of attached arenas and the calling thread's slice pool. Kept on
+ * `globalThis` under a registered symbol so the package's entry points (`.` and `./thread`, ESM or
+ * CJS) share one registry per thread even when bundled separately.
+ *
+ * Invariant: at most one SharedArena object and one slice pool per arena per thread; `deferred`
+ * holds remote frees whose owner's queue was full, retried until pushed (never dropped).
+ */
+import { workerData } from 'node:worker_threads';
+import type { ArenaHandle, SharedArena } from './arena.js';
+
+/** workerData key under which createWorkerPool passes the arena to its workers. */
+export const WORKER_DATA_KEY = '@gpupool/workers';
+
+export interface SlicePoolSettings {
+  policy: string | undefined;
+  emptySuperblocksMax: number | undefined;
+  idleMergeMs: number | undefined;
+  detectLeaks: boolean | undefined;
+}
+
+export interface WorkerBootstrap {
+  arena: ArenaHandle;
+  slice: SlicePoolSettings;
+  /** The worker file, to resolve the CUDA module from. */
+  filename: string;
+}
+
+/** The subset of SlicePool the registry needs (avoids an import cycle). */
+export interface ThreadSlice {
+  readonly destroyed: boolean;
+  destroy(): void;
+}
+
+export interface ThreadArena {
+  readonly arena: SharedArena;
+  slice: ThreadSlice | null;
+  settings: SlicePoolSettings | null;
+  /** Remote frees not yet pushed: [ownerId, offsetBytes, blockId] triples. */
+  deferred: number[];
+  retryTimer: ReturnType<typeof setTimeout> | null;
+}
+
+interface Registry {
+  arenas: Map<number, ThreadArena>;
+  /** The arena `threadPool()` serves in this thread. */
+  current: ThreadArena | null;
+}
+
+const REGISTRY_KEY = Symbol.for('@gpupool/workers.thread-registry');
+
+export function registry(): Registry {
+  const g = globalThis as unknown as Record<symbol, Registry | undefined>;
+  let r = g[REGISTRY_KEY];
+  if (r === undefined) {
+    r = { arenas: new Map(), current: null };
+    g[REGISTRY_KEY] = r;
+  }
+  return r;
+}
+
+export function register(
+  arena: SharedArena,
+  settings: SlicePoolSettings | null,
+  makeCurrent: boolean,
+): ThreadArena {
+  const r = registry();
+  let entry = r.arenas.get(arena.arenaId);
+  if (entry === undefined) {
+    entry = { arena, slice: null, settings, deferred: [], retryTimer: null };
+    r.arenas.set(arena.arenaId, entry);
+  }
+  if (settings !== null) entry.settings = settings;
+  if (makeCurrent && (r.current === null || r.current.arena !== arena)) r.current = entry;
+  return entry;
+}
+
+export function unregister(arenaId: number): void {
+  const r = registry();
+  const entry = r.arenas.get(arenaId);
+  if (entry?.retryTimer) clearTimeout(entry.retryTimer);
+  r.arenas.delete(arenaId);
+  if (r.current?.arena.arenaId === arenaId) r.current = null;
+}
+
+/** What createWorkerPool put in this worker's workerData, if anything. */
+export function workerBootstrap(): WorkerBootstrap | undefined {
+  const data = workerData as Record<string, unknown> | null | undefined;
+  if (typeof data !== 'object' || data === null) return undefined;
+  return data[WORKER_DATA_KEY] as WorkerBootstrap | undefined;
+}

@@ -1,0 +1,200 @@
+/**
+ * createWorkerPool: a Piscina 5 pool whose workers each allocate from their own slice of one
+ * shared device arena. The calling (main) thread reserves the arena, passes it to every worker in
+ * `workerData`, can allocate too (`mainPool`, or `threadPool()` here), and adopts the slices of
+ * workers that exit, crash or are terminated, so their superblocks return to the arena.
+ *
+ * Invariants: only this thread adopts dead slices and releases the arena's address range; after
+ * `destroy()` every superblock is back and the range is released.
+ */
+import { threadId as mainThreadId, type Worker } from 'node:worker_threads';
+import { type Device, InvalidArgumentError, type Pool } from '@gpupool/core';
+import { Piscina } from 'piscina';
+import { SharedArena } from './arena.js';
+import { WorkersDestroyedError } from './errors.js';
+import { SlicePool } from './slice-pool.js';
+import type { ArenaStats } from './stats.js';
+import {
+  register,
+  type SlicePoolSettings,
+  type ThreadArena,
+  unregister,
+  WORKER_DATA_KEY,
+  type WorkerBootstrap,
+} from './thread-context.js';
+
+type PiscinaOptions = NonNullable<ConstructorParameters<typeof Piscina>[0]>;
+type RunOptions = NonNullable<Parameters<Piscina['run']>[1]>;
+
+export interface WorkerPoolOptions extends Omit<PiscinaOptions, 'filename' | 'workerData'> {
+  /** HostDevice (CPU, CI) or CudaDevice (@gpupool/native). */
+  device: Device;
+  /** The worker module (absolute path or file URL), as Piscina's `filename`. */
+  filename: string;
+  /** Address space of the shared arena: a multiple of superblockBytes. */
+  arenaBytes: number;
+  /** Unit traded between slices (default 8 MiB, a multiple of the device page). */
+  superblockBytes?: number;
+  /** Policy name for every slice ('tlsf' default); names, not functions, cross threads. */
+  policy?: string;
+  /** Empty superblocks a slice keeps before returning the oldest (default 2). */
+  emptySuperblocksMax?: number;
+  /** Slice slots (main thread included; default 64, at least maxThreads + 1). */
+  maxSlices?: number;
+  /** Cells in each slice's remote-free queue (power of two, default 4096). */
+  remoteFreeQueueCells?: number;
+  /** Period of the idle merge of remote frees and adoption of orphaned slices (ms, default 25; 0: off). */
+  idleMergeMs?: number;
+  /** Leak detection in every slice pool (default true). */
+  detectLeaks?: boolean;
+  /** Passed to workers as Piscina's workerData (must be an object); the arena rides along under '@gpupool/workers'. */
+  workerData?: Record<string, unknown>;
+}
+
+export interface WorkerPoolStats {
+  arena: ArenaStats;
+  threads: number;
+  queueSize: number;
+  completed: number;
+}
+
+export class WorkerPool {
+  readonly piscina: Piscina;
+  readonly arena: SharedArena;
+  private readonly context: ThreadArena;
+  private readonly settings: SlicePoolSettings;
+  private adoptTimer: ReturnType<typeof setInterval> | null = null;
+  private destroyedFlag = false;
+
+  /** @internal Use createWorkerPool. */
+  constructor(options: WorkerPoolOptions) {
+    if (typeof options !== 'object' || options === null) {
+      throw new InvalidArgumentError(
+        'options',
+        'must be an object { device, filename, arenaBytes, … }',
+        options,
+      );
+    }
+    const { device, filename, arenaBytes, superblockBytes, policy, emptySuperblocksMax, maxSlices } = options;
+    const { remoteFreeQueueCells, idleMergeMs, detectLeaks, workerData, ...piscinaOptions } = options;
+    if (typeof filename !== 'string' || filename.length === 0) {
+      throw new InvalidArgumentError(
+        'filename',
+        'must be the path or file URL of the worker module',
+        filename,
+      );
+    }
+    if (policy !== undefined && typeof policy !== 'string') {
+      throw new InvalidArgumentError('policy', "must be a registered policy name such as 'tlsf'", policy);
+    }
+    if (
+      workerData !== undefined &&
+      (typeof workerData !== 'object' || workerData === null || Array.isArray(workerData))
+    ) {
+      throw new InvalidArgumentError(
+        'workerData',
+        'must be a plain object (the arena is added to it)',
+        workerData,
+      );
+    }
+    const arena = SharedArena.create({
+      device,
+      arenaBytes,
+      superblockBytes,
+      maxSlices,
+      remoteFreeQueueCells,
+    });
+    this.arena = arena;
+    this.settings = { policy, emptySuperblocksMax, idleMergeMs, detectLeaks };
+    this.context = register(arena, this.settings, true);
+    const boot: WorkerBootstrap = { arena: arena.share(), slice: this.settings, filename };
+    delete (piscinaOptions as Record<string, unknown>).device;
+    for (const k of ['arenaBytes', 'superblockBytes', 'policy', 'emptySuperblocksMax', 'maxSlices'])
+      delete (piscinaOptions as Record<string, unknown>)[k];
+    try {
+      this.piscina = new Piscina({
+        // 'async' lets a worker's event loop run between tasks, so its idle merge of remote frees runs.
+        atomics: 'async',
+        ...piscinaOptions,
+        filename,
+        workerData: { ...(workerData ?? {}), [WORKER_DATA_KEY]: boot },
+      });
+    } catch (error) {
+      unregister(arena.arenaId);
+      device.releaseRange(arena.range);
+      throw error;
+    }
+    this.piscina.on('workerCreate', (info: { id: number }) => this.watchWorker(info.id));
+    const period = idleMergeMs ?? 25;
+    if (period > 0) {
+      this.adoptTimer = setInterval(() => this.arena.adoptOrphans(), period);
+      this.adoptTimer.unref();
+    }
+  }
+
+  /** The main thread's pool over its own slice (opened on first use). */
+  get mainPool(): Pool {
+    if (this.destroyedFlag) throw new WorkersDestroyedError('mainPool');
+    const slice = this.context.slice;
+    if (slice instanceof SlicePool && !slice.destroyed) return slice;
+    const pool = SlicePool.open(this.context, this.settings);
+    this.context.slice = pool;
+    return pool;
+  }
+
+  /** Runs a task on a worker (Piscina's `run`). */
+  run<T = unknown>(task: unknown, options?: RunOptions): Promise<T> {
+    if (this.destroyedFlag) return Promise.reject(new WorkersDestroyedError('run'));
+    return this.piscina.run(task, options) as Promise<T>;
+  }
+
+  /** Adopts orphaned slices now (also done on a timer); returns the superblocks given back. */
+  reclaim(): number {
+    if (this.destroyedFlag) return 0;
+    return this.arena.adoptOrphans();
+  }
+
+  stats(): WorkerPoolStats {
+    return {
+      arena: this.arena.stats(),
+      threads: this.piscina.threads.length,
+      queueSize: this.piscina.queueSize,
+      completed: this.piscina.completed,
+    };
+  }
+
+  get destroyed(): boolean {
+    return this.destroyedFlag;
+  }
+
+  /**
+   * Stops the workers, adopts their slices, destroys the main slice and releases the arena.
+   * Blocks still held anywhere become invalid.
+   */
+  async destroy(): Promise<void> {
+    if (this.destroyedFlag) return;
+    this.destroyedFlag = true;
+    if (this.adoptTimer !== null) clearInterval(this.adoptTimer);
+    await this.piscina.destroy();
+    const mine = this.context.slice;
+    if (mine !== null && !mine.destroyed) mine.destroy();
+    for (const s of this.arena.stats().slices) {
+      if (s.state === 'active' && s.threadId !== mainThreadId) this.arena.adoptDeadThread(s.threadId);
+    }
+    this.arena.forceReturnAll();
+    unregister(this.arena.arenaId);
+    this.arena.device.releaseRange(this.arena.range);
+  }
+
+  private watchWorker(id: number): void {
+    const worker = (this.piscina.threads as Worker[]).find((w) => w.threadId === id);
+    if (worker === undefined) return;
+    worker.once('exit', () => {
+      if (!this.destroyedFlag) this.arena.adoptDeadThread(id);
+    });
+  }
+}
+
+export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
+  return new WorkerPool(options);
+}

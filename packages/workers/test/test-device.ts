@@ -1,0 +1,26 @@
+/**
+ * The device the suite runs on: HostDevice by default (CI); GPUPOOL_TEST_DEVICE=cuda uses
+ * CudaDevice from the workspace's built @gpupool/native (the GPU check script sets it).
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { type Device, HostDevice, MiB } from '@gpupool/core';
+
+export const DEVICE_KIND = process.env.GPUPOOL_TEST_DEVICE === 'cuda' ? 'cuda' : 'host';
+export const WORKER_FILE = fileURLToPath(new URL('./fixtures/slice-worker.mjs', import.meta.url));
+if (!existsSync(new URL('../dist/index.js', import.meta.url))) {
+  throw new Error('@gpupool/workers tests run against dist/: run `npx tsup` in packages/workers first');
+}
+
+export function makeDevice(capacityBytes = 256 * MiB): Device {
+  if (DEVICE_KIND === 'host') return new HostDevice({ capacityBytes });
+  const require = createRequire(import.meta.url);
+  const native = require('../../native/dist/index.cjs') as { CudaDevice: new () => Device };
+  return new native.CudaDevice();
+}
+
+/** Whether worker threads can map pages on this device kind (CudaDevice needs adoptRange). */
+export function workersCanMap(device: Device): boolean {
+  return device.kind === 'host' || typeof (device as { adoptRange?: unknown }).adoptRange === 'function';
+}

@@ -1,0 +1,200 @@
+import { ArgumentRangeError, InvalidArgumentError, MiB } from '@gpupool/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  createWorkerPool,
+  fromDescriptor,
+  NoArenaError,
+  SharedArena,
+  threadPool,
+  toDescriptor,
+  type WorkerPool,
+} from '../dist/index.js';
+import { DEVICE_KIND, makeDevice, WORKER_FILE, workersCanMap } from './test-device.js';
+
+const THREADS = Number(process.env.THREADS ?? 2);
+const ITERATIONS = Number(process.env.ITERATIONS ?? 1500);
+const SUPERBLOCK = 4 * MiB;
+
+let open: WorkerPool | null = null;
+afterEach(async () => {
+  await open?.destroy();
+  open = null;
+});
+
+function pool(extra: Partial<Parameters<typeof createWorkerPool>[0]> = {}): WorkerPool {
+  const device = makeDevice();
+  open = createWorkerPool({
+    device,
+    filename: WORKER_FILE,
+    arenaBytes: 64 * SUPERBLOCK,
+    superblockBytes: SUPERBLOCK,
+    minThreads: THREADS,
+    maxThreads: THREADS,
+    idleTimeout: 60_000,
+    ...extra,
+  });
+  return open;
+}
+
+const worker = describe.skipIf(!workersCanMap(makeDevice(16 * MiB)));
+
+describe(`arguments (${DEVICE_KIND})`, () => {
+  it('rejects bad sizes with typed errors naming the argument, reserving nothing', () => {
+    const device = makeDevice();
+    const before = device.calls.reserve;
+    expect(() => SharedArena.create({ device, arenaBytes: 3 * MiB, superblockBytes: SUPERBLOCK })).toThrow(
+      ArgumentRangeError,
+    );
+    expect(() => SharedArena.create({ device, arenaBytes: 8 * MiB, superblockBytes: 1000 })).toThrow(
+      /superblockBytes/,
+    );
+    expect(() =>
+      createWorkerPool({ device, filename: WORKER_FILE, arenaBytes: 8 * MiB, policy: (() => 0) as never }),
+    ).toThrow(InvalidArgumentError);
+    expect(device.calls.reserve).toBe(before);
+  });
+
+  it('threadPool() outside a worker pool says why', () => {
+    expect(() => threadPool()).toThrow(NoArenaError);
+  });
+});
+
+describe(`main-thread slice (${DEVICE_KIND})`, () => {
+  it('claims superblocks on demand, keeps bytes intact, and returns them on trim', async () => {
+    const wp = pool({ minThreads: 1, maxThreads: 1 });
+    const main = wp.mainPool;
+    const device = main.device;
+    const a = main.acquire(1 * MiB);
+    const big = main.acquire(3 * SUPERBLOCK); // a run of superblocks
+    device.data!.copyIn(a, new Uint8Array(1 * MiB).fill(7));
+    const out = new Uint8Array(16);
+    device.data!.copyOut(a, out, 1 * MiB - 16);
+    expect([...out]).toEqual(new Array(16).fill(7));
+    expect(wp.stats().arena.ownedSuperblocks).toBe(4);
+    expect(big.bytes).toBe(3 * SUPERBLOCK);
+    a.release();
+    big.release();
+    main.trim();
+    expect(wp.stats().arena.ownedSuperblocks).toBe(0);
+    wp.arena.checkDirectory();
+  });
+
+  it('a descriptor from the owner thread resolves to the same block', () => {
+    const wp = pool({ minThreads: 1, maxThreads: 1 });
+    const b = wp.mainPool.acquire(1000);
+    const d = toDescriptor(b);
+    expect(d).toMatchObject({ offset: b.offset, bytes: 1000, arenaId: wp.arena.arenaId });
+    expect(fromDescriptor(structuredClone(d))).toBe(b);
+    b.release();
+    expect(() => fromDescriptor(d)).toThrow(/released/);
+  });
+});
+
+worker(
+  `workers (${DEVICE_KIND}; stress, not a benchmark: THREADS=${THREADS} ITERATIONS=${ITERATIONS})`,
+  () => {
+    it('random work with a third of releases by another thread: no overlap, patterns intact, all back', async () => {
+      const wp = pool();
+      const tasks = Array.from({ length: THREADS * 2 }, (_, i) =>
+        wp.run<{ corrupt: number; exported: { d: unknown; seed: number }[] }>(
+          { seed: i + 1, iterations: ITERATIONS, exportCount: Math.floor(ITERATIONS / 20), maxBytes: 96_000 },
+          { name: 'churn' },
+        ),
+      );
+      const results = await Promise.all(tasks);
+      expect(results.every((r) => r.corrupt === 0)).toBe(true);
+      // No two live exported blocks overlap.
+      const spans = results.flatMap((r) => r.exported.map((e) => e.d as { offset: number; bytes: number }));
+      spans.sort((p, q) => p.offset - q.offset);
+      for (let i = 1; i < spans.length; i++)
+        expect(spans[i - 1]!.offset + spans[i - 1]!.bytes).toBeLessThanOrEqual(spans[i]!.offset);
+      // Hand every exported block to a thread (often another) and to the main thread.
+      const all = results.flatMap((r) => r.exported);
+      const half = Math.floor(all.length / 2);
+      const freed = await wp.run<{ corrupt: number }>(
+        { items: all.slice(0, half) },
+        { name: 'releaseForeign' },
+      );
+      expect(freed.corrupt).toBe(0);
+      for (const { d } of all.slice(half)) fromDescriptor(d as never).release();
+      // Owners merge remote frees on their next call or when idle.
+      await waitFor(() => allMerged(wp));
+      const stats = wp.stats().arena;
+      expect(stats.total.remoteFreesPushed).toBeGreaterThan(0);
+      expect(stats.total.remoteFreesMerged).toBe(stats.total.remoteFreesPushed);
+      wp.arena.checkDirectory();
+      await wp.destroy();
+      expect(wp.arena.stats().freeSuperblocks).toBe(wp.arena.superblockCount);
+    });
+
+    it('many threads claiming at once never share a superblock', async () => {
+      const wp = pool({ minThreads: THREADS + 1, maxThreads: THREADS + 1, arenaBytes: 24 * SUPERBLOCK });
+      // Every task holds its blocks until all have claimed: held at the same time, never shared.
+      const barrier = new SharedArrayBuffer(4);
+      const results = await Promise.all(
+        Array.from({ length: THREADS + 1 }, () =>
+          wp.run<{ offsets: number[]; owner: number; together: boolean }>(
+            { blocks: 12, bytes: SUPERBLOCK - 4096, barrier, parties: THREADS + 1 },
+            { name: 'claimMany' },
+          ),
+        ),
+      );
+      expect(results.every((r) => r.together)).toBe(true);
+      const seen = new Map<number, number>();
+      for (const r of results)
+        for (const o of r.offsets) {
+          const sb = Math.floor(o / SUPERBLOCK);
+          expect(seen.get(sb) ?? r.owner).toBe(r.owner);
+          seen.set(sb, r.owner);
+        }
+      expect(seen.size).toBeGreaterThan(0);
+      wp.arena.checkDirectory();
+    });
+
+    it.each(['exit', 'terminate'])(
+      'a worker killed mid-run (%s): the arena gets everything back',
+      async (how) => {
+        const wp = pool({ minThreads: 1, maxThreads: 1 });
+        const running = wp.run(
+          { how: how === 'terminate' ? 'hang' : how, blocks: 3, bytes: SUPERBLOCK },
+          { name: 'die' },
+        );
+        running.catch(() => {});
+        await waitFor(() => wp.stats().arena.ownedSuperblocks >= 3);
+        if (how === 'terminate') await wp.piscina.threads[0]!.terminate();
+        await running.then(
+          () => undefined,
+          () => undefined,
+        );
+        await waitFor(() => wp.stats().arena.ownedSuperblocks === 0);
+        const s = wp.stats().arena;
+        expect(s.reclaimedSlices).toBe(1);
+        expect(s.reclaimedSuperblocks).toBeGreaterThanOrEqual(3);
+        wp.arena.checkDirectory();
+      },
+    );
+
+    it('a task that throws keeps its worker; destroy() returns what the task held', async () => {
+      const wp = pool({ minThreads: 1, maxThreads: 1 });
+      await expect(wp.run({ how: 'throw', blocks: 2, bytes: SUPERBLOCK }, { name: 'die' })).rejects.toThrow(
+        /on purpose/,
+      );
+      expect(wp.stats().arena.ownedSuperblocks).toBeGreaterThanOrEqual(2);
+      await wp.destroy();
+      expect(wp.arena.stats().freeSuperblocks).toBe(wp.arena.superblockCount);
+    });
+  },
+);
+
+function allMerged(wp: WorkerPool): boolean {
+  const t = wp.stats().arena.total;
+  return t.remoteFreesMerged === t.remoteFreesPushed;
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const start = Date.now();
+  while (!condition()) {
+    if (Date.now() - start > timeoutMs) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

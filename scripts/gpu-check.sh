@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Runs THERE (the GPU machine: CUDA, no Node, no registry), from the repo root, after
+# scripts/gpu-prepare.sh filled .carry/ here:  run(command="bash scripts/gpu-check.sh native", carry=[".carry"])
+# Unpacks Node and the bundle, links the workspace packages, runs each section's checks, and ends
+# with a short summary (also written to $OUT/summary.txt, with logs and results under $OUT).
+#
+# Usage: bash scripts/gpu-check.sh [section...]   (default: every section in .carry/sections)
+# Add a section by defining check_<name> (and prepare_<name> in gpu-prepare.sh); a check appends
+# one line to SUMMARY via `summary` and returns non-zero on failure.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CARRY="$ROOT/.carry"
+OUT="${OUT:-$ROOT/out}"
+mkdir -p "$OUT"
+SUMMARY=()
+STATUS=0
+summary() { SUMMARY+=("$*"); }
+
+setup() {
+  mkdir -p "$CARRY/bin"
+  if [[ ! -x "$CARRY/bin/node" ]] || ! "$CARRY/bin/node" --version >/dev/null 2>&1; then
+    xz -dc "$CARRY/node.xz" >"$CARRY/bin/node" && chmod +x "$CARRY/bin/node"
+  fi
+  export PATH="$CARRY/bin:$PATH"
+  local stage
+  stage="$(mktemp -d)"
+  xz -dc "$CARRY/bundle.tar.xz" | tar -C "$stage" -xf -
+  rm -rf "$ROOT/node_modules"
+  mv "$stage/node_modules" "$ROOT/node_modules"
+  cp -r "$stage/files/." "$ROOT/"
+  rm -rf "$stage"
+  # Workspace links, as pnpm would make them: every package sees every @gpupool package.
+  for consumer in packages/* apps/*; do
+    [[ -f "$consumer/package.json" ]] || continue
+    mkdir -p "$consumer/node_modules/@gpupool"
+    for pkg in packages/*; do
+      [[ -f "$pkg/package.json" ]] || continue
+      ln -sfn "$ROOT/$pkg" "$consumer/node_modules/@gpupool/$(basename "$pkg")"
+    done
+  done
+  CARD="$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+  echo "gpu-check: node $(node --version); card: ${CARD:-none}; $(date -u +%Y-%m-%dT%H:%MZ)"
+}
+
+# Counts from a vitest JSON report: "passed failed skipped".
+vitest_counts() {
+  node -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    console.log(`${r.numPassedTests} ${r.numFailedTests} ${r.numPendingTests + (r.numTodoTests ?? 0)}`);
+  ' "$1" 2>/dev/null || echo "0 1 0"
+}
+
+check_native() {
+  local dir=packages/native log="$OUT/native-vitest.log" rc=0
+  (cd "$dir" && GPUPOOL_RESULTS_DIR="$OUT/native-results" timeout "${NATIVE_TEST_TIMEOUT_S:-220}" node "$ROOT/node_modules/vitest/vitest.mjs" run \
+    --reporter=default --reporter=json --outputFile.json="$OUT/native-vitest.json") >"$log" 2>&1 || rc=1
+  read -r passed failed skipped < <(vitest_counts "$OUT/native-vitest.json")
+  grep -E '^GPUPOOL_(DEVICE|BENCH|KERNEL)' "$log" | sort -u | sed 's/^/  /'
+  summary "native tests: $passed passed, $failed failed, $skipped skipped (vitest, all files)"
+  ((rc == 0)) || { tail -60 "$log"; STATUS=1; }
+
+  # memcheck over every GPU test file; API errors the tests provoke on purpose are not memory errors.
+  local mlog="$OUT/native-memcheck.log" mrc=0
+  if command -v compute-sanitizer >/dev/null; then
+    (cd "$dir" && GPUPOOL_GPU_LIGHT=1 timeout "${NATIVE_MEMCHECK_TIMEOUT_S:-260}" compute-sanitizer --tool memcheck --report-api-errors no \
+      --target-processes all --log-file "$mlog" \
+      node "$ROOT/node_modules/vitest/vitest.mjs" run test/cuda-gpu.test.ts test/cuda-conformance.test.ts \
+      --reporter=default --reporter=json --outputFile.json="$OUT/native-memcheck-vitest.json") \
+      >"$OUT/native-memcheck-vitest.log" 2>&1 || mrc=1
+    read -r mpassed mfailed mskipped < <(vitest_counts "$OUT/native-memcheck-vitest.json")
+    local errors
+    errors=$(grep -hoE 'ERROR SUMMARY: [0-9]+' "$mlog"* 2>/dev/null | awk '{s += $3} END {print s + 0}')
+    local processes
+    processes=$(grep -hcE 'ERROR SUMMARY' "$mlog"* 2>/dev/null | awk '{s += $1} END {print s + 0}')
+    summary "native memcheck: $errors errors in $processes processes; tests under memcheck: $mpassed passed, $mfailed failed, $mskipped skipped"
+    if ((mrc != 0 || errors != 0)); then
+      tail -40 "$OUT/native-memcheck-vitest.log"
+      grep -m 20 -E '=========' "$mlog"* | head -40
+      STATUS=1
+    fi
+  else
+    summary "native memcheck: compute-sanitizer not found (skipped)"
+  fi
+}
+
+setup
+SECTIONS=("$@")
+((${#SECTIONS[@]} > 0)) || mapfile -t SECTIONS <"$CARRY/sections"
+for section in "${SECTIONS[@]}"; do
+  if declare -F "check_$section" >/dev/null; then
+    echo "gpu-check: section $section"
+    "check_$section" || STATUS=1
+  else
+    summary "$section: no check_$section in scripts/gpu-check.sh"
+    STATUS=1
+  fi
+done
+
+{
+  echo "== gpu-check summary ($(date -u +%Y-%m-%d), ${CARD:-no GPU}) =="
+  printf '%s\n' "${SUMMARY[@]}"
+  echo "result: $([[ $STATUS == 0 ]] && echo PASS || echo FAIL)"
+} | tee "$OUT/summary.txt"
+exit "$STATUS"

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Runs HERE (no GPU): builds what the GPU machine needs and fills .carry/ (git-ignored, < 64 MiB):
+#   .carry/node.xz        this machine's Node binary (the GPU machine has none)
+#   .carry/bundle.tar.xz  built dist folders, the CUDA addon, and a flat node_modules with the
+#                         test runner and the runtime dependencies of the chosen sections
+# Then, from the session: run(command="bash scripts/gpu-check.sh native", carry=[".carry"]).
+#
+# Usage: bash scripts/gpu-prepare.sh [section...]   (default: native)
+# Sections add what they need in prepare_<section> below (packages to build, node_modules roots,
+# files to carry); gpu-check.sh has the matching check_<section>.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CARRY="$ROOT/.carry"
+mkdir -p "$CARRY"
+SECTIONS=("${@:-native}")
+
+# What every section adds to. Paths are relative to the repo root.
+MODULE_ROOTS=(vitest)      # packages whose dependency closure goes into the flat node_modules
+CARRY_PATHS=()             # built (git-ignored) files to carry
+
+prepare_native() {
+  (cd packages/core && npx tsup >/dev/null)
+  (cd packages/native && pnpm run build)
+  CARRY_PATHS+=(packages/core/dist packages/native/dist packages/native/build/Release/gpupool_native.node)
+}
+
+for section in "${SECTIONS[@]}"; do
+  if ! declare -F "prepare_$section" >/dev/null; then
+    echo "gpu-prepare: unknown section '$section'" >&2
+    exit 2
+  fi
+  "prepare_$section"
+done
+
+# The Node binary, compressed once per Node version.
+NODE_BIN="$(command -v node)"
+NODE_VERSION="$(node --version)"
+if [[ ! -f "$CARRY/node.xz" || "$(cat "$CARRY/node.version" 2>/dev/null)" != "$NODE_VERSION" ]]; then
+  xz -T2 -6 -c "$NODE_BIN" >"$CARRY/node.xz"
+  echo "$NODE_VERSION" >"$CARRY/node.version"
+fi
+
+# A flat, self-contained node_modules: pnpm's node_modules are symlinks into node_modules/.pnpm,
+# so walk each root's dependency closure and copy real directories (first version found wins).
+STAGE="$(mktemp -d)"
+trap 'rm -rf "$STAGE"' EXIT
+node - "$STAGE/node_modules" "${MODULE_ROOTS[@]}" <<'NODE'
+const fs = require('node:fs');
+const path = require('node:path');
+const [target, ...roots] = process.argv.slice(2);
+const seen = new Map();
+function find(name, fromDir) {
+  for (let dir = fromDir; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'node_modules', name);
+    if (fs.existsSync(path.join(candidate, 'package.json'))) return fs.realpathSync(candidate);
+    if (dir === path.dirname(dir)) return undefined;
+  }
+}
+function visit(name, fromDir, optional) {
+  const real = find(name, fromDir);
+  if (real === undefined) {
+    if (!optional) console.error(`gpu-prepare: ${name} not found from ${fromDir}`);
+    return;
+  }
+  if (seen.has(name)) return;
+  seen.set(name, real);
+  const pkg = JSON.parse(fs.readFileSync(path.join(real, 'package.json'), 'utf8'));
+  for (const dep of Object.keys(pkg.dependencies ?? {})) visit(dep, real, false);
+  for (const dep of Object.keys(pkg.optionalDependencies ?? {})) visit(dep, real, true);
+  for (const [dep, meta] of Object.entries(pkg.peerDependenciesMeta ?? {})) void dep, void meta;
+}
+for (const root of roots) visit(root, process.cwd(), false);
+for (const [name, real] of seen) {
+  const dest = path.join(target, name);
+  fs.mkdirSync(path.dirname(dest), { recursive: true });
+  fs.cpSync(real, dest, { recursive: true, dereference: true, filter: (src) => !/[\\/](test|tests|docs?|\.github)[\\/]?$/.test(src) || src === real });
+}
+console.log(`gpu-prepare: ${seen.size} packages in the flat node_modules`);
+NODE
+
+for p in "${CARRY_PATHS[@]}"; do
+  mkdir -p "$STAGE/files/$(dirname "$p")"
+  cp -rL "$p" "$STAGE/files/$p"
+done
+tar -C "$STAGE" -cf - node_modules files | xz -T2 -6 >"$CARRY/bundle.tar.xz"
+printf '%s\n' "${SECTIONS[@]}" >"$CARRY/sections"
+du -sh "$CARRY"/* | sed 's/^/gpu-prepare: /'
+total=$(du -sb "$CARRY" | cut -f1)
+if ((total > 60 * 1024 * 1024)); then
+  echo "gpu-prepare: .carry is $((total / 1024 / 1024)) MiB: over the 64 MiB carry limit" >&2
+  exit 1
+fi
