@@ -65,7 +65,7 @@ check_native() {
   if command -v compute-sanitizer >/dev/null; then
     (cd "$dir" && GPUPOOL_GPU_LIGHT=1 timeout "${NATIVE_MEMCHECK_TIMEOUT_S:-260}" compute-sanitizer --tool memcheck --report-api-errors no \
       --target-processes all --log-file "$mlog" \
-      node "$ROOT/node_modules/vitest/vitest.mjs" run test/cuda-gpu.test.ts test/cuda-conformance.test.ts \
+      node "$ROOT/node_modules/vitest/vitest.mjs" run test/cuda-gpu.test.ts test/cuda-conformance.test.ts --pool=threads \
       --reporter=default --reporter=json --outputFile.json="$OUT/native-memcheck-vitest.json") \
       >"$OUT/native-memcheck-vitest.log" 2>&1 || mrc=1
     read -r mpassed mfailed mskipped < <(vitest_counts "$OUT/native-memcheck-vitest.json")

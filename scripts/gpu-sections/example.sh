@@ -1,9 +1,11 @@
+#!/usr/bin/env bash
 # GPU section: the example app (apps/example) on CUDA, with the pool and with --no-pool.
 # A bash fragment, run (or sourced) on the GPU machine from the repo root: `node` on PATH, every
 # dist/ built, the CUDA addon built, a self-contained node_modules present, $OUT an output folder.
 # Writes $OUT/example-cuda-{pool,nopool}.json (one JSON object each), the HTML memory reports and
 # the logs; prints frames/s and device calls for both runs. Sets EXAMPLE_STATUS (0 = both runs
-# exited 0: every frame right, no leaks). Never exits the calling shell.
+# exited 0: every frame right, no leaks). Sourced, it never exits the calling shell; run as
+# `bash scripts/gpu-sections/example.sh`, it exits with EXAMPLE_STATUS.
 # Knobs: EXAMPLE_CAMERAS (default 4), EXAMPLE_FRAMES per camera (default 100), EXAMPLE_WORKERS (default 4).
 
 EXAMPLE_STATUS=0
@@ -44,3 +46,5 @@ for example_mode in pool nopool; do
   ' "$EXAMPLE_OUT/example-cuda-$example_mode.json" "$example_mode" "$example_rc"
 done
 unset example_mode example_extra example_rc
+# Run directly (not sourced): report the status as the exit code.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then exit "$EXAMPLE_STATUS"; fi

@@ -9,6 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { policyNames } from '@gpupool/core';
 import { renderReport } from './report.js';
 import {
   CAMERAS_MAX,
@@ -146,7 +147,12 @@ export async function main(argv: string[]): Promise<number> {
       workers: integer('workers', values.workers, defaultWorkers(), 0, WORKERS_MAX),
       workerFile: new URL('./worker.js', import.meta.url),
     };
-    if (values.policy !== undefined) options.policy = values.policy;
+    if (values.policy !== undefined) {
+      if (!policyNames().includes(values.policy)) {
+        throw new UsageError(`--policy must be one of ${policyNames().join(', ')} (got '${values.policy}')`);
+      }
+      options.policy = values.policy;
+    }
   } catch (error) {
     process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
     return 2;

@@ -212,8 +212,12 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
       args = parseArgs(rest, COMMON, command);
       if (flag(args, 'help')) return help(io);
       if (args.positionals.length === 0) throw new BenchUsageError('merge needs at least one result file');
-      bundle = mergeFiles(args.positionals);
-      bundle = await bundleWith(false, (b) => mergeInto(b, bundle), args);
+      const merged = mergeFiles(args.positionals);
+      const onCuda = [...merged.replays, ...merged.latency, ...merged.scaling].some((r) =>
+        r.device.startsWith('cuda'),
+      );
+      bundle = await bundleWith(onCuda && merged.machine?.gpu == null, (b) => mergeInto(b, merged), args);
+      if (merged.machine !== undefined) bundle.machine = merged.machine;
       if (flag(args, 'json')) printJson(io, [bundle]);
       else io.stdout(`${summaryTables(bundle)}\n`);
       break;

@@ -168,3 +168,32 @@ describe('other commands', () => {
     expect(r.err).toMatch(/no result record/);
   });
 });
+
+describe('scaling (built worker file)', () => {
+  it('reports slices and the locked pool per thread count, relative to one thread', async () => {
+    const { existsSync } = await import('node:fs');
+    if (!existsSync(new URL('../dist/scaling-worker.js', import.meta.url))) return; // needs `tsup` first (turbo: test dependsOn build)
+    const { code, out, err } = await cli(
+      'scaling',
+      '--workers',
+      '1,2',
+      '--pairs',
+      '2000',
+      '--runs',
+      '1',
+      '--json',
+    );
+    expect(err).toBe('');
+    expect(code).toBe(0);
+    const r = JSON.parse(out);
+    expect(r.kind).toBe('scaling');
+    expect(r.rows.map((x: { mode: string; threads: number }) => `${x.mode}:${x.threads}`).sort()).toEqual([
+      'locked:1',
+      'locked:2',
+      'slices:1',
+      'slices:2',
+    ]);
+    for (const row of r.rows) expect(row.pairsPerSecond).toBeGreaterThan(0);
+    expect(r.rows.find((x: { threads: number }) => x.threads === 1).efficiency).toBe(1);
+  });
+});

@@ -66,12 +66,12 @@ export interface PoolOptions {
   retainMinBytes?: number;
   /**
    * Report blocks garbage-collected without release. 'sampled' (default) watches one block in
-   * `leakSampleEvery` (64): a leak that repeats is caught at almost no cost, while watching every
+   * `leakSampleEvery` (256): a leak that repeats is caught at almost no cost, while watching every
    * block ('all' or true) costs ~0.6 µs per block in V8's FinalizationRegistry. false or 'off'
    * turns it off. Aged blocks (leakAgeMs) are checked for every block regardless.
    */
   detectLeaks?: boolean | 'all' | 'sampled' | 'off';
-  /** With detectLeaks 'sampled': watch one block in this many (a power of two; default 64). */
+  /** With detectLeaks 'sampled': watch one block in this many (a power of two; default 256). */
   leakSampleEvery?: number;
   /**
    * Bytes of recently released small blocks kept whole for immediate reuse by an acquire of the
@@ -105,6 +105,8 @@ export class Pool implements BlockOwner, Disposable {
   readonly limitBytes: number;
   private readonly backing: Backing;
   private readonly leakDetector: LeakDetector | null;
+  /** Runs the leakAgeMs timer: the leak detector, or a detector of its own when GC detection is off. */
+  private ageChecker: LeakDetector | null = null;
   /** Blocks whose id & leakSampleMask is 0 are watched. */
   private readonly leakSampleMask: number;
   private readonly blockCache: BlockCache | null;
@@ -193,7 +195,7 @@ export class Pool implements BlockOwner, Disposable {
     if (![true, false, 'all', 'sampled', 'off'].includes(detect)) {
       throw new InvalidArgumentError('detectLeaks', "must be true, false, 'all', 'sampled' or 'off'", detect);
     }
-    const sampleEvery = options.leakSampleEvery ?? 64;
+    const sampleEvery = options.leakSampleEvery ?? 256;
     if (!isPowerOfTwo(sampleEvery)) {
       throw new ArgumentRangeError('leakSampleEvery', 'must be a power of two', sampleEvery);
     }
@@ -203,7 +205,10 @@ export class Pool implements BlockOwner, Disposable {
     const cacheBytes = checkOptionalPositive(options.blockCacheBytes, 'blockCacheBytes', true) ?? 1024 * 1024;
     this.blockCache = cacheBytes > 0 && !this.policy.cachesBlocks ? new BlockCache(cacheBytes) : null;
     if (this.leakAgeMs > 0) {
-      this.leakDetector?.startAgeChecks(Math.max(50, Math.min(this.leakAgeMs / 2, 10_000)), () =>
+      // Fix (core tests): the age checks ran only when GC leak detection was on; leakAgeMs is an
+      // option of its own, so it gets its own detector-independent timer (unref'd by LeakDetector).
+      this.ageChecker = this.leakDetector ?? new LeakDetector(() => {});
+      this.ageChecker.startAgeChecks(Math.max(50, Math.min(this.leakAgeMs / 2, 10_000)), () =>
         this.checkAges(),
       );
     }
@@ -272,7 +277,6 @@ export class Pool implements BlockOwner, Disposable {
         : `${dtype}:${shape.join(',')}`
       : undefined;
 
-    const callsBefore = this.backing.deviceCalls;
     let slot = -1;
     if (this.blockCache !== null && alignmentBytes === POLICY_GRANULE_BYTES) {
       // Fix (core tests, stream conformance): finish this stream's pending frees first, so a block
@@ -281,7 +285,9 @@ export class Pool implements BlockOwner, Disposable {
       if (this.pending.length > 0) this.finishPending(false, stream);
       slot = this.blockCache.take(sizeBytes);
     }
-    if (slot < 0) {
+    const fromCache = slot >= 0;
+    const callsBefore = fromCache ? 0 : this.backing.deviceCalls;
+    if (!fromCache) {
       slot = this.place(sizeBytes, alignmentBytes, key, stream, bytes);
       this.ensureSlots(slot);
     }
@@ -311,12 +317,16 @@ export class Pool implements BlockOwner, Disposable {
     );
 
     this.acquires++;
-    if (this.backing.deviceCalls === callsBefore) this.reuses++;
     this.liveBlocks++;
     this.liveBytes += bytes;
     if (this.liveBytes > this.peakLiveBytes) this.peakLiveBytes = this.liveBytes;
-    const reserved = this.backing.reservedBytes;
-    if (reserved > this.peakReservedBytes) this.peakReservedBytes = reserved;
+    if (fromCache) {
+      this.reuses++; // a cached block is placed and mapped already: reserved memory is unchanged
+    } else {
+      if (this.backing.deviceCalls === callsBefore) this.reuses++;
+      const reserved = this.backing.reservedBytes;
+      if (reserved > this.peakReservedBytes) this.peakReservedBytes = reserved;
+    }
     if (this.leakDetector !== null && (id & this.leakSampleMask) === 0) this.leakDetector.watch(block, slot);
     if (this.recorder !== null) this.recorder.acquired(id, bytes);
     return block;
@@ -403,7 +413,7 @@ export class Pool implements BlockOwner, Disposable {
   destroy(): void {
     if (this.destroyedFlag) return;
     this.destroyedFlag = true;
-    this.leakDetector?.stopAgeChecks();
+    this.ageChecker?.stopAgeChecks();
     this.pending = [];
     this.backing.destroy();
     this.liveBlocks = 0;
@@ -555,7 +565,7 @@ export class Pool implements BlockOwner, Disposable {
     try {
       return this.tryPlace(sizeBytes, alignmentBytes, key);
     } catch (error) {
-      if (!(error instanceof DeviceOutOfMemoryError) && !(error instanceof NoFitError)) throw error;
+      if (!isRefusal(error)) throw error;
       // Recovery: wait for other streams' frees, empty caches, give back empty memory, retry once.
       this.fragmentationEvents++;
       this.finishPending(true);
@@ -565,8 +575,7 @@ export class Pool implements BlockOwner, Disposable {
       try {
         return this.tryPlace(sizeBytes, alignmentBytes, key);
       } catch (retryError) {
-        if (!(retryError instanceof DeviceOutOfMemoryError) && !(retryError instanceof NoFitError))
-          throw retryError;
+        if (!isRefusal(retryError)) throw retryError;
         this.outOfMemoryErrors++;
         let info = { freeBytes: Number.NaN, totalBytes: this.device.totalBytes };
         try {
@@ -670,7 +679,8 @@ export class Pool implements BlockOwner, Disposable {
     if (this.blockCache !== null) {
       this.blockCache.flush((slot) => this.freeToPolicy(slot, this.policy.addressOf(slot), this.policy.sizeOf(slot)));
     }
-    if (!this.policy.cachesBlocks) return;
+    // Fix (core tests): flush every policy, not only caching ones: sizeClass keeps empty slabs that
+    // trim() and OOM recovery must get back (an empty pool refused a block that fit its limit).
     this.policy.flush((slot, address, bytes) => {
       if (this.slotOccupied[slot] === 1) {
         this.slotOccupied[slot] = 0;
@@ -753,6 +763,21 @@ export class Pool implements BlockOwner, Disposable {
 
 /** The policy had no room and the backing could not grow: handled like a device refusal. */
 class NoFitError extends Error {}
+
+const REFUSAL_CODES: ReadonlySet<unknown> = new Set(['ERR_GPUPOOL_DEVICE_OUT_OF_MEMORY', 'ERR_GPUPOOL_INJECTED_FAULT']);
+
+/**
+ * Fix (core tests): a device refusal, recognised by its stable code as well as by class, because a
+ * device may throw errors of another copy of core (a CommonJS and an ESM copy in one process, or
+ * a native package built against core's dist); `instanceof` alone skipped OOM recovery for them.
+ */
+function isRefusal(error: unknown): boolean {
+  return (
+    error instanceof DeviceOutOfMemoryError ||
+    error instanceof NoFitError ||
+    (typeof error === 'object' && error !== null && REFUSAL_CODES.has((error as { code?: unknown }).code))
+  );
+}
 
 function resolvePolicy(policy: PoolOptions['policy']): Policy {
   if (policy === undefined) return createPolicy(DEFAULT_POLICY);

@@ -99,8 +99,7 @@ export class VmmBacking implements Backing {
     let needed = 0;
     for (let p = first; p <= last; p++) if (this.mapped[p] === 0) needed++;
     if (needed > 0) {
-      const allowance = Math.max(this.highWaterPages, Math.ceil(this.peakTouchedPages * (1 + this.highWaterSlack)));
-      const over = this.mappedPages + needed - allowance;
+      const over = this.mappedPages + needed - this.allowancePages();
       if (over > 0 && this.emptyMappedPages > 0) this.releaseEmpty(over, first, last);
       this.mapMissing(first, last, needed);
       if (this.mappedPages > this.highWaterPages) this.highWaterPages = this.mappedPages;
@@ -193,6 +192,11 @@ export class VmmBacking implements Backing {
     this.mappedPages = 0;
     this.emptyMappedPages = 0;
     this.device.releaseRange(this.range);
+  }
+
+  /** Pages that may be mapped without swapping: the high-water mark, or the touched peak plus slack. */
+  private allowancePages(): number {
+    return Math.max(this.highWaterPages, Math.ceil(this.peakTouchedPages * (1 + this.highWaterSlack)));
   }
 
   /** Maps every unmapped page in [first, last], one device call per run. */

@@ -8,9 +8,9 @@ import { describe, expect, it } from 'vitest';
 import {
   type Block,
   createPool,
+  type FaultPredicate,
   failCalls,
   failFrom,
-  type FaultPredicate,
   MiB,
   type Pool,
   policyNames,

@@ -89,6 +89,7 @@ interface Tap {
 
 /** The two neighbours of source coordinate `s` and their weights (kernels.cu: Tap). */
 function tap(s: number, size: number): Tap {
+  // biome-ignore lint/complexity/useMathMinMax: mirrors the CUDA comparison exactly (keeps -0, as kernels.cu does)
   const c = s < 0 ? 0 : s;
   let i = Math.floor(c);
   if (i > size - 1) i = size - 1;
@@ -215,5 +216,6 @@ export function cropResizeCpu(
 }
 
 function clamp(v: number, hi: number): number {
+  // biome-ignore lint/complexity/useMathMinMax: mirrors the CUDA comparison exactly (keeps -0, as kernels.cu does)
   return v < 0 ? 0 : v > hi ? hi : v;
 }

@@ -1,10 +1,10 @@
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeviceError } from '@gpupool/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { classifyProbe, cuda } from '../src/binding.js';
 import { benchAllocation } from '../src/bench.js';
+import { classifyProbe, cuda } from '../src/binding.js';
 import { CudaDevice, cudaDeviceProperties } from '../src/cuda-device.js';
 import { CudaUnavailableError } from '../src/errors.js';
 import type { NativeProbe } from '../src/native-api.js';
@@ -30,7 +30,12 @@ describe('classifyProbe', () => {
 
   it('says "no driver" for CUDA error 35', () => {
     const s = classifyProbe(probe({ status: 35, statusName: 'cudaErrorInsufficientDriver' }), '/x.node');
-    expect(s).toMatchObject({ available: false, status: 'no-driver', cudaCode: 35, cudaName: 'cudaErrorInsufficientDriver' });
+    expect(s).toMatchObject({
+      available: false,
+      status: 'no-driver',
+      cudaCode: 35,
+      cudaName: 'cudaErrorInsufficientDriver',
+    });
     expect(s.reason).toMatch(/^no driver: CUDA error 35 \(cudaErrorInsufficientDriver\).*13\.0/);
   });
 

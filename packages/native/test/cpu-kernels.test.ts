@@ -23,14 +23,19 @@ describe('preprocessFrameCpu', () => {
     const frame = new Uint8Array(3).fill(255);
     const out = preprocessFrameCpu(frame, 1, 1, { targetWidth: 1, targetHeight: 1 });
     const expected = [(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225];
-    values(out).forEach((v, i) => expect(v).toBeCloseTo(expected[i] as number, 2));
+    for (const [i, v] of values(out).entries()) expect(v).toBeCloseTo(expected[i] as number, 2);
   });
 
   it('downsamples 4×1 → 2×1 with half-pixel centers (averages pairs)', () => {
     // Gray values 0, 100, 200, 250: output centers at source x = 0.5 and 2.5.
     const gray = [0, 100, 200, 250];
     const frame = Uint8Array.from(gray.flatMap((g) => [g, g, g]));
-    const out = preprocessFrameCpu(frame, 4, 1, { targetWidth: 2, targetHeight: 1, mean: [0, 0, 0], std: [1 / 255, 1 / 255, 1 / 255] });
+    const out = preprocessFrameCpu(frame, 4, 1, {
+      targetWidth: 2,
+      targetHeight: 1,
+      mean: [0, 0, 0],
+      std: [1 / 255, 1 / 255, 1 / 255],
+    });
     // (x / 255 - 0) / (1/255) = x, up to float32 rounding.
     const v = values(out);
     expect(v[0]).toBeCloseTo(50, 1);
@@ -55,7 +60,13 @@ describe('preprocessFrameCpu', () => {
     expect(() => preprocessFrameCpu(new Uint8Array(3), 1, 1, { std: [1, 0, 1] })).toThrow(/std/);
     expect(() => preprocessFrameCpu(new Uint8Array(3), 1, 1, { mean: [1, 2] })).toThrow(/mean/);
     expect(() => preprocessFrameCpu(new Uint8Array(3), 1, 1, { targetWidth: 1.5 })).toThrow(/targetWidth/);
-    expect(() => preprocessFrameCpu(new Uint8Array(3), 1, 1, { out: new Uint16Array(2), targetWidth: 1, targetHeight: 1 })).toThrow(/out/);
+    expect(() =>
+      preprocessFrameCpu(new Uint8Array(3), 1, 1, {
+        out: new Uint16Array(2),
+        targetWidth: 1,
+        targetHeight: 1,
+      }),
+    ).toThrow(/out/);
   });
 });
 
@@ -94,6 +105,8 @@ describe('cropResizeCpu', () => {
     expect(() => cropResizeCpu(image, 2, 2, [0, 0, Number.NaN, 1])).toThrow(ArgumentRangeError);
     expect(() => cropResizeCpu(image, 2, 2, 'boxes' as unknown as number[])).toThrow(InvalidArgumentError);
     expect(() => cropResizeCpu(image, 3, 2, [0, 0, 1, 1])).toThrow(/image/);
-    expect(() => cropResizeCpu(new Float32Array(12) as unknown as Uint16Array, 2, 2, [])).toThrow(InvalidArgumentError);
+    expect(() => cropResizeCpu(new Float32Array(12) as unknown as Uint16Array, 2, 2, [])).toThrow(
+      InvalidArgumentError,
+    );
   });
 });

@@ -9,7 +9,7 @@ import type { Device } from '@gpupool/core';
 import { describe, it } from 'vitest';
 import { cuda } from '../src/binding.js';
 import { CudaDevice } from '../src/cuda-device.js';
-import { FakeAddon, FAKE_PAGE_BYTES } from './fake-addon.js';
+import { FAKE_PAGE_BYTES, FakeAddon } from './fake-addon.js';
 
 type Suite = (deviceName: string, makeDevice: () => Device) => void;
 
@@ -24,8 +24,10 @@ if (suite === undefined) {
   });
 } else {
   describe('CudaDevice over the fake addon (CI)', () => {
-    suite('CudaDevice(fake vmm)', () => new CudaDevice({ mode: 'vmm' }, new FakeAddon({ capacityBytes: 512 * FAKE_PAGE_BYTES })));
-    suite('CudaDevice(fake malloc)', () => new CudaDevice({ mode: 'malloc' }, new FakeAddon({ capacityBytes: 512 * FAKE_PAGE_BYTES })));
+    suite('CudaDevice(fake vmm)', () =>
+      new CudaDevice({ mode: 'vmm' }, new FakeAddon({ capacityBytes: 512 * FAKE_PAGE_BYTES })));
+    suite('CudaDevice(fake malloc)', () =>
+      new CudaDevice({ mode: 'malloc' }, new FakeAddon({ capacityBytes: 512 * FAKE_PAGE_BYTES })));
   });
   describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     suite('CudaDevice(vmm)', () => new CudaDevice({ mode: 'vmm' }));

@@ -17,7 +17,7 @@ import { CudaDevice, cudaDeviceProperties } from '../src/cuda-device.js';
 import { CudaError, CudaOutOfMemoryError } from '../src/errors.js';
 import { toFloat16Bits } from '../src/float16.js';
 import { allocatePinned, freePinned, isPinned } from '../src/pinned.js';
-import { FAKE_PAGE_BYTES as PAGE, FakeAddon } from './fake-addon.js';
+import { FakeAddon, FAKE_PAGE_BYTES as PAGE } from './fake-addon.js';
 
 const blockOf = (segment: { base: bigint; bytes: number }) => ({ ptr: segment.base, bytes: segment.bytes });
 
@@ -28,7 +28,12 @@ function setup(mode: 'vmm' | 'malloc' | 'mallocAsync' = 'vmm', capacityPages = 6
 }
 
 /** Runs `fn`, expects it to throw `type`, and checks the addon saw no new call. */
-function rejectsBeforeNative(addon: FakeAddon, fn: () => unknown, type: abstract new (...args: never[]) => Error, argument?: string) {
+function rejectsBeforeNative(
+  addon: FakeAddon,
+  fn: () => unknown,
+  type: abstract new (...args: never[]) => Error,
+  argument?: string,
+) {
   const before = addon.calls.length;
   let thrown: unknown;
   try {
@@ -44,7 +49,14 @@ function rejectsBeforeNative(addon: FakeAddon, fn: () => unknown, type: abstract
 describe('CudaDevice construction', () => {
   it('describes the device', () => {
     const { device } = setup();
-    expect(device).toMatchObject({ kind: 'cuda', name: 'Fake GPU', pageBytes: PAGE, vmm: true, mode: 'vmm', deviceIndex: 0 });
+    expect(device).toMatchObject({
+      kind: 'cuda',
+      name: 'Fake GPU',
+      pageBytes: PAGE,
+      vmm: true,
+      mode: 'vmm',
+      deviceIndex: 0,
+    });
     expect(device.totalBytes).toBe(64 * PAGE);
     expect(device.properties).toMatchObject({ computeCapability: '9.0', multiprocessors: 132 });
     expect(setup('malloc').device.vmm).toBe(false);
@@ -56,7 +68,9 @@ describe('CudaDevice construction', () => {
     expect(() => new CudaDevice({ mode: 'cuMalloc' as 'vmm' }, addon)).toThrow(InvalidArgumentError);
     expect(() => new CudaDevice({ deviceIndex: 1.5 }, addon)).toThrow(ArgumentRangeError);
     expect(() => new CudaDevice({ deviceIndex: 1 }, addon)).toThrow(/device count/);
-    expect(() => new CudaDevice({ deviceIndex: '0' as unknown as number }, addon)).toThrow(InvalidArgumentError);
+    expect(() => new CudaDevice({ deviceIndex: '0' as unknown as number }, addon)).toThrow(
+      InvalidArgumentError,
+    );
   });
 
   it('refuses vmm mode on a GPU without VMM, and allows malloc there', () => {
@@ -101,7 +115,12 @@ describe('CudaDevice VMM bookkeeping', () => {
     rejectsBeforeNative(addon, () => device.map(range, 1, PAGE), ArgumentRangeError, 'offsetBytes');
     rejectsBeforeNative(addon, () => device.map(range, 0, PAGE / 2), ArgumentRangeError, 'bytes');
     rejectsBeforeNative(addon, () => device.map(range, 2 * PAGE, 3 * PAGE), ArgumentRangeError, 'bytes');
-    rejectsBeforeNative(addon, () => device.map(range, Number.NaN, PAGE), InvalidArgumentError, 'offsetBytes');
+    rejectsBeforeNative(
+      addon,
+      () => device.map(range, Number.NaN, PAGE),
+      InvalidArgumentError,
+      'offsetBytes',
+    );
     rejectsBeforeNative(addon, () => device.map({} as never, 0, PAGE), InvalidArgumentError, 'range');
     rejectsBeforeNative(addon, () => device.map({ id: 99, base: 1n, bytes: PAGE }, 0, PAGE), DeviceError);
     rejectsBeforeNative(addon, () => device.unmap(range, 0, PAGE), DeviceError); // not mapped
@@ -143,7 +162,12 @@ describe('CudaDevice VMM bookkeeping', () => {
     }
     expect(thrown).toBeInstanceOf(CudaOutOfMemoryError);
     expect(thrown).toBeInstanceOf(DeviceOutOfMemoryError);
-    expect(thrown).toMatchObject({ code: 'ERR_GPUPOOL_DEVICE_OUT_OF_MEMORY', requestedBytes: 2 * PAGE, cudaCode: 2, call: 'map' });
+    expect(thrown).toMatchObject({
+      code: 'ERR_GPUPOOL_DEVICE_OUT_OF_MEMORY',
+      requestedBytes: 2 * PAGE,
+      cudaCode: 2,
+      call: 'map',
+    });
     expect(device.calls.map).toBe(1);
     device.map(range, 3 * PAGE, PAGE); // the failed pages are still unmapped
   });
@@ -158,7 +182,13 @@ describe('CudaDevice VMM bookkeeping', () => {
       thrown = error;
     }
     expect(thrown).toBeInstanceOf(CudaError);
-    expect(thrown).toMatchObject({ code: 'ERR_GPUPOOL_DEVICE', cudaCode: 1, cudaName: 'cudaErrorInvalidValue', cudaCall: 'reserve', call: 'reserve' });
+    expect(thrown).toMatchObject({
+      code: 'ERR_GPUPOOL_DEVICE',
+      cudaCode: 1,
+      cudaName: 'cudaErrorInvalidValue',
+      cudaCall: 'reserve',
+      call: 'reserve',
+    });
     expect(device.calls.reserve).toBe(0);
   });
 });
@@ -184,7 +214,12 @@ describe('CudaDevice segments', () => {
     rejectsBeforeNative(addon, () => device.allocateSegment(0), ArgumentRangeError, 'bytes');
     rejectsBeforeNative(addon, () => device.allocateSegment(-5), ArgumentRangeError, 'bytes');
     rejectsBeforeNative(addon, () => device.allocateSegment(2 ** 53), ArgumentRangeError, 'bytes');
-    rejectsBeforeNative(addon, () => device.allocateSegment(10n as unknown as number), InvalidArgumentError, 'bytes');
+    rejectsBeforeNative(
+      addon,
+      () => device.allocateSegment(10n as unknown as number),
+      InvalidArgumentError,
+      'bytes',
+    );
     expect(() => device.allocateSegment(3 * PAGE)).toThrow(DeviceOutOfMemoryError);
     expect(device.memInfo()).toEqual({ freeBytes: 2 * PAGE, totalBytes: 2 * PAGE });
   });
@@ -212,20 +247,75 @@ describe('CudaDevice data', () => {
     const { device, addon } = setup('malloc');
     const segment = device.allocateSegment(64);
     const block = { ptr: segment.base, bytes: 64 };
-    rejectsBeforeNative(addon, () => device.data.copyIn(block, new Uint8Array(65)), ArgumentRangeError, 'byteOffset');
-    rejectsBeforeNative(addon, () => device.data.copyIn(block, new Uint8Array(8), 57), ArgumentRangeError, 'byteOffset');
-    rejectsBeforeNative(addon, () => device.data.copyOut(block, new Uint8Array(8), -1), ArgumentRangeError, 'byteOffset');
-    rejectsBeforeNative(addon, () => device.data.copyOut(block, new Uint8Array(8), 0.5), ArgumentRangeError, 'byteOffset');
-    rejectsBeforeNative(addon, () => device.data.copyIn(block, [1, 2] as never), InvalidArgumentError, 'source');
-    rejectsBeforeNative(addon, () => device.data.copyOut(block, 'x' as never), InvalidArgumentError, 'target');
-    rejectsBeforeNative(addon, () => device.data.copyIn({ ptr: 5, bytes: 1 } as never, new Uint8Array(1)), InvalidArgumentError, 'block.ptr');
-    rejectsBeforeNative(addon, () => device.data.copyIn({ ptr: 5n, bytes: -1 }, new Uint8Array(1)), ArgumentRangeError, 'block.bytes');
-    rejectsBeforeNative(addon, () => device.data.copyIn(null as never, new Uint8Array(1)), InvalidArgumentError, 'block');
+    rejectsBeforeNative(
+      addon,
+      () => device.data.copyIn(block, new Uint8Array(65)),
+      ArgumentRangeError,
+      'byteOffset',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.data.copyIn(block, new Uint8Array(8), 57),
+      ArgumentRangeError,
+      'byteOffset',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.data.copyOut(block, new Uint8Array(8), -1),
+      ArgumentRangeError,
+      'byteOffset',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.data.copyOut(block, new Uint8Array(8), 0.5),
+      ArgumentRangeError,
+      'byteOffset',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.data.copyIn(block, [1, 2] as never),
+      InvalidArgumentError,
+      'source',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.data.copyOut(block, 'x' as never),
+      InvalidArgumentError,
+      'target',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.data.copyIn({ ptr: 5, bytes: 1 } as never, new Uint8Array(1)),
+      InvalidArgumentError,
+      'block.ptr',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.data.copyIn({ ptr: 5n, bytes: -1 }, new Uint8Array(1)),
+      ArgumentRangeError,
+      'block.bytes',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.data.copyIn(null as never, new Uint8Array(1)),
+      InvalidArgumentError,
+      'block',
+    );
     rejectsBeforeNative(addon, () => device.data.fill(block, 256), ArgumentRangeError, 'byteValue');
     rejectsBeforeNative(addon, () => device.data.fill(block, -1), ArgumentRangeError, 'byteValue');
     // A block that claims more than its segment, or lies elsewhere.
-    rejectsBeforeNative(addon, () => device.data.fill({ ptr: segment.base, bytes: 65 }, 0), ArgumentRangeError, 'block');
-    rejectsBeforeNative(addon, () => device.data.fill({ ptr: 0x1000n, bytes: 1 }, 0), ArgumentRangeError, 'block');
+    rejectsBeforeNative(
+      addon,
+      () => device.data.fill({ ptr: segment.base, bytes: 65 }, 0),
+      ArgumentRangeError,
+      'block',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.data.fill({ ptr: 0x1000n, bytes: 1 }, 0),
+      ArgumentRangeError,
+      'block',
+    );
     device.freeSegment(segment);
     rejectsBeforeNative(addon, () => device.data.fill(block, 0), ArgumentRangeError, 'block'); // freed
   });
@@ -234,10 +324,20 @@ describe('CudaDevice data', () => {
     const { device, addon } = setup();
     const range = device.reserve(2 * PAGE);
     device.map(range, 0, PAGE);
-    rejectsBeforeNative(addon, () => device.data.fill({ ptr: range.base + BigInt(PAGE - 1), bytes: 2 }, 0), ArgumentRangeError, 'block');
+    rejectsBeforeNative(
+      addon,
+      () => device.data.fill({ ptr: range.base + BigInt(PAGE - 1), bytes: 2 }, 0),
+      ArgumentRangeError,
+      'block',
+    );
     device.data.fill({ ptr: range.base + BigInt(PAGE - 2), bytes: 2 }, 7);
     device.unmap(range, 0, PAGE);
-    rejectsBeforeNative(addon, () => device.data.fill({ ptr: range.base, bytes: 1 }, 0), ArgumentRangeError, 'block');
+    rejectsBeforeNative(
+      addon,
+      () => device.data.fill({ ptr: range.base, bytes: 1 }, 0),
+      ArgumentRangeError,
+      'block',
+    );
   });
 
   it('runs async variants on known streams only', () => {
@@ -250,9 +350,17 @@ describe('CudaDevice data', () => {
     device.data.copyOutAsync({ ptr: segment.base, bytes: 16 }, out, stream);
     device.streams.synchronizeStream(stream);
     expect([...out]).toEqual([9, 9, 9, 9, 9, 9, 9, 9, 3, 3, 3, 3, 3, 3, 3, 3]);
-    rejectsBeforeNative(addon, () => device.data.fillAsync({ ptr: segment.base, bytes: 8 }, 9, 12345), DeviceError);
+    rejectsBeforeNative(
+      addon,
+      () => device.data.fillAsync({ ptr: segment.base, bytes: 8 }, 9, 12345),
+      DeviceError,
+    );
     device.streams.destroyStream(stream);
-    rejectsBeforeNative(addon, () => device.data.copyInAsync({ ptr: segment.base, bytes: 1 }, new Uint8Array(1), stream), DeviceError);
+    rejectsBeforeNative(
+      addon,
+      () => device.data.copyInAsync({ ptr: segment.base, bytes: 1 }, new Uint8Array(1), stream),
+      DeviceError,
+    );
   });
 });
 
@@ -288,7 +396,9 @@ describe('CudaDevice kernels (through the fake, which runs the CPU references)',
     device.kernels.preprocessFrame({ source, width, height, target, targetWidth: 16, targetHeight: 8 });
     const out = new Uint16Array(3 * 16 * 8);
     device.data.copyOut(target, out);
-    expect([...out]).toEqual([...preprocessFrameCpu(frame, width, height, { targetWidth: 16, targetHeight: 8 })]);
+    expect([...out]).toEqual([
+      ...preprocessFrameCpu(frame, width, height, { targetWidth: 16, targetHeight: 8 }),
+    ]);
   });
 
   it('crop-resizes boxes', () => {
@@ -298,7 +408,15 @@ describe('CudaDevice kernels (through the fake, which runs the CPU references)',
     const imageBlock = blockOf(device.allocateSegment(image.byteLength));
     const target = blockOf(device.allocateSegment(2 * 3 * 4 * 2 * 2));
     device.data.copyIn(imageBlock, image);
-    device.kernels.cropResize({ image: imageBlock, width: 5, height: 6, boxes, target, outHeight: 4, outWidth: 2 });
+    device.kernels.cropResize({
+      image: imageBlock,
+      width: 5,
+      height: 6,
+      boxes,
+      target,
+      outHeight: 4,
+      outWidth: 2,
+    });
     const out = new Uint16Array(2 * 3 * 4 * 2);
     device.data.copyOut(target, out);
     expect([...out]).toEqual([...cropResizeCpu(image, 5, 6, boxes, { outHeight: 4, outWidth: 2 })]);
@@ -308,16 +426,78 @@ describe('CudaDevice kernels (through the fake, which runs the CPU references)',
     const { device, addon } = setup('malloc');
     const small = blockOf(device.allocateSegment(100));
     const big = blockOf(device.allocateSegment(3 * 640 * 640 * 2));
-    rejectsBeforeNative(addon, () => device.kernels.preprocessFrame({ source: small, width: 10, height: 10, target: big }), ArgumentRangeError, 'byteOffset');
-    rejectsBeforeNative(addon, () => device.kernels.preprocessFrame({ source: small, width: 0, height: 10, target: big }), ArgumentRangeError, 'width');
-    rejectsBeforeNative(addon, () => device.kernels.preprocessFrame({ source: small, width: 5, height: 5, target: small }), ArgumentRangeError);
-    rejectsBeforeNative(addon, () => device.kernels.preprocessFrame({ source: small, width: 5, height: 5, target: big, std: [0, 1, 1] }), ArgumentRangeError, 'std');
-    rejectsBeforeNative(addon, () => device.kernels.preprocessFrame({ source: small, width: 5, height: 5, target: big, stream: 77 }), DeviceError);
-    rejectsBeforeNative(addon, () => device.kernels.preprocessFrame(null as never), InvalidArgumentError, 'args');
-    rejectsBeforeNative(addon, () => device.kernels.cropResize({ image: big, width: 4, height: 4, boxes: [0, 0, 1], target: big }), ArgumentRangeError, 'boxes');
-    rejectsBeforeNative(addon, () => device.kernels.cropResize({ image: big, width: 4, height: 4, boxes: [0, 0, Number.POSITIVE_INFINITY, 1], target: big }), ArgumentRangeError, 'boxes');
-    rejectsBeforeNative(addon, () => device.kernels.cropResize({ image: small, width: 40, height: 40, boxes: [0, 0, 1, 1], target: big }), ArgumentRangeError);
-    rejectsBeforeNative(addon, () => device.kernels.cropResize({ image: big, width: 4, height: 4, boxes: new Array(4 * 20).fill(1), target: big }), ArgumentRangeError);
+    rejectsBeforeNative(
+      addon,
+      () => device.kernels.preprocessFrame({ source: small, width: 10, height: 10, target: big }),
+      ArgumentRangeError,
+      'byteOffset',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.kernels.preprocessFrame({ source: small, width: 0, height: 10, target: big }),
+      ArgumentRangeError,
+      'width',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.kernels.preprocessFrame({ source: small, width: 5, height: 5, target: small }),
+      ArgumentRangeError,
+    );
+    rejectsBeforeNative(
+      addon,
+      () =>
+        device.kernels.preprocessFrame({ source: small, width: 5, height: 5, target: big, std: [0, 1, 1] }),
+      ArgumentRangeError,
+      'std',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.kernels.preprocessFrame({ source: small, width: 5, height: 5, target: big, stream: 77 }),
+      DeviceError,
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.kernels.preprocessFrame(null as never),
+      InvalidArgumentError,
+      'args',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.kernels.cropResize({ image: big, width: 4, height: 4, boxes: [0, 0, 1], target: big }),
+      ArgumentRangeError,
+      'boxes',
+    );
+    rejectsBeforeNative(
+      addon,
+      () =>
+        device.kernels.cropResize({
+          image: big,
+          width: 4,
+          height: 4,
+          boxes: [0, 0, Number.POSITIVE_INFINITY, 1],
+          target: big,
+        }),
+      ArgumentRangeError,
+      'boxes',
+    );
+    rejectsBeforeNative(
+      addon,
+      () =>
+        device.kernels.cropResize({ image: small, width: 40, height: 40, boxes: [0, 0, 1, 1], target: big }),
+      ArgumentRangeError,
+    );
+    rejectsBeforeNative(
+      addon,
+      () =>
+        device.kernels.cropResize({
+          image: big,
+          width: 4,
+          height: 4,
+          boxes: new Array(4 * 20).fill(1),
+          target: big,
+        }),
+      ArgumentRangeError,
+    );
   });
 });
 
@@ -368,7 +548,9 @@ describe('pinned buffers and raw timings (fake addon)', () => {
     const addon = new FakeAddon();
     expect(benchAllocation({ mode: 'vmm', bytes: PAGE, iterations: 5 }, addon)).toBe(1000);
     expect(() => benchAllocation({ mode: 'vmm', bytes: 0 }, addon)).toThrow(ArgumentRangeError);
-    expect(() => benchAllocation({ mode: 'vmm', bytes: 1, iterations: 0 }, addon)).toThrow(ArgumentRangeError);
+    expect(() => benchAllocation({ mode: 'vmm', bytes: 1, iterations: 0 }, addon)).toThrow(
+      ArgumentRangeError,
+    );
     expect(() => benchAllocation(undefined as never, addon)).toThrow(InvalidArgumentError);
   });
 });

@@ -9,8 +9,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ArgumentRangeError, DeviceError, DeviceOutOfMemoryError, InvalidArgumentError } from '@gpupool/core';
 import { describe, expect, it } from 'vitest';
-import { cuda, loadedAddon } from '../src/binding.js';
 import { ALLOCATION_BENCH_MODES, benchAllocation } from '../src/bench.js';
+import { cuda, loadedAddon } from '../src/binding.js';
 import { cropResizeCpu, preprocessFrameCpu } from '../src/cpu-kernels.js';
 import { CudaDevice, type CudaDeviceMode } from '../src/cuda-device.js';
 import { CudaError, CudaOutOfMemoryError } from '../src/errors.js';
@@ -64,7 +64,12 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
   it('reports the device', () => {
     const device = new CudaDevice({ mode: 'vmm' });
     const info = device.memInfo();
-    writeResult('DEVICE', { ...device.properties, pageBytes: device.pageBytes, runtime: cuda.runtimeVersion, driver: cuda.driverVersion });
+    writeResult('DEVICE', {
+      ...device.properties,
+      pageBytes: device.pageBytes,
+      runtime: cuda.runtimeVersion,
+      driver: cuda.driverVersion,
+    });
     expect(device.pageBytes).toBe(2 * MiB);
     expect(info.totalBytes).toBeGreaterThan(info.freeBytes);
     expect(device.totalBytes).toBe(info.totalBytes);
@@ -163,7 +168,9 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
       device.unmap(range, 0, page);
       expect(() => device.unmap(range, 0, page)).toThrow(DeviceError);
       expect(() => device.data.fill({ ptr: range.base, bytes: 1 }, 0)).toThrow(ArgumentRangeError);
-      expect(() => device.data.copyIn({ ptr: range.base + BigInt(page), bytes: 8 }, new Uint8Array(9))).toThrow(ArgumentRangeError);
+      expect(() =>
+        device.data.copyIn({ ptr: range.base + BigInt(page), bytes: 8 }, new Uint8Array(9)),
+      ).toThrow(ArgumentRangeError);
       expect(() => device.releaseRange(range)).toThrow(DeviceError);
       expect(() => device.unmap({ ...range, id: 12345 }, 0, page)).toThrow(DeviceError);
       device.destroy();
@@ -230,7 +237,8 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
           const segment = device.allocateSegment(bytes);
           const block = { ptr: segment.base, bytes };
           device.data.copyIn(block, pattern(Math.min(bytes, 65536), round));
-          if (bytes > 65536) device.data.fill({ ptr: segment.base + 65536n, bytes: bytes - 65536 }, round & 0xff);
+          if (bytes > 65536)
+            device.data.fill({ ptr: segment.base + 65536n, bytes: bytes - 65536 }, round & 0xff);
           live.push({ segment, seed: round });
         }
       }
@@ -305,7 +313,13 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
       const target = device.allocateSegment(3 * 640 * 640 * 2);
       const stream = device.streams.createStream();
       device.data.copyIn({ ptr: source.base, bytes: source.bytes }, frame);
-      device.kernels.preprocessFrame({ source: { ptr: source.base, bytes: source.bytes }, width, height, target: { ptr: target.base, bytes: target.bytes }, stream });
+      device.kernels.preprocessFrame({
+        source: { ptr: source.base, bytes: source.bytes },
+        width,
+        height,
+        target: { ptr: target.base, bytes: target.bytes },
+        stream,
+      });
       device.streams.synchronizeStream(stream);
       const gpu = new Uint16Array(3 * 640 * 640);
       device.data.copyOut({ ptr: target.base, bytes: target.bytes }, gpu);
@@ -329,7 +343,13 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
         const source = device.allocateSegment(frame.length);
         const target = device.allocateSegment(3 * tw * th * 2);
         device.data.copyIn({ ptr: source.base, bytes: source.bytes }, frame);
-        device.kernels.preprocessFrame({ source: { ptr: source.base, bytes: source.bytes }, width: w, height: h, target: { ptr: target.base, bytes: target.bytes }, ...options });
+        device.kernels.preprocessFrame({
+          source: { ptr: source.base, bytes: source.bytes },
+          width: w,
+          height: h,
+          target: { ptr: target.base, bytes: target.bytes },
+          ...options,
+        });
         const gpu = new Uint16Array(3 * tw * th);
         device.data.copyOut({ ptr: target.base, bytes: target.bytes }, gpu);
         expect(maxUlp(gpu, preprocessFrameCpu(frame, w, h, options)).max).toBeLessThanOrEqual(1);
@@ -342,7 +362,9 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
       const random = rng(23);
       const width = 640;
       const height = 640;
-      const image = Uint16Array.from({ length: 3 * width * height }, () => float32ToFloat16Bits(random() * 8 - 4));
+      const image = Uint16Array.from({ length: 3 * width * height }, () =>
+        float32ToFloat16Bits(random() * 8 - 4),
+      );
       const boxes: number[] = [];
       for (let n = 0; n < 16; n++) {
         const x0 = random() * 700 - 30;
@@ -388,7 +410,9 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
           result = m;
         });
         worker.on('error', reject);
-        worker.on('exit', (exitCode) => (exitCode === 0 ? resolve(result) : reject(new Error(`worker exited ${exitCode}`))));
+        worker.on('exit', (exitCode) =>
+          exitCode === 0 ? resolve(result) : reject(new Error(`worker exited ${exitCode}`)),
+        );
       });
     }
 
@@ -419,7 +443,13 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     const timings: Record<string, Record<string, number>> = {};
     for (const bytes of [2 * MiB, 64 * MiB]) {
       for (const mode of ALLOCATION_BENCH_MODES) {
-        const iterations = light ? 5 : mode === 'malloc' ? 200 : mode === 'vmm' && bytes > 2 * MiB ? 100 : 1000;
+        const iterations = light
+          ? 5
+          : mode === 'malloc'
+            ? 200
+            : mode === 'vmm' && bytes > 2 * MiB
+              ? 100
+              : 1000;
         const ns = benchAllocation({ mode, bytes, iterations });
         expect(ns).toBeGreaterThan(0);
         timings[`${bytes / MiB}MiB`] = { ...timings[`${bytes / MiB}MiB`], [mode]: Math.round(ns) };

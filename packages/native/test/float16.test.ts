@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { float16BitsToFloat32, float32ToFloat16Bits, fromFloat16Bits, toFloat16Bits } from '../src/float16.js';
+import {
+  float16BitsToFloat32,
+  float32ToFloat16Bits,
+  fromFloat16Bits,
+  toFloat16Bits,
+} from '../src/float16.js';
 
 describe('float32ToFloat16Bits', () => {
   it.each([

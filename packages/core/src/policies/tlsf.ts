@@ -17,8 +17,12 @@ export class TlsfPolicy extends SegregatedBins {
     // Round up to the next bin boundary: every block in the bin found is then big enough.
     let rounded = bytes;
     if (units >= SL_COUNT) {
-      const log2 = units < 0x8000_0000 ? 31 - Math.clz32(units) : log2Floor(units);
-      rounded = bytes + (2 ** (log2 - SL_LOG2) - 1) * POLICY_GRANULE_BYTES;
+      if (units < 0x8000_0000) {
+        const shift = 31 - Math.clz32(units) - SL_LOG2;
+        rounded = bytes + ((1 << shift) - 1) * POLICY_GRANULE_BYTES;
+      } else {
+        rounded = bytes + (2 ** (log2Floor(units) - SL_LOG2) - 1) * POLICY_GRANULE_BYTES;
+      }
     }
     this.mapInsert(rounded);
     const found = this.firstNonEmpty(this.fl, this.sl);

@@ -31,6 +31,8 @@ export interface Trace {
 }
 
 const MAX_TRACE_ID = 2 ** 31 - 1;
+/** IDs and sizes are plain decimal digits: Number() alone would also take '1e3', '0x10' or ''. */
+const DECIMAL = /^[0-9]+$/;
 
 /** Parses trace text (or gzip bytes). Throws TraceFormatError with the line number on bad input. */
 export function parseTrace(input: string | Uint8Array, name = 'trace'): Trace {
@@ -61,12 +63,13 @@ export function parseTrace(input: string | Uint8Array, name = 'trace'): Trace {
     const parts = line.split(/\s+/);
     const op = parts[0];
     const id = Number(parts[1]);
-    if (!Number.isInteger(id) || id < 0 || id > MAX_TRACE_ID)
+    // Fix (core tests): '1e3' and '0x10' were accepted as IDs and sizes.
+    if (!DECIMAL.test(parts[1] ?? '') || !Number.isInteger(id) || id < 0 || id > MAX_TRACE_ID)
       throw new TraceFormatError(i + 1, `bad block ID "${parts[1]}"`);
     if (op === 'a') {
       if (parts.length !== 3) throw new TraceFormatError(i + 1, 'expected "a ID BYTES"');
       const size = Number(parts[2]);
-      if (!Number.isSafeInteger(size) || size < 0)
+      if (!DECIMAL.test(parts[2]!) || !Number.isSafeInteger(size) || size < 0)
         throw new TraceFormatError(i + 1, `bad byte count "${parts[2]}"`);
       if (liveBytesById.has(id)) throw new TraceFormatError(i + 1, `block ${id} is allocated twice`);
       liveBytesById.set(id, size);

@@ -1,0 +1,81 @@
+/**
+ * Pool behaviours the conformance suite cannot check on every device: failures of stream calls,
+ * destroy with cross-stream frees still pending, OOM recovery through cached memory, and device
+ * errors that come from another copy of core (recognised by their stable code).
+ */
+import { describe, expect, it } from 'vitest';
+import { type AddressRange, createPool, type Device, MiB, SimulatedDevice } from '../src/index.js';
+import { expectCode } from './conformance/pool-conformance.js';
+
+describe('pool edge cases', () => {
+  it('a release whose stream the device refuses throws, and the block stays live and releasable', () => {
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    const pool = createPool({ device, detectLeaks: false });
+    const s1 = device.streams.createStream();
+    const block = pool.acquire(4096, { stream: s1 });
+    device.streams.destroyStream(s1);
+    const before = pool.stats();
+    expectCode(() => block.release(), 'ERR_GPUPOOL_DEVICE');
+    expect(block.released).toBe(false);
+    expect(pool.stats()).toEqual(before);
+    pool.checkInvariants();
+    // The user can move the block to a live stream and release it properly.
+    block.stream = 0;
+    block.release();
+    expect(pool.stats().liveBlocks).toBe(0);
+    pool.destroy();
+    expect(device.usedBytes).toBe(0);
+  });
+
+  it('destroy with cross-stream frees still pending returns every byte', () => {
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    const pool = createPool({ device, detectLeaks: false });
+    const s1 = device.streams.createStream();
+    for (let i = 0; i < 10; i++) pool.acquire(3 * MiB, { stream: s1 }).release();
+    expect(device.usedBytes).toBeGreaterThan(0);
+    pool.destroy();
+    expect(device.usedBytes).toBe(0);
+    expect(device.openAllocations).toEqual({ ranges: 0, segments: 0 });
+  });
+
+  it('recovers from OOM by flushing cached blocks (a fragmentation event, not an error)', () => {
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    const pool = createPool({ device, policy: 'exactShape', limitBytes: 16 * MiB, detectLeaks: false });
+    const cached = [0, 1, 2].map(() => pool.acquire({ shape: [4 * MiB], dtype: 'uint8' }));
+    for (const b of cached) b.release(); // 12 MiB kept in the shape's bucket
+    const other = pool.acquire({ shape: [10 * MiB], dtype: 'uint8' });
+    const stats = pool.stats();
+    expect(stats.fragmentationEvents).toBe(1);
+    expect(stats.outOfMemoryErrors).toBe(0);
+    expect(stats.reservedBytes).toBeLessThanOrEqual(16 * MiB);
+    other.release();
+    pool.destroy();
+  });
+
+  it('treats a device refusal from another copy of core (same code, other class) as OOM', () => {
+    const inner = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    let refuse = false;
+    // A device whose errors are not instances of this core's classes, as with a CommonJS and an
+    // ESM copy of core in one process: only the stable code identifies them.
+    const device: Device = Object.create(inner, {
+      map: {
+        value(range: AddressRange, offsetBytes: number, bytes: number) {
+          if (refuse) {
+            refuse = false;
+            throw Object.assign(new Error('map: device out of memory'), {
+              code: 'ERR_GPUPOOL_DEVICE_OUT_OF_MEMORY',
+            });
+          }
+          inner.map(range, offsetBytes, bytes);
+        },
+      },
+    });
+    const pool = createPool({ device, detectLeaks: false });
+    refuse = true;
+    const block = pool.acquire(MiB); // refused once, recovered, retried
+    expect(pool.stats().fragmentationEvents).toBe(1);
+    block.release();
+    pool.destroy();
+    expect(inner.usedBytes).toBe(0);
+  });
+});

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# GPU section: benchmarks (issue 5). Run from the repo root on the GPU machine with `node` (20) on
+# PATH, every dist/ built and the native addon built; python3 with torch + cupy for the peers.
+# No npm, no registry, no internet. Writes JSON + report.html to $OUT/bench and prints a compact
+# summary table last. Each step has its own time limit and failures do not stop later steps, so a
+# slow or broken step costs only its own numbers. Total: about 5 minutes.
+set -uo pipefail
+
+OUT="${OUT:-$PWD/out}"
+D="$OUT/bench"
+mkdir -p "$D"
+BENCH=(node packages/bench/dist/cli.js)
+PEERS=packages/bench/peers/replay_peers.py
+
+shopt -s nullglob
+TRACES=(packages/core/test/fixtures/*.trace.gz)
+((${#TRACES[@]} == 0)) && TRACES=(../shared/traces/*.trace.gz)
+shopt -u nullglob
+if ((${#TRACES[@]} == 0)); then
+  echo "bench.sh: no traces in packages/core/test/fixtures or ../shared/traces" >&2
+  exit 1
+fi
+
+step() { # step NAME SECONDS command... : runs with a limit, logs stderr, reports failure
+  local name=$1 limit=$2
+  shift 2
+  local t0=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" 2>"$D/$name.err"
+  local rc=$?
+  echo "bench.sh: $name: exit $rc in $((SECONDS - t0)) s" >&2
+  ((rc != 0)) && tail -n 5 "$D/$name.err" >&2
+  return 0
+}
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "nvidia-smi: unavailable"
+  echo "node: $(node --version)  cpu: $(node -p 'os.cpus()[0].model + " x" + os.cpus().length')"
+  python3 -c 'import torch, cupy; print("torch", torch.__version__, "cupy", cupy.__version__)' 2>/dev/null || echo "python peers: torch/cupy unavailable"
+  echo "traces: ${TRACES[*]}"
+} | tee "$D/machine.txt" >&2
+
+# 1. Every trace through every gpupool policy on CudaDevice (VMM): one process per trace, so a
+#    trace that runs long or fails costs only its own records. Median of 5 timed replays.
+for t in "${TRACES[@]}"; do
+  n=$(basename "$t" .trace.gz)
+  step "replay-cuda-$n" 60 "${BENCH[@]}" replay "$t" --policy all --device cuda --runs 5 --detail --json \
+    >"$D/replay-cuda-$n.jsonl"
+done
+
+# 2. The peers: PyTorch (default, expandable_segments) and CuPy (MemoryPool, MemoryAsyncPool),
+#    each trace in a fresh process. Same JSON fields.
+step peers 170 python3 "$PEERS" "${TRACES[@]}" --runs 5 --timeout 45 >"$D/peers.jsonl"
+
+# 3. Latency: warm-pool acquire+release by size and policy, plus raw cudaMalloc, cudaMallocAsync
+#    and one VMM page map timed in C++.
+step latency-cuda 60 "${BENCH[@]}" latency --device cuda --json >"$D/latency-cuda.json"
+
+# 4. Scaling 1-8 worker threads: per-thread slices vs one lock-protected shared pool, on the GPU.
+step scaling-cuda 100 "${BENCH[@]}" scaling --device cuda --workers 1,2,4,8 --runs 3 --pairs 50000 --json \
+  >"$D/scaling-cuda.json"
+if [[ ! -s "$D/scaling-cuda.json" ]]; then
+  step scaling-host 60 "${BENCH[@]}" scaling --device host --workers 1,2,4,8 --runs 3 --pairs 50000 --json \
+    >"$D/scaling-host.json"
+fi
+
+# 5. Merge everything into one bundle and the HTML report; the summary table is printed last.
+shopt -s nullglob
+RESULTS=()
+for f in "$D"/*.json "$D"/*.jsonl; do [[ -s "$f" && "$f" != "$D/bundle.json" ]] && RESULTS+=("$f"); done
+shopt -u nullglob
+if ((${#RESULTS[@]} == 0)); then
+  echo "bench.sh: no results were produced; see $D/*.err" >&2
+  exit 1
+fi
+"${BENCH[@]}" merge "${RESULTS[@]}" --json >"$D/bundle.json" 2>"$D/merge.err"
+"${BENCH[@]}" merge "$D/bundle.json" --report "$D/report.html" >"$D/summary.txt" 2>>"$D/merge.err"
+echo "== gpupool bench summary ($(head -n 3 "$D/machine.txt" | tr '\n' ' ')) =="
+cat "$D/summary.txt"
