@@ -45,15 +45,15 @@ export {
   UnknownPolicyError,
 } from './errors.js';
 export type { LeakReport } from './leak-detector.js';
+export { BestFitPolicy } from './policies/best-fit.js';
 export type { ExactShapeOptions } from './policies/exact-shape.js';
 export { ExactShapePolicy } from './policies/exact-shape.js';
 export type { Policy, PolicyFactory } from './policies/policy.js';
 export { POLICY_GRANULE_BYTES } from './policies/policy.js';
 export { createPolicy, DEFAULT_POLICY, policyNames, registerPolicy } from './policies/registry.js';
-export { TlsfPolicy } from './policies/tlsf.js';
-export { BestFitPolicy } from './policies/best-fit.js';
-export { SizeClassPolicy } from './policies/size-class.js';
 export { SegregatedBins } from './policies/segregated-bins.js';
+export { SizeClassPolicy } from './policies/size-class.js';
+export { TlsfPolicy } from './policies/tlsf.js';
 export type { AcquireOptions, AcquireRequest, PoolOptions, PrewarmSpec } from './pool.js';
 export { createPool, getGlobalPool, Pool } from './pool.js';
 export type { SegmentBackingOptions } from './segment-backing.js';

@@ -356,7 +356,8 @@ export class Pool implements BlockOwner, Disposable {
     }
     this.retire(block._slot, block.stream); // throws (device refusal) before changing anything
     block._owner = null;
-    if (this.leakDetector !== null && (block.id & this.leakSampleMask) === 0) this.leakDetector.unwatch(block);
+    if (this.leakDetector !== null && (block.id & this.leakSampleMask) === 0)
+      this.leakDetector.unwatch(block);
     if (this.recorder !== null) this.recorder.released(block.id);
   }
 
@@ -677,7 +678,9 @@ export class Pool implements BlockOwner, Disposable {
 
   private flushCaches(): void {
     if (this.blockCache !== null) {
-      this.blockCache.flush((slot) => this.freeToPolicy(slot, this.policy.addressOf(slot), this.policy.sizeOf(slot)));
+      this.blockCache.flush((slot) =>
+        this.freeToPolicy(slot, this.policy.addressOf(slot), this.policy.sizeOf(slot)),
+      );
     }
     // Fix (core tests): flush every policy, not only caching ones: sizeClass keeps empty slabs that
     // trim() and OOM recovery must get back (an empty pool refused a block that fit its limit).
@@ -764,7 +767,10 @@ export class Pool implements BlockOwner, Disposable {
 /** The policy had no room and the backing could not grow: handled like a device refusal. */
 class NoFitError extends Error {}
 
-const REFUSAL_CODES: ReadonlySet<unknown> = new Set(['ERR_GPUPOOL_DEVICE_OUT_OF_MEMORY', 'ERR_GPUPOOL_INJECTED_FAULT']);
+const REFUSAL_CODES: ReadonlySet<unknown> = new Set([
+  'ERR_GPUPOOL_DEVICE_OUT_OF_MEMORY',
+  'ERR_GPUPOOL_INJECTED_FAULT',
+]);
 
 /**
  * Fix (core tests): a device refusal, recognised by its stable code as well as by class, because a

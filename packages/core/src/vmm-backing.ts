@@ -58,6 +58,8 @@ export class VmmBacking implements Backing {
   /** Most pages live blocks touched at once since the last trim. */
   private peakTouchedPages = 0;
   private calls = 0;
+  /** No word of emptyBits above this index has a bit set (a search hint). */
+  private emptyWordMax = -1;
 
   constructor(options: VmmBackingOptions) {
     this.device = options.device;
@@ -68,7 +70,12 @@ export class VmmBacking implements Backing {
     this.retainMinBytesOption = options.retainMinBytes ?? 2 * this.pageBytes;
     this.retainMinBytes = this.retainMinBytesOption;
     this.range = options.device.reserve(options.arenaBytes);
-    this.arena = Object.freeze({ id: this.range.id, base: this.range.base, start: 0, bytes: this.range.bytes });
+    this.arena = Object.freeze({
+      id: this.range.id,
+      base: this.range.base,
+      start: 0,
+      bytes: this.range.bytes,
+    });
     const pages = this.range.bytes / this.pageBytes;
     this.live = new Int32Array(pages);
     this.mapped = new Uint8Array(pages);
@@ -126,6 +133,7 @@ export class VmmBacking implements Backing {
         bits[p >>> 5]! |= 1 << (p & 31);
       }
     }
+    if (last >>> 5 > this.emptyWordMax) this.emptyWordMax = last >>> 5;
     if (this.retainFraction < 1) {
       const retainBytes = Math.max(this.retainMinBytes, this.mappedPages * pageBytes * this.retainFraction);
       if (this.emptyMappedPages * pageBytes > retainBytes) {
@@ -189,6 +197,7 @@ export class VmmBacking implements Backing {
       }
     }
     this.emptyBits.fill(0);
+    this.emptyWordMax = -1;
     this.mappedPages = 0;
     this.emptyMappedPages = 0;
     this.device.releaseRange(this.range);
@@ -221,6 +230,7 @@ export class VmmBacking implements Backing {
           this.mapped[q] = 1;
           this.emptyBits[q >>> 5]! |= 1 << (q & 31);
         }
+        if ((p - 1) >>> 5 > this.emptyWordMax) this.emptyWordMax = (p - 1) >>> 5;
         this.mappedPages += p - runStart;
         this.emptyMappedPages += p - runStart;
         runStart = -1;
@@ -238,7 +248,11 @@ export class VmmBacking implements Backing {
     let released = 0;
     let runEnd = -1; // exclusive end of the run being collected (runs grow downward)
     let runStart = -1;
-    for (let w = bits.length - 1; w >= 0 && remaining > 0; w--) {
+    let w = this.emptyWordMax;
+    // Lower the hint past words that are empty now.
+    while (w >= 0 && bits[w] === 0) w--;
+    this.emptyWordMax = w;
+    for (; w >= 0 && remaining > 0; w--) {
       let word = bits[w]!;
       while (word !== 0 && remaining > 0) {
         const bit = 31 - Math.clz32(word);

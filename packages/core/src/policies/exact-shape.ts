@@ -9,6 +9,7 @@
  * the framework's allocator (here a TLSF over the same arena), so the baseline differs from the
  * other policies only in what the seed's design decided: exact-key caching.
  */
+import { ArgumentRangeError } from '../errors.js';
 import type { Policy } from './policy.js';
 import { TlsfPolicy } from './tlsf.js';
 
@@ -26,7 +27,11 @@ export class ExactShapePolicy implements Policy {
   private readonly maxPerBucket: number;
 
   constructor(options: ExactShapeOptions = {}) {
-    this.maxPerBucket = options.maxPerBucket ?? 10;
+    const maxPerBucket = options.maxPerBucket ?? 10;
+    if (!Number.isSafeInteger(maxPerBucket) || maxPerBucket < 0) {
+      throw new ArgumentRangeError('maxPerBucket', 'must be a non-negative integer', maxPerBucket);
+    }
+    this.maxPerBucket = maxPerBucket;
   }
 
   addRange(address: number, bytes: number): void {

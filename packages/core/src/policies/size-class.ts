@@ -94,7 +94,8 @@ export class SizeClassPolicy implements Policy {
   }
 
   sizeOf(slot: number): number {
-    if (this.slotKind[slot] === KIND_SMALL) return this.slabClass[this.slotRef[slot]!]! * POLICY_GRANULE_BYTES;
+    if (this.slotKind[slot] === KIND_SMALL)
+      return this.slabClass[this.slotRef[slot]!]! * POLICY_GRANULE_BYTES;
     return this.inner.sizeOf(this.slotRef[slot]!);
   }
 

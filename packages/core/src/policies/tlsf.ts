@@ -5,9 +5,10 @@
  * bin that may still hold a fitting block is scanned, so nothing that fits is ever refused (that
  * matters near capacity). Splitting and coalescing come from SegregatedBins.
  */
+
+import { log2Floor } from '../units.js';
 import { POLICY_GRANULE_BYTES } from './policy.js';
 import { FL_COUNT, NONE, SegregatedBins, SL_COUNT, SL_LOG2 } from './segregated-bins.js';
-import { log2Floor } from '../units.js';
 
 export class TlsfPolicy extends SegregatedBins {
   readonly name: string = 'tlsf';
