@@ -84,6 +84,19 @@ check_native() {
   fi
 }
 
+# @gpupool/workers on CudaDevice (GPUPOOL_TEST_DEVICE=cuda): scripts/gpu-sections/workers.sh prints
+# one "workers[cuda]: rc=… adoptRange=… Tests …" line, which goes into the summary.
+check_workers() {
+  local log="$OUT/workers-vitest.log" line
+  WORKERS_TEST_TIMEOUT_S="${WORKERS_TEST_TIMEOUT_S:-180}" bash -c 'source scripts/gpu-sections/workers.sh' >"$log" 2>&1
+  line=$(grep -E '^workers\[cuda\]:' "$log" | tail -1)
+  summary "${line:-workers[cuda]: no result line (see workers-vitest.log)}"
+  if [[ "$line" != *"rc=0 "* ]]; then
+    tail -60 "$log"
+    return 1
+  fi
+}
+
 setup
 SECTIONS=("$@")
 ((${#SECTIONS[@]} > 0)) || mapfile -t SECTIONS <"$CARRY/sections"

@@ -17,12 +17,21 @@ SECTIONS=("${@:-native}")
 
 # What every section adds to. Paths are relative to the repo root.
 MODULE_ROOTS=(vitest)      # packages whose dependency closure goes into the flat node_modules
+                           # ("dir:name" resolves name from dir, e.g. a workspace package's own dependency)
 CARRY_PATHS=()             # built (git-ignored) files to carry
 
 prepare_native() {
   (cd packages/core && npx tsup >/dev/null)
   (cd packages/native && pnpm run build)
   CARRY_PATHS+=(packages/core/dist packages/native/dist packages/native/build/Release/gpupool_native.node)
+}
+
+# @gpupool/workers on CudaDevice: needs core + native (built by prepare_native), its own dist, piscina.
+prepare_workers() {
+  [[ " ${SECTIONS[*]} " == *" native "* ]] || prepare_native
+  (cd packages/workers && npx tsup >/dev/null)
+  MODULE_ROOTS+=(packages/workers:piscina)
+  CARRY_PATHS+=(packages/workers/dist)
 }
 
 for section in "${SECTIONS[@]}"; do
@@ -70,7 +79,10 @@ function visit(name, fromDir, optional) {
   for (const dep of Object.keys(pkg.optionalDependencies ?? {})) visit(dep, real, true);
   for (const [dep, meta] of Object.entries(pkg.peerDependenciesMeta ?? {})) void dep, void meta;
 }
-for (const root of roots) visit(root, process.cwd(), false);
+for (const root of roots) {
+  const [from, name] = root.includes(':') ? root.split(':') : ['.', root];
+  visit(name, path.resolve(from), false);
+}
 for (const [name, real] of seen) {
   const dest = path.join(target, name);
   fs.mkdirSync(path.dirname(dest), { recursive: true });

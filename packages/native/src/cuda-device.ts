@@ -7,11 +7,20 @@
  * - 'malloc' and 'mallocAsync': segments only (vmm: false), from cudaMalloc or from
  *   cudaMallocAsync on the device's default memory pool. Baselines for the benchmarks.
  *
- * Invariants: this wrapper validates every argument and keeps its own books (ranges, per-page map
- * state, segments, streams, events), so the addon is only called with requests that are valid;
- * data calls are bounds-checked against the block AND against memory this device backs right now
- * (a live segment, or mapped pages of a live range), so a stale or foreign pointer is a typed
- * error, never a write into someone else's memory. A failed call changes no state.
+ * Threads: one CUDA primary context per process, so a reserved range is valid in every thread.
+ * The addon keeps a process-wide range registry (process-unique range ids; per-page physical
+ * handles under a mutex), so a range reserved by one CudaDevice can be adopted by another one in
+ * any thread (`adoptRange`) and its pages mapped, unmapped and used for data there; only the
+ * reserving device releases it, and its destroy (or its thread's exit) releases it exactly once.
+ *
+ * Invariants: this wrapper validates every argument and keeps its own books (ranges it reserved or
+ * adopted, segments, streams, events), so the addon is only called with requests that are valid.
+ * Per-page map state is NOT kept here: it changes in other threads, so it is read from the addon's
+ * registry (one locked lookup), the single source of truth every thread shares. Data calls are
+ * bounds-checked against the block AND against memory backed right now (a live segment of this
+ * device, or pages of a range in its books that are mapped, by whichever thread), so a stale or
+ * foreign pointer is a typed error, never a write into someone else's memory. A failed call
+ * changes no state.
  */
 import {
   type AddressRange,
@@ -33,7 +42,7 @@ import {
 import { cuda, loadedAddon } from './binding.js';
 import { CudaUnavailableError, toDeviceError } from './errors.js';
 import { CudaKernels } from './kernels.js';
-import type { NativeAddon, NativeContext, NativeLiveCounts } from './native-api.js';
+import type { NativeAddon, NativeContext, NativeLiveCounts, NativeRegistryCounts } from './native-api.js';
 import { bytesOf, checkBlock, checkPositiveMultiple, checkSafeInteger, checkView } from './validate.js';
 
 export type CudaDeviceMode = 'vmm' | 'malloc' | 'mallocAsync';
@@ -70,8 +79,17 @@ export interface CudaDeviceData extends DeviceData {
 
 interface RangeEntry {
   range: AddressRange;
-  /** 1 per mapped page. */
-  mapped: Uint8Array;
+  /** Reserved by this device (it releases the range); false: adopted from another CudaDevice. */
+  owned: boolean;
+}
+
+/** What crosses to another thread so it can open the same GPU (structured-cloneable). */
+export interface CudaDeviceHandle {
+  readonly kind: 'cuda';
+  readonly deviceIndex: number;
+  readonly mode: CudaDeviceMode;
+  /** Checked on attach: the same physical GPU. */
+  readonly pciBusId: number;
 }
 
 function requireAddon(call: string, addon: NativeAddon | undefined): NativeAddon {
@@ -79,6 +97,16 @@ function requireAddon(call: string, addon: NativeAddon | undefined): NativeAddon
     throw new CudaUnavailableError(call, cuda.reason ?? 'the addon is not loaded');
   }
   return addon;
+}
+
+/** Ranges and mapped pages alive in the whole process (every thread, every CudaDevice): for leak checks. */
+export function cudaRangeRegistryLive(addon: NativeAddon | undefined = loadedAddon()): NativeRegistryCounts {
+  const native = requireAddon('registryLive', addon);
+  try {
+    return native.registryLive();
+  } catch (error) {
+    throw toDeviceError(error, 'registryLive');
+  }
 }
 
 /** Properties of GPU `deviceIndex` (throws CudaUnavailableError without CUDA). */
@@ -186,6 +214,87 @@ export class CudaDevice implements Device {
     );
   }
 
+  /**
+   * A structured-cloneable handle for another thread: `CudaDevice.attach(handle)` there opens a
+   * device on the same GPU and mode; ranges reserved here are then used there via `adoptRange`.
+   */
+  share(): CudaDeviceHandle {
+    this.#live('share');
+    return {
+      kind: 'cuda',
+      deviceIndex: this.deviceIndex,
+      mode: this.mode,
+      pciBusId: this.properties.pciBusId,
+    };
+  }
+
+  /** Opens a device in this thread from `share()` of another (the process-wide context is shared). */
+  static attach(handle: CudaDeviceHandle, addon: NativeAddon | undefined = loadedAddon()): CudaDevice {
+    if (typeof handle !== 'object' || handle === null || handle.kind !== 'cuda') {
+      throw new InvalidArgumentError('handle', "must come from CudaDevice.share() (kind 'cuda')", handle);
+    }
+    const device = new CudaDevice({ deviceIndex: handle.deviceIndex, mode: handle.mode }, addon);
+    if (handle.pciBusId !== device.properties.pciBusId) {
+      device.destroy();
+      throw new DeviceError(
+        'attach',
+        `GPU ${handle.deviceIndex} is on PCI bus ${device.properties.pciBusId} here, not ${String(handle.pciBusId)}: not the same GPU`,
+      );
+    }
+    return device;
+  }
+
+  /**
+   * Accepts a range reserved by another CudaDevice of this process (any thread) on the same GPU for
+   * map, unmap and data calls here; returns it as registered in this device's books (the same range
+   * if this device reserved or adopted it already). Only the reserving device may release it; its
+   * pages may be unmapped by any device that holds it, whoever mapped them.
+   */
+  adoptRange(range: AddressRange): AddressRange {
+    this.#live('adoptRange');
+    this.#requireVmm('adoptRange');
+    if (typeof range !== 'object' || range === null) {
+      throw new InvalidArgumentError(
+        'range',
+        'must be an AddressRange { id, base, bytes } from reserve()',
+        range,
+      );
+    }
+    const id = checkSafeInteger('range.id', range.id, 1);
+    if (typeof range.base !== 'bigint' || range.base <= 0n) {
+      throw new InvalidArgumentError('range.base', 'must be a positive bigint device address', range.base);
+    }
+    const bytes = checkPositiveMultiple('range.bytes', range.bytes, this.pageBytes);
+    const known = this.#ranges.get(id);
+    if (known !== undefined) {
+      if (known.range.base !== range.base || known.range.bytes !== bytes) {
+        throw new DeviceError('adoptRange', `address range ${id} is known here with another base or size`);
+      }
+      return known.range;
+    }
+    this.#invoke('adoptRange', () => this.#native.adoptRange(id, range.base, bytes));
+    const adopted: AddressRange = Object.freeze({ id, base: range.base, bytes });
+    this.#ranges.set(id, { range: adopted, owned: false });
+    return adopted;
+  }
+
+  /** Forgets an adopted range here without touching its pages (the reserving device still owns it). */
+  disownRange(range: AddressRange): void {
+    this.#live('disownRange');
+    const entry = this.#range(range, 'disownRange');
+    if (entry.owned) {
+      throw new DeviceError('disownRange', 'this device reserved the range: release it with releaseRange()');
+    }
+    this.#invoke('disownRange', () => this.#native.disownRange(entry.range.id));
+    this.#ranges.delete(entry.range.id);
+  }
+
+  /** Whether this device reserved `range` (true) or adopted it (false). */
+  ownsRange(range: AddressRange): boolean {
+    this.#live('ownsRange');
+    return this.#range(range, 'ownsRange').owned;
+  }
+
   get isDestroyed(): boolean {
     return this.#destroyed;
   }
@@ -202,7 +311,7 @@ export class CudaDevice implements Device {
     checkPositiveMultiple('bytes', bytes, this.pageBytes);
     const [id, base] = this.#invoke('reserve', () => this.#native.reserve(bytes));
     const range: AddressRange = Object.freeze({ id, base, bytes });
-    this.#ranges.set(id, { range, mapped: new Uint8Array(bytes / this.pageBytes) });
+    this.#ranges.set(id, { range, owned: true });
     this.calls.reserve++;
     return range;
   }
@@ -210,7 +319,14 @@ export class CudaDevice implements Device {
   releaseRange(range: AddressRange): void {
     this.#live('releaseRange');
     const entry = this.#range(range, 'releaseRange');
-    if (entry.mapped.includes(1)) {
+    if (!entry.owned) {
+      throw new DeviceError(
+        'releaseRange',
+        'the range was reserved by another CudaDevice, which releases it (disownRange() forgets it here)',
+      );
+    }
+    const pages = entry.range.bytes / this.pageBytes;
+    if (this.#findPage(entry, 0, pages, true, 'releaseRange') >= 0) {
       throw new DeviceError('releaseRange', 'the range still has mapped pages; unmap them first');
     }
     this.#invoke('releaseRange', () => this.#native.releaseRange(entry.range.id));
@@ -222,11 +338,9 @@ export class CudaDevice implements Device {
     this.#live('map');
     this.#requireVmm('map');
     const { entry, first, count } = this.#pages(range, offsetBytes, bytes, 'map');
-    for (let p = first; p < first + count; p++) {
-      if (entry.mapped[p] === 1) throw new DeviceError('map', `page ${p} is already mapped`);
-    }
+    const mapped = this.#findPage(entry, first, count, true, 'map');
+    if (mapped >= 0) throw new DeviceError('map', `page ${mapped} is already mapped`);
     this.#invoke('map', () => this.#native.map(entry.range.id, offsetBytes, bytes), bytes);
-    entry.mapped.fill(1, first, first + count);
     this.calls.map++;
   }
 
@@ -234,11 +348,9 @@ export class CudaDevice implements Device {
     this.#live('unmap');
     this.#requireVmm('unmap');
     const { entry, first, count } = this.#pages(range, offsetBytes, bytes, 'unmap');
-    for (let p = first; p < first + count; p++) {
-      if (entry.mapped[p] !== 1) throw new DeviceError('unmap', `page ${p} is not mapped`);
-    }
+    const unmapped = this.#findPage(entry, first, count, false, 'unmap');
+    if (unmapped >= 0) throw new DeviceError('unmap', `page ${unmapped} is not mapped`);
     this.#invoke('unmap', () => this.#native.unmap(entry.range.id, offsetBytes, bytes));
-    entry.mapped.fill(0, first, first + count);
     this.calls.unmap++;
   }
 
@@ -325,6 +437,18 @@ export class CudaDevice implements Device {
     return entry;
   }
 
+  /**
+   * First page of the run in the given state, from the process-wide registry (other threads map and
+   * unmap too). A range its owner released meanwhile is a DeviceError.
+   */
+  #findPage(entry: RangeEntry, first: number, count: number, mapped: boolean, call: string): number {
+    try {
+      return this.#native.findPage(entry.range.id, first, count, mapped);
+    } catch (error) {
+      throw toDeviceError(error, call);
+    }
+  }
+
   #pages(range: AddressRange, offsetBytes: number, bytes: number, call: string) {
     const entry = this.#range(range, call);
     checkSafeInteger('offsetBytes', offsetBytes, 0);
@@ -366,18 +490,30 @@ export class CudaDevice implements Device {
     for (const segment of this.#segments.values()) {
       if (start >= segment.base && end <= segment.base + BigInt(segment.bytes)) return start + BigInt(offset);
     }
-    for (const { range, mapped } of this.#ranges.values()) {
+    for (const entry of this.#ranges.values()) {
+      const range = entry.range;
       if (start >= range.base && end <= range.base + BigInt(range.bytes)) {
         const page = BigInt(this.pageBytes);
         const first = Number((start - range.base) / page);
         const last = b.bytes === 0 ? first : Number((end - 1n - range.base) / page);
-        for (let p = first; p <= last; p++) {
-          if (mapped[p] !== 1)
+        let p = first;
+        if (first < range.bytes / this.pageBytes) {
+          try {
+            p = this.#native.findPage(range.id, first, last - first + 1, false);
+          } catch {
             throw new ArgumentRangeError(
               argument,
-              `lies on page ${p} of its range, which is not mapped`,
+              'lies in an address range that the device which reserved it has released',
               block,
             );
+          }
+        }
+        if (p >= 0) {
+          throw new ArgumentRangeError(
+            argument,
+            `lies on page ${p} of its range, which is not mapped`,
+            block,
+          );
         }
         return start + BigInt(offset);
       }

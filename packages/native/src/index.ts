@@ -22,14 +22,16 @@ export {
 } from './cpu-kernels.js';
 export type {
   CudaDeviceData,
+  CudaDeviceHandle,
   CudaDeviceMode,
   CudaDeviceOptions,
   CudaDeviceProperties,
 } from './cuda-device.js';
-export { CUDA_DEVICE_MODES, CudaDevice, cudaDeviceProperties } from './cuda-device.js';
+export { CUDA_DEVICE_MODES, CudaDevice, cudaDeviceProperties, cudaRangeRegistryLive } from './cuda-device.js';
 export type { CudaFailure } from './errors.js';
 export { CUDA_OUT_OF_MEMORY_CODE, CudaError, CudaOutOfMemoryError, CudaUnavailableError } from './errors.js';
 export { float16BitsToFloat32, float32ToFloat16Bits, fromFloat16Bits, toFloat16Bits } from './float16.js';
 export type { CropResizeArgs, PreprocessFrameArgs } from './kernels.js';
 export { CudaKernels } from './kernels.js';
+export type { NativeLiveCounts, NativeRegistryCounts } from './native-api.js';
 export { allocatePinned, freePinned, isPinned, PINNED_BYTES_MAX } from './pinned.js';

@@ -34,6 +34,14 @@ export interface NativeLiveCounts {
   segments: number;
   streams: number;
   events: number;
+  /** Ranges reserved by another context of the process and adopted here (not counted in `ranges`). */
+  adoptedRanges: number;
+}
+
+/** The process-wide range registry (every thread, every context). */
+export interface NativeRegistryCounts {
+  ranges: number;
+  mappedPages: number;
 }
 
 export interface NativeContext {
@@ -42,6 +50,12 @@ export interface NativeContext {
   releaseRange(id: number): void;
   map(id: number, offsetBytes: number, bytes: number): void;
   unmap(id: number, offsetBytes: number, bytes: number): void;
+  /** Enters a live range reserved by another context of this process (same GPU) into this context's books. */
+  adoptRange(id: number, base: bigint, bytes: number): void;
+  /** Forgets an adopted range without touching its pages. */
+  disownRange(id: number): void;
+  /** First page of [firstPage, firstPage + count) whose mapped state is `mapped`, or -1 (process-wide truth). */
+  findPage(id: number, firstPage: number, count: number, mapped: boolean): number;
   allocateSegment(bytes: number, async: boolean): [id: number, base: bigint];
   freeSegment(id: number): void;
   memInfo(): [freeBytes: number, totalBytes: number];
@@ -90,4 +104,5 @@ export interface NativeAddon {
   freePinned(buffer: ArrayBuffer): void;
   pinnedLive(): number;
   benchAllocation(deviceIndex: number, mode: string, bytes: number, iterations: number): number;
+  registryLive(): NativeRegistryCounts;
 }

@@ -13,7 +13,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import { benchAllocation } from '../src/bench.js';
 import { cropResizeCpu, preprocessFrameCpu } from '../src/cpu-kernels.js';
-import { CudaDevice, cudaDeviceProperties } from '../src/cuda-device.js';
+import { CudaDevice, cudaDeviceProperties, cudaRangeRegistryLive } from '../src/cuda-device.js';
 import { CudaError, CudaOutOfMemoryError } from '../src/errors.js';
 import { toFloat16Bits } from '../src/float16.js';
 import { allocatePinned, freePinned, isPinned } from '../src/pinned.js';
@@ -498,6 +498,166 @@ describe('CudaDevice kernels (through the fake, which runs the CPU references)',
         }),
       ArgumentRangeError,
     );
+  });
+});
+
+describe('CudaDevice ranges shared across devices of one process (adoptRange)', () => {
+  /** `main` reserves; `worker` stands for a CudaDevice in another thread (same fake "process"). */
+  function pair(capacityPages = 64) {
+    const addon = new FakeAddon({ capacityBytes: capacityPages * PAGE });
+    const main = new CudaDevice({}, addon);
+    const worker = CudaDevice.attach(structuredClone(main.share()), addon);
+    return { addon, main, worker };
+  }
+
+  it('maps in one device, reads and unmaps in the other; the owner releases; nothing leaks', () => {
+    const { addon, main, worker } = pair();
+    const range = main.reserve(4 * PAGE);
+    const adopted = worker.adoptRange(
+      structuredClone({ id: range.id, base: range.base, bytes: range.bytes }),
+    );
+    expect(adopted).toEqual(range);
+    expect(worker.adoptRange(adopted)).toBe(adopted); // idempotent
+    expect(main.adoptRange(range)).toBe(range); // its own range
+    expect(worker.ownsRange(adopted)).toBe(false);
+    expect(main.ownsRange(range)).toBe(true);
+    worker.map(adopted, PAGE, 2 * PAGE);
+    expect(main.live()).toMatchObject({ ranges: 1, mappedPages: 2, adoptedRanges: 0 });
+    expect(worker.live()).toMatchObject({ ranges: 0, mappedPages: 0, adoptedRanges: 1 });
+    expect(cudaRangeRegistryLive(addon)).toEqual({ ranges: 1, mappedPages: 2 });
+    // A block across both worker-mapped pages, written in the worker, read in the main device.
+    const block = { ptr: range.base + BigInt(2 * PAGE - 64), bytes: 128 };
+    const data = new Uint8Array(128).map((_, i) => (i * 7 + 1) & 0xff);
+    worker.data.copyIn(block, data);
+    const back = new Uint8Array(128);
+    main.data.copyOut(block, back);
+    expect(back).toEqual(data);
+    // Pages no one mapped are still refused in both devices, before the addon.
+    for (const d of [main, worker]) {
+      rejectsBeforeNative(
+        addon,
+        () => d.data.fill({ ptr: range.base, bytes: 1 }, 0),
+        ArgumentRangeError,
+        'block',
+      );
+      rejectsBeforeNative(
+        addon,
+        () => d.data.fill({ ptr: range.base + BigInt(3 * PAGE - 1), bytes: 2 }, 0),
+        ArgumentRangeError,
+        'block',
+      );
+    }
+    // Map state is shared: the main device sees the worker's pages as mapped.
+    rejectsBeforeNative(addon, () => main.map(range, 2 * PAGE, PAGE), DeviceError);
+    rejectsBeforeNative(addon, () => main.releaseRange(range), DeviceError);
+    // The worker goes away; the main device unmaps what it mapped.
+    worker.destroy();
+    expect(cudaRangeRegistryLive(addon)).toEqual({ ranges: 1, mappedPages: 2 });
+    main.unmap(range, PAGE, 2 * PAGE);
+    rejectsBeforeNative(addon, () => main.data.fill(block, 0), ArgumentRangeError, 'block');
+    main.releaseRange(range);
+    expect(main.live()).toMatchObject({ ranges: 0, mappedPages: 0, adoptedRanges: 0 });
+    expect(cudaRangeRegistryLive(addon)).toEqual({ ranges: 0, mappedPages: 0 });
+    expect(addon.usedBytes).toBe(0);
+  });
+
+  it('validates adoptRange arguments before the addon', () => {
+    const { addon, worker } = pair();
+    rejectsBeforeNative(addon, () => worker.adoptRange(null as never), InvalidArgumentError, 'range');
+    rejectsBeforeNative(addon, () => worker.adoptRange(7 as never), InvalidArgumentError, 'range');
+    rejectsBeforeNative(
+      addon,
+      () => worker.adoptRange({ id: 1.5, base: 1n, bytes: PAGE }),
+      ArgumentRangeError,
+      'range.id',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => worker.adoptRange({ id: 0, base: 1n, bytes: PAGE }),
+      ArgumentRangeError,
+      'range.id',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => worker.adoptRange({ id: 1, base: 1 as never, bytes: PAGE }),
+      InvalidArgumentError,
+      'range.base',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => worker.adoptRange({ id: 1, base: 1n, bytes: PAGE + 1 }),
+      ArgumentRangeError,
+      'range.bytes',
+    );
+    const malloc = new CudaDevice({ mode: 'malloc' }, addon);
+    rejectsBeforeNative(addon, () => malloc.adoptRange({ id: 1, base: 1n, bytes: PAGE }), DeviceError);
+  });
+
+  it('refuses ranges that are not live ranges of this process on the same GPU', () => {
+    const addon = new FakeAddon({ deviceCount: 2 });
+    const main = new CudaDevice({}, addon);
+    const worker = CudaDevice.attach(main.share(), addon);
+    const otherGpu = new CudaDevice({ deviceIndex: 1 }, addon);
+    const range = main.reserve(2 * PAGE);
+    const refuse = (d: CudaDevice, r: { id: number; base: bigint; bytes: number }) => {
+      expect(() => d.adoptRange(r)).toThrow(DeviceError);
+      expect(d.live().adoptedRanges).toBe(0);
+    };
+    refuse(worker, { id: 999, base: range.base, bytes: range.bytes }); // unknown id
+    refuse(worker, { ...range, base: range.base + BigInt(PAGE) }); // forged base
+    refuse(worker, { ...range, bytes: 4 * PAGE }); // forged size
+    refuse(otherGpu, range); // another GPU
+    const adopted = worker.adoptRange(range);
+    expect(() => worker.adoptRange({ ...adopted, bytes: 4 * PAGE })).toThrow(DeviceError);
+    main.releaseRange(range);
+    const stale = new CudaDevice({}, addon);
+    refuse(stale, range); // released
+    // The adopter learns about the release at its next call: typed errors, no wild access.
+    expect(() => worker.map(adopted, 0, PAGE)).toThrow(DeviceError);
+    expect(() => worker.data.fill({ ptr: adopted.base, bytes: 1 }, 0)).toThrow(ArgumentRangeError);
+    worker.disownRange(adopted);
+    expect(worker.live().adoptedRanges).toBe(0);
+  });
+
+  it('only the reserving device releases; disownRange forgets an adopted range without touching it', () => {
+    const { addon, main, worker } = pair();
+    const range = main.reserve(2 * PAGE);
+    const adopted = worker.adoptRange(range);
+    rejectsBeforeNative(addon, () => worker.releaseRange(adopted), DeviceError);
+    rejectsBeforeNative(addon, () => main.disownRange(range), DeviceError);
+    worker.map(adopted, 0, PAGE);
+    worker.disownRange(adopted);
+    rejectsBeforeNative(addon, () => worker.unmap(adopted, 0, PAGE), DeviceError); // no longer in its books
+    rejectsBeforeNative(addon, () => worker.disownRange(adopted), DeviceError);
+    expect(main.live()).toMatchObject({ ranges: 1, mappedPages: 1 });
+    // The owner's destroy releases the range and the pages another device mapped, once.
+    const again = worker.adoptRange(range);
+    main.destroy();
+    expect(cudaRangeRegistryLive(addon)).toEqual({ ranges: 0, mappedPages: 0 });
+    expect(addon.usedBytes).toBe(0);
+    expect(() => worker.unmap(again, 0, PAGE)).toThrow(DeviceError);
+    worker.destroy();
+    expect(addon.usedBytes).toBe(0);
+  });
+
+  it('share() gives a structured-cloneable handle; attach() checks it', () => {
+    const addon = new FakeAddon({ deviceCount: 2 });
+    const main = new CudaDevice({ deviceIndex: 1 }, addon);
+    const handle = structuredClone(main.share());
+    expect(handle).toEqual({ kind: 'cuda', deviceIndex: 1, mode: 'vmm', pciBusId: 2 });
+    const attached = CudaDevice.attach(handle, addon);
+    expect(attached).toMatchObject({ deviceIndex: 1, mode: 'vmm', pageBytes: PAGE });
+    expect(() => CudaDevice.attach(null as never, addon)).toThrow(InvalidArgumentError);
+    expect(() => CudaDevice.attach({ ...handle, kind: 'host' } as never, addon)).toThrow(
+      InvalidArgumentError,
+    );
+    expect(() => CudaDevice.attach({ ...handle, mode: 'nope' } as never, addon)).toThrow(
+      InvalidArgumentError,
+    );
+    expect(() => CudaDevice.attach({ ...handle, pciBusId: 9 }, addon)).toThrow(DeviceError);
+    main.destroy();
+    expect(() => main.share()).toThrow(DeviceDestroyedError);
+    expect(() => main.adoptRange({ id: 1, base: 1n, bytes: PAGE })).toThrow(DeviceDestroyedError);
   });
 });
 

@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { ALLOCATION_BENCH_MODES, benchAllocation } from '../src/bench.js';
 import { cuda, loadedAddon } from '../src/binding.js';
 import { cropResizeCpu, preprocessFrameCpu } from '../src/cpu-kernels.js';
-import { CudaDevice, type CudaDeviceMode } from '../src/cuda-device.js';
+import { CudaDevice, type CudaDeviceMode, cudaRangeRegistryLive } from '../src/cuda-device.js';
 import { CudaError, CudaOutOfMemoryError } from '../src/errors.js';
 import { float16BitsToFloat32, float32ToFloat16Bits } from '../src/float16.js';
 import { allocatePinned, freePinned } from '../src/pinned.js';
@@ -436,6 +436,132 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
       await new Promise((r) => setTimeout(r, 200));
       expect(before - device.memInfo().freeBytes).toBeLessThan(64 * MiB);
       device.destroy();
+    });
+  });
+
+  describe('one range, several threads (process-wide range registry)', () => {
+    const distEntry = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'index.js');
+
+    function runWorker(body: string, workerData: unknown): Promise<unknown> {
+      const code = `
+        const { parentPort, workerData } = require('node:worker_threads');
+        import(${JSON.stringify(pathToFileURL(distEntry).href)}).then(async (m) => {
+          ${body}
+        }).catch((e) => parentPort.postMessage({ error: String(e && e.stack || e) }));`;
+      return new Promise((resolve, reject) => {
+        const worker = new Worker(code, { eval: true, workerData });
+        let result: unknown;
+        worker.on('message', (m) => {
+          result = m;
+        });
+        worker.on('error', reject);
+        worker.on('exit', (exitCode) =>
+          exitCode === 0 ? resolve(result) : reject(new Error(`worker exited ${exitCode}`)),
+        );
+      });
+    }
+
+    it('a worker maps pages of a range reserved here and writes them; this thread reads, then unmaps after the worker exits', async () => {
+      // Other test files may run in other threads of this process (--pool=threads): check liveness
+      // by range (a live range can be adopted, a released one cannot), not by process-wide counts.
+      const device = new CudaDevice({ mode: 'vmm' });
+      const probe = new CudaDevice({ mode: 'vmm' });
+      const range = device.reserve(16 * MiB);
+      const bytes = 4096;
+      const result = (await runWorker(
+        `
+        const device = m.CudaDevice.attach(workerData.handle);
+        const range = device.adoptRange(workerData.range);
+        device.map(range, 2 * 1024 * 1024, 4 * 1024 * 1024); // pages 1 and 2
+        const block = { ptr: range.base + BigInt(4 * 1024 * 1024 - ${bytes / 2}), bytes: ${bytes} }; // across pages 1|2
+        const data = new Uint8Array(${bytes});
+        for (let i = 0; i < data.length; i++) data[i] = (i * 13 + 5) & 0xff;
+        device.data.copyIn(block, data);
+        let refused = 'none';
+        try { device.data.fill({ ptr: range.base, bytes: 1 }, 0); } catch (e) { refused = e.name; }
+        // Its own range, left behind: the env cleanup hook must release it (and only it).
+        const own = device.reserve(2 * 1024 * 1024);
+        device.map(own, 0, 2 * 1024 * 1024);
+        const registry = m.cudaRangeRegistryLive();
+        parentPort.postMessage({ live: device.live(), refused, owns: device.ownsRange(range), registry,
+          own: { id: own.id, base: own.base, bytes: own.bytes } });
+        // No destroy(): the worker exits holding the adopted range; only its own range is released.
+      `,
+        { handle: device.share(), range: { id: range.id, base: range.base, bytes: range.bytes } },
+      )) as {
+        error?: string;
+        live: { ranges: number; mappedPages: number; adoptedRanges: number };
+        refused: string;
+        owns: boolean;
+        registry: { ranges: number; mappedPages: number };
+        own: { id: number; base: bigint; bytes: number };
+      };
+      expect(result.error).toBeUndefined();
+      expect(result.live).toMatchObject({ ranges: 1, mappedPages: 1, adoptedRanges: 1 });
+      expect(result.refused).toBe('ArgumentRangeError');
+      expect(result.owns).toBe(false);
+      expect(result.registry.ranges).toBeGreaterThanOrEqual(2);
+      expect(result.registry.mappedPages).toBeGreaterThanOrEqual(3);
+      expect(result.own.id).not.toBe(range.id); // process-unique ids
+      // The worker has exited: its cleanup hook released its own range, not the adopted one.
+      expect(() => probe.adoptRange(result.own)).toThrow(DeviceError);
+      expect(probe.adoptRange(range)).toEqual(range);
+      probe.disownRange(range);
+      expect(device.live()).toMatchObject({ ranges: 1, mappedPages: 2, adoptedRanges: 0 });
+      const block = { ptr: range.base + BigInt(4 * MiB - bytes / 2), bytes };
+      const back = new Uint8Array(bytes);
+      device.data.copyOut(block, back);
+      const want = new Uint8Array(bytes).map((_, i) => (i * 13 + 5) & 0xff);
+      expect(Buffer.from(back).equals(Buffer.from(want))).toBe(true);
+      expect(() => device.data.fill({ ptr: range.base, bytes: 1 }, 0)).toThrow(ArgumentRangeError);
+      // This thread unmaps what the dead worker mapped, then releases the range.
+      device.unmap(range, 2 * MiB, 4 * MiB);
+      expect(() => device.data.copyOut(block, back)).toThrow(ArgumentRangeError);
+      device.releaseRange(range);
+      expect(device.live()).toMatchObject({ ranges: 0, mappedPages: 0, adoptedRanges: 0 });
+      expect(() => probe.adoptRange(range)).toThrow(DeviceError);
+      expect(probe.live()).toMatchObject({ ranges: 0, mappedPages: 0, adoptedRanges: 0 });
+      probe.destroy();
+      device.destroy();
+    });
+
+    it('several workers map and unmap disjoint pages of one range at once; the owner sees every byte', async () => {
+      const device = new CudaDevice({ mode: 'vmm' });
+      const probe = new CudaDevice({ mode: 'vmm' });
+      const workers = 4;
+      const range = device.reserve(workers * 8 * MiB);
+      const results = (await Promise.all(
+        Array.from({ length: workers }, (_, w) =>
+          runWorker(
+            `
+            const device = m.CudaDevice.attach(workerData.handle);
+            const range = device.adoptRange(workerData.range);
+            const at = workerData.w * 8 * 1024 * 1024;
+            for (let round = 0; round < 20; round++) {
+              device.map(range, at, 8 * 1024 * 1024);
+              if (round < 19) device.unmap(range, at, 8 * 1024 * 1024);
+            }
+            device.data.fill({ ptr: range.base + BigInt(at), bytes: 8 * 1024 * 1024 }, workerData.w + 1);
+            device.destroy();
+            parentPort.postMessage({ ok: true });
+          `,
+            { handle: device.share(), range: { id: range.id, base: range.base, bytes: range.bytes }, w },
+          ),
+        ),
+      )) as { ok?: boolean; error?: string }[];
+      for (const r of results) expect(r).toEqual({ ok: true });
+      expect(device.live()).toMatchObject({ ranges: 1, mappedPages: workers * 4 });
+      for (let w = 0; w < workers; w++) {
+        const out = new Uint8Array(8 * MiB);
+        device.data.copyOut({ ptr: range.base + BigInt(w * 8 * MiB), bytes: 8 * MiB }, out);
+        expect(out.every((b) => b === w + 1)).toBe(true);
+      }
+      // The owner's destroy releases the range and every page the workers mapped, once.
+      const pagesInProcess = cudaRangeRegistryLive().mappedPages;
+      expect(pagesInProcess).toBeGreaterThanOrEqual(workers * 4);
+      device.destroy();
+      expect(() => probe.adoptRange(range)).toThrow(DeviceError);
+      probe.destroy();
     });
   });
 

@@ -4,6 +4,11 @@
  * run the CPU references. It lets CI test everything CudaDevice does in TypeScript — validation,
  * bookkeeping, error mapping — without a GPU. It also records every call, so tests can assert that
  * invalid requests never reach the addon.
+ *
+ * One FakeAddon models one process: like the real addon's RangeRegistry, its `registry` holds every
+ * reserved range by a process-unique id with its pages, so several contexts (CudaDevice objects,
+ * "threads") can adopt, map and unmap the same range; only the reserving context releases it, and
+ * its destroy releases what it still owns. Queries (granularity, findPage) are not recorded.
  */
 import { cropResizeCpu, preprocessFrameCpu } from '../src/cpu-kernels.js';
 import type { NativeAddon, NativeContext, NativeLiveCounts, NativeProbe } from '../src/native-api.js';
@@ -15,6 +20,22 @@ export interface FakeOptions {
   vmm?: boolean;
   /** Make the next native call with this name throw a CUDA error with this code. */
   failNext?: { call: string; cudaCode: number; cudaName: string };
+  /** GPUs in the "process" (default 1); they differ only in index and PCI bus id. */
+  deviceCount?: number;
+}
+
+/** A range in the process-wide registry. */
+export interface FakeRange {
+  readonly id: number;
+  readonly deviceIndex: number;
+  readonly owner: FakeContext;
+  readonly base: bigint;
+  readonly bytes: number;
+  readonly pages: (Uint8Array | null)[];
+}
+
+function usage(kind: string, message: string): Error {
+  return Object.assign(new Error(message), { kind });
 }
 
 function cudaError(call: string, cudaCode: number, cudaName: string): Error {
@@ -40,11 +61,16 @@ export class FakeAddon implements NativeAddon {
     deviceIndex: number,
   ) => NativeContext;
   pinnedCount = 0;
+  readonly deviceCount: number;
+  /** The process-wide range registry: range id → range. */
+  readonly registry = new Map<number, FakeRange>();
+  nextRangeId = 1;
 
   constructor(options: FakeOptions = {}) {
     this.capacityBytes = options.capacityBytes ?? 64 * FAKE_PAGE_BYTES;
     this.vmm = options.vmm ?? true;
     this.failNext = options.failNext;
+    this.deviceCount = options.deviceCount ?? 1;
     const addon = this;
     this.Context = class extends FakeContext {
       constructor(deviceIndex: number) {
@@ -68,7 +94,7 @@ export class FakeAddon implements NativeAddon {
     return {
       runtimeVersion: 13000,
       driverVersion: 13000,
-      deviceCount: 1,
+      deviceCount: this.deviceCount,
       status: 0,
       statusName: 'cudaSuccess',
       statusMessage: 'no error',
@@ -78,7 +104,8 @@ export class FakeAddon implements NativeAddon {
 
   deviceProperties(deviceIndex: number) {
     this.maybeFail('deviceProperties');
-    if (deviceIndex !== 0) throw cudaError('cudaGetDeviceProperties', 101, 'cudaErrorInvalidDevice');
+    if (deviceIndex < 0 || deviceIndex >= this.deviceCount)
+      throw cudaError('cudaGetDeviceProperties', 101, 'cudaErrorInvalidDevice');
     return {
       name: 'Fake GPU',
       totalBytes: this.capacityBytes,
@@ -86,7 +113,7 @@ export class FakeAddon implements NativeAddon {
       computeCapabilityMinor: 0,
       multiprocessors: 132,
       vmmSupported: this.vmm,
-      pciBusId: 1,
+      pciBusId: 1 + deviceIndex,
     };
   }
 
@@ -110,6 +137,12 @@ export class FakeAddon implements NativeAddon {
     return 1000;
   }
 
+  registryLive(): { ranges: number; mappedPages: number } {
+    let mappedPages = 0;
+    for (const r of this.registry.values()) mappedPages += r.pages.filter((p) => p !== null).length;
+    return { ranges: this.registry.size, mappedPages };
+  }
+
   take(bytes: number): bigint {
     if (this.usedBytes + bytes > this.capacityBytes)
       throw cudaError('cudaMalloc', 2, 'cudaErrorMemoryAllocation');
@@ -120,14 +153,9 @@ export class FakeAddon implements NativeAddon {
   }
 }
 
-interface FakeRange {
-  base: bigint;
-  bytes: number;
-  pages: (Uint8Array | null)[];
-}
-
 export class FakeContext implements NativeContext {
-  readonly ranges = new Map<number, FakeRange>();
+  /** This context's books: ranges it reserved (owned) or adopted. */
+  readonly ranges = new Map<number, { record: FakeRange; owned: boolean }>();
   readonly segments = new Map<number, { base: bigint; data: Uint8Array }>();
   readonly streams = new Set<number>();
   readonly events = new Set<number>();
@@ -148,28 +176,72 @@ export class FakeContext implements NativeContext {
     return FAKE_PAGE_BYTES;
   }
 
+  /** A live range in these books (released by its owner: a 'handle' error, as in the addon). */
+  #record(id: number): FakeRange {
+    const entry = this.ranges.get(id);
+    if (entry === undefined) throw usage('handle', `unknown or released address range ${id}`);
+    if (this.addon.registry.get(id) !== entry.record)
+      throw usage('handle', `address range ${id} was released by its owner`);
+    return entry.record;
+  }
+
   reserve(bytes: number): [number, bigint] {
     this.#call('reserve');
     const base = this.addon.nextAddress;
     this.addon.nextAddress += BigInt(bytes + FAKE_PAGE_BYTES);
-    const id = this.#nextId++;
-    this.ranges.set(id, { base, bytes, pages: new Array(bytes / FAKE_PAGE_BYTES).fill(null) });
+    const id = this.addon.nextRangeId++;
+    const record: FakeRange = {
+      id,
+      deviceIndex: this.deviceIndex,
+      owner: this,
+      base,
+      bytes,
+      pages: new Array(bytes / FAKE_PAGE_BYTES).fill(null),
+    };
+    this.addon.registry.set(id, record);
+    this.ranges.set(id, { record, owned: true });
     return [id, base];
   }
 
   releaseRange(id: number): void {
     this.#call('releaseRange');
-    const range = this.ranges.get(id);
-    if (range === undefined) throw Object.assign(new Error('unknown range'), { kind: 'handle' });
-    if (range.pages.some((p) => p !== null))
-      throw Object.assign(new Error('mapped pages'), { kind: 'state' });
+    const range = this.#record(id);
+    if (!this.ranges.get(id)?.owned) throw usage('state', 'only the reserving context releases a range');
+    if (range.pages.some((p) => p !== null)) throw usage('state', 'mapped pages');
+    this.addon.registry.delete(id);
     this.ranges.delete(id);
+  }
+
+  adoptRange(id: number, base: bigint, bytes: number): void {
+    this.#call('adoptRange');
+    const record = this.addon.registry.get(id);
+    if (record === undefined) throw usage('handle', `no live address range ${id} in this process`);
+    if (record.base !== base || record.bytes !== bytes)
+      throw usage('handle', `base or size do not match address range ${id}`);
+    if (record.deviceIndex !== this.deviceIndex)
+      throw usage('device', `address range ${id} belongs to GPU ${record.deviceIndex}`);
+    if (!this.ranges.has(id)) this.ranges.set(id, { record, owned: false });
+  }
+
+  disownRange(id: number): void {
+    this.#call('disownRange');
+    const entry = this.ranges.get(id);
+    if (entry === undefined) throw usage('handle', `unknown range ${id}`);
+    if (entry.owned) throw usage('state', 'owned range');
+    this.ranges.delete(id);
+  }
+
+  findPage(id: number, firstPage: number, count: number, mapped: boolean): number {
+    if (this.destroyed) throw usage('destroyed', 'destroyed');
+    const range = this.#record(id);
+    if (firstPage + count > range.pages.length) throw usage('range', 'findPage: outside the range');
+    for (let p = firstPage; p < firstPage + count; p++) if ((range.pages[p] !== null) === mapped) return p;
+    return -1;
   }
 
   map(id: number, offsetBytes: number, bytes: number): void {
     this.#call('map');
-    const range = this.ranges.get(id);
-    if (range === undefined) throw Object.assign(new Error('unknown range'), { kind: 'handle' });
+    const range = this.#record(id);
     const first = offsetBytes / FAKE_PAGE_BYTES;
     const count = bytes / FAKE_PAGE_BYTES;
     if (this.addon.usedBytes + bytes > this.addon.capacityBytes) {
@@ -182,7 +254,7 @@ export class FakeContext implements NativeContext {
       });
     }
     for (let p = first; p < first + count; p++) {
-      if (range.pages[p] !== null) throw Object.assign(new Error('already mapped'), { kind: 'state' });
+      if (range.pages[p] !== null) throw usage('state', 'already mapped');
     }
     for (let p = first; p < first + count; p++) range.pages[p] = new Uint8Array(FAKE_PAGE_BYTES).fill(0xcd);
     this.addon.usedBytes += bytes;
@@ -190,13 +262,13 @@ export class FakeContext implements NativeContext {
 
   unmap(id: number, offsetBytes: number, bytes: number): void {
     this.#call('unmap');
-    const range = this.ranges.get(id);
-    if (range === undefined) throw Object.assign(new Error('unknown range'), { kind: 'handle' });
+    const range = this.#record(id);
     const first = offsetBytes / FAKE_PAGE_BYTES;
-    for (let p = first; p < first + bytes / FAKE_PAGE_BYTES; p++) {
-      if (range.pages[p] === null) throw Object.assign(new Error('not mapped'), { kind: 'state' });
-      range.pages[p] = null;
+    const count = bytes / FAKE_PAGE_BYTES;
+    for (let p = first; p < first + count; p++) {
+      if (range.pages[p] === null) throw usage('state', 'not mapped');
     }
+    for (let p = first; p < first + count; p++) range.pages[p] = null;
     this.addon.usedBytes -= bytes;
   }
 
@@ -231,7 +303,8 @@ export class FakeContext implements NativeContext {
       if (ptr >= s.base && ptr < s.base + BigInt(s.data.length))
         return { data: s.data, index: Number(ptr - s.base) };
     }
-    for (const r of this.ranges.values()) {
+    // One address space per process: any mapped page of any live range is reachable.
+    for (const r of this.addon.registry.values()) {
       if (ptr >= r.base && ptr < r.base + BigInt(r.bytes)) {
         const offset = Number(ptr - r.base);
         const page = r.pages[Math.floor(offset / FAKE_PAGE_BYTES)];
@@ -355,11 +428,22 @@ export class FakeContext implements NativeContext {
   }
 
   live(): NativeLiveCounts {
+    let ranges = 0;
+    let adoptedRanges = 0;
     let mappedPages = 0;
-    for (const r of this.ranges.values()) mappedPages += r.pages.filter((p) => p !== null).length;
+    for (const { record, owned } of this.ranges.values()) {
+      if (!owned) {
+        adoptedRanges++;
+        continue;
+      }
+      if (this.addon.registry.get(record.id) !== record) continue;
+      ranges++;
+      mappedPages += record.pages.filter((p) => p !== null).length;
+    }
     return {
-      ranges: this.ranges.size,
+      ranges,
       mappedPages,
+      adoptedRanges,
       segments: this.segments.size,
       streams: this.streams.size,
       events: this.events.size,
@@ -368,8 +452,10 @@ export class FakeContext implements NativeContext {
 
   destroy(): void {
     if (this.destroyed) return;
-    for (const r of this.ranges.values()) {
-      for (const p of r.pages) if (p !== null) this.addon.usedBytes -= FAKE_PAGE_BYTES;
+    for (const { record, owned } of this.ranges.values()) {
+      if (!owned || this.addon.registry.get(record.id) !== record) continue; // adopted: the owner releases it
+      for (const p of record.pages) if (p !== null) this.addon.usedBytes -= FAKE_PAGE_BYTES;
+      this.addon.registry.delete(record.id);
     }
     for (const s of this.segments.values()) this.addon.usedBytes -= s.data.length;
     this.ranges.clear();

@@ -160,7 +160,11 @@ worker(
           { name: 'die' },
         );
         running.catch(() => {});
-        await waitFor(() => wp.stats().arena.ownedSuperblocks >= 3);
+        // The worker may die (exit) and be reclaimed before this first look: either is progress.
+        await waitFor(() => {
+          const a = wp.stats().arena;
+          return a.ownedSuperblocks >= 3 || a.reclaimedSuperblocks >= 3;
+        });
         if (how === 'terminate') await wp.piscina.threads[0]!.terminate();
         await running.then(
           () => undefined,

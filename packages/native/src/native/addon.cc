@@ -15,6 +15,7 @@
 #include "cuda_try.hpp"
 #include "driver_api.hpp"
 #include "kernels.hpp"
+#include "range_registry.hpp"
 
 namespace gpupool {
 
@@ -94,6 +95,9 @@ class Context : public Napi::ObjectWrap<Context> {
             InstanceMethod<&Context::ReleaseRange>("releaseRange"),
             InstanceMethod<&Context::Map>("map"),
             InstanceMethod<&Context::Unmap>("unmap"),
+            InstanceMethod<&Context::AdoptRange>("adoptRange"),
+            InstanceMethod<&Context::DisownRange>("disownRange"),
+            InstanceMethod<&Context::FindPage>("findPage"),
             InstanceMethod<&Context::AllocateSegment>("allocateSegment"),
             InstanceMethod<&Context::FreeSegment>("freeSegment"),
             InstanceMethod<&Context::MemInfo>("memInfo"),
@@ -165,6 +169,26 @@ class Context : public Napi::ObjectWrap<Context> {
     return Guard(info, [&]() -> Napi::Value {
       ctx().Unmap(Int(info[0]), Size(info[1]), Size(info[2]));
       return info.Env().Undefined();
+    });
+  }
+  // adoptRange(id, base, bytes)
+  Napi::Value AdoptRange(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      ctx().AdoptRange(Int(info[0]), Ptr(info[1]), Size(info[2]));
+      return info.Env().Undefined();
+    });
+  }
+  Napi::Value DisownRange(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      ctx().DisownRange(Int(info[0]));
+      return info.Env().Undefined();
+    });
+  }
+  // findPage(id, firstPage, count, mapped) -> first page of the run in that state, or -1
+  Napi::Value FindPage(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      long page = ctx().FindPage(Int(info[0]), Size(info[1]), Size(info[2]), info[3].ToBoolean().Value());
+      return Napi::Number::New(info.Env(), static_cast<double>(page));
     });
   }
   Napi::Value AllocateSegment(const Napi::CallbackInfo& info) {
@@ -288,6 +312,7 @@ class Context : public Napi::ObjectWrap<Context> {
       out.Set("segments", static_cast<double>(counts.segments));
       out.Set("streams", static_cast<double>(counts.streams));
       out.Set("events", static_cast<double>(counts.events));
+      out.Set("adoptedRanges", static_cast<double>(counts.adoptedRanges));
       return out;
     });
   }
@@ -410,6 +435,17 @@ Napi::Value BenchAlloc(const Napi::CallbackInfo& info) {
   });
 }
 
+// registryLive() -> { ranges, mappedPages } over the whole process (every thread, every context)
+Napi::Value RegistryLive(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    RangeRegistry::Counts counts = RangeRegistry::Get().Live();
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("ranges", static_cast<double>(counts.ranges));
+    out.Set("mappedPages", static_cast<double>(counts.mappedPages));
+    return out;
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Context", Context::Define(env));
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
@@ -418,6 +454,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("freePinned", Napi::Function::New(env, FreePinned, "freePinned"));
   exports.Set("pinnedLive", Napi::Function::New(env, PinnedLive, "pinnedLive"));
   exports.Set("benchAllocation", Napi::Function::New(env, BenchAlloc, "benchAllocation"));
+  exports.Set("registryLive", Napi::Function::New(env, RegistryLive, "registryLive"));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

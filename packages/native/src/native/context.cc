@@ -59,10 +59,18 @@ size_t CudaContext::Granularity() {
   return granularity_;
 }
 
-CudaContext::Range& CudaContext::FindRange(int id) {
+CudaContext::RangeRef& CudaContext::FindRange(int id) {
   auto it = ranges_.find(id);
   if (it == ranges_.end()) throw UsageException("handle", "unknown or released address range " + std::to_string(id));
   return it->second;
+}
+
+std::unique_lock<std::mutex> CudaContext::LockLive(RangeRecord& record) {
+  std::unique_lock<std::mutex> lock(record.mutex);
+  if (record.released) {
+    throw UsageException("handle", "address range " + std::to_string(record.id) + " was released by its owner");
+  }
+  return lock;
 }
 
 int CudaContext::Reserve(size_t bytes, uint64_t* base) {
@@ -71,25 +79,78 @@ int CudaContext::Reserve(size_t bytes, uint64_t* base) {
   const DriverApi& api = RequireDriver();
   CUdeviceptr ptr = 0;
   CU_TRY(api.cuMemAddressReserve(&ptr, bytes, page, 0, 0));
-  int id = nextId_++;
-  ranges_[id] = Range{ptr, bytes, std::vector<CUmemGenericAllocationHandle>(bytes / page, 0)};
+  std::shared_ptr<RangeRecord> record;
+  try {
+    record = RangeRegistry::Get().Add(this, device_, ptr, bytes, page);
+    ranges_[record->id] = RangeRef{record, true};
+  } catch (...) {
+    if (record) RangeRegistry::Get().Remove(record->id);
+    api.cuMemAddressFree(ptr, bytes);
+    throw;
+  }
   *base = static_cast<uint64_t>(ptr);
-  return id;
+  return record->id;
 }
 
 void CudaContext::ReleaseRange(int id) {
   Use();
-  Range& range = FindRange(id);
-  for (CUmemGenericAllocationHandle handle : range.pages) {
-    if (handle != 0) throw UsageException("state", "releaseRange: the range still has mapped pages");
+  RangeRef& ref = FindRange(id);
+  if (!ref.owned) throw UsageException("state", "releaseRange: only the context that reserved a range releases it");
+  std::shared_ptr<RangeRecord> record = ref.record;
+  {
+    std::unique_lock<std::mutex> lock = LockLive(*record);
+    for (CUmemGenericAllocationHandle handle : record->pages) {
+      if (handle != 0) throw UsageException("state", "releaseRange: the range still has mapped pages");
+    }
+    CU_TRY(RequireDriver().cuMemAddressFree(record->base, record->bytes));
+    record->released = true;
   }
-  CU_TRY(RequireDriver().cuMemAddressFree(range.base, range.bytes));
+  RangeRegistry::Get().Remove(id);
   ranges_.erase(id);
+}
+
+void CudaContext::AdoptRange(int id, uint64_t base, size_t bytes) {
+  Use();
+  auto known = ranges_.find(id);
+  std::shared_ptr<RangeRecord> record = known != ranges_.end() ? known->second.record : RangeRegistry::Get().Find(id);
+  if (!record) throw UsageException("handle", "adoptRange: no live address range " + std::to_string(id) + " in this process");
+  std::unique_lock<std::mutex> lock = LockLive(*record);
+  if (record->base != static_cast<CUdeviceptr>(base) || record->bytes != bytes) {
+    throw UsageException("handle", "adoptRange: base or size do not match address range " + std::to_string(id));
+  }
+  if (record->device != device_) {
+    throw UsageException("device", "adoptRange: address range " + std::to_string(id) + " belongs to GPU " +
+                                       std::to_string(record->device) + ", not GPU " + std::to_string(device_));
+  }
+  if (known == ranges_.end()) ranges_[id] = RangeRef{record, false};
+}
+
+void CudaContext::DisownRange(int id) {
+  CheckAlive();
+  RangeRef& ref = FindRange(id);
+  if (ref.owned) throw UsageException("state", "disownRange: the range was reserved here; release it instead");
+  ranges_.erase(id);
+}
+
+long CudaContext::FindPage(int id, size_t firstPage, size_t count, bool mapped) {
+  CheckAlive();
+  RangeRecord& record = *FindRange(id).record;
+  std::unique_lock<std::mutex> lock = LockLive(record);
+  if (firstPage > record.pages.size() || count > record.pages.size() - firstPage) {
+    throw UsageException("range", "findPage: the run lies outside the range");
+  }
+  for (size_t i = firstPage; i < firstPage + count; ++i) {
+    if ((record.pages[i] != 0) == mapped) return static_cast<long>(i);
+  }
+  return -1;
 }
 
 void CudaContext::Map(int id, size_t offsetBytes, size_t bytes) {
   size_t page = Granularity();
-  Range& range = FindRange(id);
+  std::shared_ptr<RangeRecord> record = FindRange(id).record;
+  RangeRecord& range = *record;
+  std::unique_lock<std::mutex> lock = LockLive(range);
+  if (range.device != device_) throw UsageException("device", "map: the range belongs to another GPU");
   if (bytes == 0 || offsetBytes % page != 0 || bytes % page != 0 || offsetBytes > range.bytes ||
       bytes > range.bytes - offsetBytes) {
     throw UsageException("range", "map: offset and size must be page-aligned and inside the range");
@@ -125,12 +186,13 @@ void CudaContext::Map(int id, size_t offsetBytes, size_t bytes) {
   }
 }
 
-void CudaContext::UnmapPages(Range& range, size_t first, size_t count) {
+void CudaContext::UnmapPages(RangeRecord& range, size_t first, size_t count) noexcept {
   const DriverApi& api = Driver();
-  for (size_t i = first; i < first + count; ++i) {
+  if (!api.loaded) return;
+  for (size_t i = first; i < first + count && i < range.pages.size(); ++i) {
     CUmemGenericAllocationHandle handle = range.pages[i];
     if (handle == 0) continue;
-    api.cuMemUnmap(range.base + i * granularity_, granularity_);
+    api.cuMemUnmap(range.base + i * range.page, range.page);
     api.cuMemRelease(handle);
     range.pages[i] = 0;
   }
@@ -138,7 +200,9 @@ void CudaContext::UnmapPages(Range& range, size_t first, size_t count) {
 
 void CudaContext::Unmap(int id, size_t offsetBytes, size_t bytes) {
   size_t page = Granularity();
-  Range& range = FindRange(id);
+  std::shared_ptr<RangeRecord> record = FindRange(id).record;
+  RangeRecord& range = *record;
+  std::unique_lock<std::mutex> lock = LockLive(range);
   if (bytes == 0 || offsetBytes % page != 0 || bytes % page != 0 || offsetBytes > range.bytes ||
       bytes > range.bytes - offsetBytes) {
     throw UsageException("range", "unmap: offset and size must be page-aligned and inside the range");
@@ -148,7 +212,7 @@ void CudaContext::Unmap(int id, size_t offsetBytes, size_t bytes) {
   for (size_t i = first; i < first + count; ++i) {
     if (range.pages[i] == 0) throw UsageException("state", "unmap: a page in the run is not mapped");
   }
-  // Work queued on any stream may still read these pages.
+  // Work queued on any stream, by any thread, may still read these pages.
   CUDA_TRY(cudaDeviceSynchronize());
   const DriverApi& api = RequireDriver();
   for (size_t i = first; i < first + count; ++i) {
@@ -307,9 +371,17 @@ void CudaContext::DestroyEvent(int id) {
 }
 
 CudaContext::Counts CudaContext::Live() const {
-  Counts counts{ranges_.size(), 0, segments_.size(), streams_.size(), events_.size()};
+  Counts counts{0, 0, segments_.size(), streams_.size(), events_.size(), 0};
   for (const auto& entry : ranges_) {
-    for (CUmemGenericAllocationHandle handle : entry.second.pages) counts.mappedPages += handle != 0 ? 1 : 0;
+    if (!entry.second.owned) {
+      counts.adoptedRanges++;
+      continue;
+    }
+    RangeRecord& record = *entry.second.record;
+    std::lock_guard<std::mutex> lock(record.mutex);
+    if (record.released) continue;
+    counts.ranges++;
+    for (CUmemGenericAllocationHandle handle : record.pages) counts.mappedPages += handle != 0 ? 1 : 0;
   }
   return counts;
 }
@@ -317,32 +389,42 @@ CudaContext::Counts CudaContext::Live() const {
 void CudaContext::Destroy() noexcept {
   if (destroyed_) return;
   destroyed_ = true;
-  if (cudaSetDevice(device_) != cudaSuccess) {
-    cudaGetLastError();
-    return;
+  // Without a usable device nothing can be freed, but the registry still forgets what this owned.
+  const bool usable = cudaSetDevice(device_) == cudaSuccess;
+  if (usable) {
+    cudaDeviceSynchronize();
+    for (auto& entry : events_) cudaEventDestroy(entry.second);
+    for (auto& entry : streams_) cudaStreamDestroy(entry.second);
   }
-  cudaDeviceSynchronize();
-  for (auto& entry : events_) cudaEventDestroy(entry.second);
   events_.clear();
-  for (auto& entry : streams_) cudaStreamDestroy(entry.second);
   streams_.clear();
   const DriverApi& api = Driver();
-  if (api.loaded) {
-    for (auto& entry : ranges_) {
-      UnmapPages(entry.second, 0, entry.second.pages.size());
-      api.cuMemAddressFree(entry.second.base, entry.second.bytes);
+  for (auto& entry : ranges_) {
+    if (!entry.second.owned) continue;  // adopted: its owner releases it
+    RangeRecord& record = *entry.second.record;
+    {
+      std::lock_guard<std::mutex> lock(record.mutex);
+      if (record.released) continue;
+      if (usable) {
+        UnmapPages(record, 0, record.pages.size());
+        if (api.loaded) api.cuMemAddressFree(record.base, record.bytes);
+      }
+      record.released = true;
     }
+    RangeRegistry::Get().Remove(record.id);
   }
   ranges_.clear();
-  for (auto& entry : segments_) {
-    if (entry.second.async) {
-      cudaFreeAsync(entry.second.ptr, nullptr);
-    } else {
-      cudaFree(entry.second.ptr);
+  if (usable) {
+    for (auto& entry : segments_) {
+      if (entry.second.async) {
+        cudaFreeAsync(entry.second.ptr, nullptr);
+      } else {
+        cudaFree(entry.second.ptr);
+      }
     }
+    cudaStreamSynchronize(nullptr);
   }
   segments_.clear();
-  cudaStreamSynchronize(nullptr);
   cudaGetLastError();
 }
 

@@ -1,7 +1,11 @@
 // CudaContext: everything one CudaDevice owns on one GPU, with RAII over every CUDA handle.
-// Invariants: a range's page table holds one physical handle per mapped page (0 = unmapped), so any
-// page-aligned run can be unmapped however it was mapped; ids are never reused within a context;
-// Destroy() is idempotent and releases everything (events, streams, pages, ranges, segments).
+// Invariants: a range's page table (in the process-wide RangeRegistry) holds one physical handle per
+// mapped page (0 = unmapped), so any page-aligned run can be unmapped however and by whichever
+// context of the same GPU it was mapped; a context works on ranges it reserved (owned) or adopted
+// (reserved by another context of this process, same GPU); only the owner releases a range.
+// Range ids are process-unique; other ids are never reused within a context. Destroy() is
+// idempotent and releases everything it owns (events, streams, pages and ranges, segments) exactly
+// once; adopted ranges are only forgotten.
 #pragma once
 
 #include <cuda.h>
@@ -10,7 +14,10 @@
 #include <cstdint>
 #include <string>
 #include <map>
+#include <memory>
 #include <vector>
+
+#include "range_registry.hpp"
 
 namespace gpupool {
 
@@ -43,6 +50,12 @@ class CudaContext {
   void ReleaseRange(int id);
   void Map(int id, size_t offsetBytes, size_t bytes);
   void Unmap(int id, size_t offsetBytes, size_t bytes);
+  // Enters a live range reserved by another context of this process (same GPU) into these books.
+  void AdoptRange(int id, uint64_t base, size_t bytes);
+  // Forgets an adopted range without touching its pages.
+  void DisownRange(int id);
+  // First page in [firstPage, firstPage + count) whose mapped state is `mapped`, or -1.
+  long FindPage(int id, size_t firstPage, size_t count, bool mapped);
 
   // Whole allocations: cudaMalloc, or cudaMallocAsync on the device's default pool.
   int AllocateSegment(size_t bytes, bool async, uint64_t* base);
@@ -66,15 +79,14 @@ class CudaContext {
   void DestroyEvent(int id);
 
   struct Counts {
-    size_t ranges, mappedPages, segments, streams, events;
+    size_t ranges, mappedPages, segments, streams, events, adoptedRanges;
   };
   Counts Live() const;
 
  private:
-  struct Range {
-    CUdeviceptr base;
-    size_t bytes;
-    std::vector<CUmemGenericAllocationHandle> pages;  // 0 = unmapped
+  struct RangeRef {
+    std::shared_ptr<RangeRecord> record;
+    bool owned;
   };
   struct SegmentEntry {
     void* ptr;
@@ -84,15 +96,18 @@ class CudaContext {
 
   void Use();  // makes this context's device current on the calling thread
   void CheckAlive() const;
-  Range& FindRange(int id);
+  RangeRef& FindRange(int id);
+  // Locks the record of a range in these books; throws if its owner released it meanwhile.
+  std::unique_lock<std::mutex> LockLive(RangeRecord& record);
   CUmemAllocationProp PageProp() const;
-  void UnmapPages(Range& range, size_t first, size_t count);
+  // Best effort, never throws; the caller holds the record's lock.
+  static void UnmapPages(RangeRecord& range, size_t first, size_t count) noexcept;
 
   int device_;
   bool destroyed_ = false;
   size_t granularity_ = 0;
   int nextId_ = 1;
-  std::map<int, Range> ranges_;
+  std::map<int, RangeRef> ranges_;  // owned and adopted
   std::map<int, SegmentEntry> segments_;
   std::map<int, cudaStream_t> streams_;
   std::map<int, cudaEvent_t> events_;
