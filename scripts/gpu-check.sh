@@ -97,6 +97,39 @@ check_workers() {
   fi
 }
 
+# Benchmarks: scripts/gpu-sections/bench.sh (every trace × policy on CudaDevice, peers, latency,
+# scaling; its summary table last). Pool configurations: the `variants` section.
+check_bench() {
+  local log="$OUT/bench.log" rc=0
+  OUT="$OUT" bash scripts/gpu-sections/bench.sh >"$log" 2>&1 || rc=1
+  sed -n '/== gpupool bench summary/,$p' "$log" | head -80
+  summary "bench: $( ((rc == 0)) && echo ran || echo 'had failures (see bench.log)'); results in bench/"
+  return "$rc"
+}
+
+# Pool configurations only (backing-variants.mjs on CUDA), for choosing defaults; VARIANTS_CONFIGS
+# (JSON) overrides the script's list.
+check_variants() {
+  local extra=()
+  [[ -n "${VARIANTS_CONFIGS:-}" ]] && extra=(--configs "$VARIANTS_CONFIGS")
+  timeout "${VARIANTS_TIMEOUT_S:-300}" node packages/bench/scripts/backing-variants.mjs --device cuda --runs "${VARIANTS_RUNS:-3}" \
+    "${extra[@]}" packages/core/test/fixtures/*.trace.gz >"$OUT/variants-cuda.txt" 2>&1
+  local rc=$?
+  sed -n '/^cuda:/,$p' "$OUT/variants-cuda.txt"
+  summary "variants: exit $rc (variants-cuda.txt)"
+  return "$rc"
+}
+
+# The example app on CUDA, with the pool and with --no-pool (scripts/gpu-sections/example.sh).
+check_example() {
+  local log="$OUT/example.log"
+  bash scripts/gpu-sections/example.sh >"$log" 2>&1
+  local rc=$?
+  grep -E '^example' "$log"
+  summary "example: $(grep -E '^example \((pool|nopool)\)' "$log" | tr '\n' ' ')"
+  ((rc == 0)) || { tail -40 "$log"; return 1; }
+}
+
 setup
 SECTIONS=("$@")
 ((${#SECTIONS[@]} > 0)) || mapfile -t SECTIONS <"$CARRY/sections"

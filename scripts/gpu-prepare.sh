@@ -34,6 +34,27 @@ prepare_workers() {
   CARRY_PATHS+=(packages/workers/dist)
 }
 
+# Benchmarks (gpupool-bench on CudaDevice, peers in Python): bench needs workers (scaling) and chart.js.
+prepare_bench() {
+  [[ " ${SECTIONS[*]} " == *" workers "* ]] || prepare_workers
+  (cd packages/bench && npx tsup >/dev/null)
+  MODULE_ROOTS+=(packages/bench:chart.js)
+  CARRY_PATHS+=(packages/bench/dist)
+}
+
+# Pool configurations on CUDA (packages/bench/scripts/backing-variants.mjs): what bench carries.
+prepare_variants() {
+  [[ " ${SECTIONS[*]} " == *" bench "* ]] || prepare_bench
+}
+
+# The example app on CUDA (workers slices, native kernels).
+prepare_example() {
+  [[ " ${SECTIONS[*]} " == *" workers "* || " ${SECTIONS[*]} " == *" bench "* ]] || prepare_workers
+  (cd apps/example && npx tsup >/dev/null)
+  MODULE_ROOTS+=(apps/example:piscina)
+  CARRY_PATHS+=(apps/example/dist)
+}
+
 for section in "${SECTIONS[@]}"; do
   if ! declare -F "prepare_$section" >/dev/null; then
     echo "gpu-prepare: unknown section '$section'" >&2

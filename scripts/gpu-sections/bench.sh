@@ -45,8 +45,15 @@ step() { # step NAME SECONDS command... : runs with a limit, logs stderr, report
 #    trace that runs long or fails costs only its own records. Median of 5 timed replays.
 for t in "${TRACES[@]}"; do
   n=$(basename "$t" .trace.gz)
-  step "replay-cuda-$n" 60 "${BENCH[@]}" replay "$t" --policy all --device cuda --runs 5 --detail --json \
+  step "replay-cuda-$n" 110 "${BENCH[@]}" replay "$t" --policy all --device cuda --runs 5 --detail --json \
     >"$D/replay-cuda-$n.jsonl"
+done
+
+# 1b. The same replays on SimulatedDevice, on this idle machine's CPU: JavaScript cost alone.
+for t in "${TRACES[@]}"; do
+  n=$(basename "$t" .trace.gz)
+  step "replay-sim-$n" 45 "${BENCH[@]}" replay "$t" --policy all --device simulated --runs 5 --json \
+    >"$D/replay-sim-$n.jsonl"
 done
 
 # 2. The peers: PyTorch (default, expandable_segments) and CuPy (MemoryPool, MemoryAsyncPool),

@@ -8,7 +8,7 @@
  * lines kept.
  */
 import { availableParallelism } from 'node:os';
-import { HostDevice, type PoolSnapshot } from '@gpupool/core';
+import { DEFAULT_POLICY, HostDevice, type PoolSnapshot } from '@gpupool/core';
 import { CudaDevice, cuda } from '@gpupool/native';
 import { createWorkerPool } from '@gpupool/workers';
 import { Piscina } from 'piscina';
@@ -310,7 +310,7 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
     deviceKind: options.device,
     kernels,
     pool: options.pool,
-    policy: options.pool ? (options.policy ?? 'tlsf') : 'none',
+    policy: options.pool ? (options.policy ?? DEFAULT_POLICY) : 'none',
     memory: runner.memory,
     workers: options.workers,
     cameras: options.cameras,

@@ -50,7 +50,7 @@ export interface PrewarmSpec {
 
 export interface PoolOptions {
   device: Device;
-  /** A registered policy name ('tlsf' default, 'exactShape', …), a factory, or an instance. */
+  /** A registered policy name ('sizeClass' default, 'tlsf', 'bestFit', 'exactShape'), a factory, or an instance. */
   policy?: string | Policy | PolicyFactory;
   /** Most device memory the pool may hold. Default: the device's total. */
   limitBytes?: number;
@@ -62,6 +62,8 @@ export interface PoolOptions {
   retainFraction?: number;
   /** Room above the peak of pages live blocks needed before empty pages are swapped out (vmm; default 0). */
   highWaterSlack?: number;
+  /** Page swaps at the high-water mark allowed before the mark rises instead (vmm; default unlimited). */
+  swapsPerRaise?: number;
   /** Empty bytes always kept mapped (vmm; default 2 pages). */
   retainMinBytes?: number;
   /**
@@ -801,6 +803,7 @@ function makeVmmBacking(device: Device, limitBytes: number, options: PoolOptions
     retainFraction: options.retainFraction,
     retainMinBytes: options.retainMinBytes,
     highWaterSlack: options.highWaterSlack,
+    swapsPerRaise: options.swapsPerRaise,
   };
   if (options.arenaBytes !== undefined) {
     const arenaBytes = checkOptionalPositive(options.arenaBytes, 'arenaBytes')!;

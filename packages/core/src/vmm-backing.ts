@@ -35,6 +35,13 @@ export interface VmmBackingOptions {
    * mapping may go that far before empty pages are swapped out. More room, fewer device calls.
    */
   highWaterSlack?: number;
+  /**
+   * Swaps allowed per rise of the high-water mark (default: unlimited — the lowest peak). A
+   * workload that keeps landing on new pages at its high-water mark pays two device calls per such
+   * block; with a budget of K, after K swaps the mark rises instead, bounding the cost of churn at
+   * the price of a higher peak (0: never swap, PyTorch-expandable-like).
+   */
+  swapsPerRaise?: number;
 }
 
 export class VmmBacking implements Backing {
@@ -50,6 +57,8 @@ export class VmmBacking implements Backing {
   private readonly retainFraction: number;
   private readonly retainMinBytesOption: number;
   private readonly highWaterSlack: number;
+  private readonly swapsPerRaise: number;
+  private swapsSinceRaise = 0;
   private retainMinBytes: number;
   private mappedPages = 0;
   private emptyMappedPages = 0;
@@ -67,6 +76,7 @@ export class VmmBacking implements Backing {
     this.limitBytes = options.limitBytes;
     this.retainFraction = options.retainFraction ?? 1;
     this.highWaterSlack = options.highWaterSlack ?? 0;
+    this.swapsPerRaise = options.swapsPerRaise ?? Number.POSITIVE_INFINITY;
     this.retainMinBytesOption = options.retainMinBytes ?? 2 * this.pageBytes;
     this.retainMinBytes = this.retainMinBytesOption;
     this.range = options.device.reserve(options.arenaBytes);
@@ -107,7 +117,14 @@ export class VmmBacking implements Backing {
     for (let p = first; p <= last; p++) if (this.mapped[p] === 0) needed++;
     if (needed > 0) {
       const over = this.mappedPages + needed - this.allowancePages();
-      if (over > 0 && this.emptyMappedPages > 0) this.releaseEmpty(over, first, last);
+      if (over > 0 && this.emptyMappedPages > 0) {
+        if (this.swapsSinceRaise < this.swapsPerRaise) {
+          this.releaseEmpty(over, first, last);
+          this.swapsSinceRaise++;
+        } else {
+          this.swapsSinceRaise = 0; // let the mark rise this once
+        }
+      }
       this.mapMissing(first, last, needed);
       if (this.mappedPages > this.highWaterPages) this.highWaterPages = this.mappedPages;
     }

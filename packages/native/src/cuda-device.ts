@@ -48,6 +48,14 @@ import { bytesOf, checkBlock, checkPositiveMultiple, checkSafeInteger, checkView
 export type CudaDeviceMode = 'vmm' | 'malloc' | 'mallocAsync';
 export const CUDA_DEVICE_MODES: readonly CudaDeviceMode[] = ['vmm', 'malloc', 'mallocAsync'];
 
+/**
+ * Default VMM page, in granules of the driver's allocation granularity (2 MiB on Hopper): 8, so
+ * 16 MiB pages. Each page is one cuMemCreate, which costs ~35 µs on an H100 whatever its size
+ * (docs/gpu-results.md): 16 MiB pages make growth ~8× cheaper per byte than 2 MiB pages, for a few
+ * percent of reserved memory (docs/policies.md). See CudaDeviceOptions.pageBytes.
+ */
+export const DEFAULT_PAGE_GRANULES = 8;
+
 /** Used as pageBytes when the driver's granularity cannot be asked (segment modes only). */
 const FALLBACK_PAGE_BYTES = 2 * 1024 * 1024;
 
@@ -56,6 +64,12 @@ export interface CudaDeviceOptions {
   deviceIndex?: number;
   /** Default 'vmm'. */
   mode?: CudaDeviceMode;
+  /**
+   * VMM page size: each page is one physical allocation (cuMemCreate), and a physical allocation
+   * costs ~30–40 µs whatever its size, so larger pages make growth cheaper per byte at the price of
+   * coarser reserved memory. A multiple of the driver's granularity (2 MiB). Default: granularity × DEFAULT_PAGE_GRANULES (16 MiB).
+   */
+  pageBytes?: number;
 }
 
 export interface CudaDeviceProperties {
@@ -90,6 +104,8 @@ export interface CudaDeviceHandle {
   readonly mode: CudaDeviceMode;
   /** Checked on attach: the same physical GPU. */
   readonly pciBusId: number;
+  /** The VMM page size, so every thread's device agrees with the ranges it adopts. */
+  readonly pageBytes: number;
 }
 
 function requireAddon(call: string, addon: NativeAddon | undefined): NativeAddon {
@@ -191,9 +207,24 @@ export class CudaDevice implements Device {
     }
     let pageBytes = FALLBACK_PAGE_BYTES;
     try {
-      if (probe.driverApi) pageBytes = this.#native.granularity();
+      if (probe.driverApi) {
+        const granularity = this.#native.granularity();
+        pageBytes = granularity;
+        if (mode === 'vmm') {
+          pageBytes = options.pageBytes ?? granularity * DEFAULT_PAGE_GRANULES;
+          if (!Number.isSafeInteger(pageBytes) || pageBytes <= 0 || pageBytes % granularity !== 0) {
+            throw new ArgumentRangeError(
+              'pageBytes',
+              `must be a positive multiple of the allocation granularity (${granularity})`,
+              options.pageBytes,
+            );
+          }
+          if (pageBytes !== granularity) this.#native.setPageBytes(pageBytes);
+        }
+      }
     } catch (error) {
       this.#native.destroy();
+      if (error instanceof ArgumentRangeError) throw error;
       throw toDeviceError(error, 'CudaDevice');
     }
     this.deviceIndex = deviceIndex;
@@ -225,6 +256,7 @@ export class CudaDevice implements Device {
       deviceIndex: this.deviceIndex,
       mode: this.mode,
       pciBusId: this.properties.pciBusId,
+      pageBytes: this.pageBytes,
     };
   }
 
@@ -233,7 +265,14 @@ export class CudaDevice implements Device {
     if (typeof handle !== 'object' || handle === null || handle.kind !== 'cuda') {
       throw new InvalidArgumentError('handle', "must come from CudaDevice.share() (kind 'cuda')", handle);
     }
-    const device = new CudaDevice({ deviceIndex: handle.deviceIndex, mode: handle.mode }, addon);
+    const device = new CudaDevice(
+      {
+        deviceIndex: handle.deviceIndex,
+        mode: handle.mode,
+        ...(handle.mode === 'vmm' ? { pageBytes: handle.pageBytes } : {}),
+      },
+      addon,
+    );
     if (handle.pciBusId !== device.properties.pciBusId) {
       device.destroy();
       throw new DeviceError(

@@ -27,7 +27,13 @@ export type {
   CudaDeviceOptions,
   CudaDeviceProperties,
 } from './cuda-device.js';
-export { CUDA_DEVICE_MODES, CudaDevice, cudaDeviceProperties, cudaRangeRegistryLive } from './cuda-device.js';
+export {
+  CUDA_DEVICE_MODES,
+  CudaDevice,
+  cudaDeviceProperties,
+  cudaRangeRegistryLive,
+  DEFAULT_PAGE_GRANULES,
+} from './cuda-device.js';
 export type { CudaFailure } from './errors.js';
 export { CUDA_OUT_OF_MEMORY_CODE, CudaError, CudaOutOfMemoryError, CudaUnavailableError } from './errors.js';
 export { float16BitsToFloat32, float32ToFloat16Bits, fromFloat16Bits, toFloat16Bits } from './float16.js';

@@ -46,6 +46,8 @@ export interface NativeRegistryCounts {
 
 export interface NativeContext {
   granularity(): number;
+  /** Sets the VMM page (a multiple of granularity()) before any range is reserved. */
+  setPageBytes(bytes: number): void;
   reserve(bytes: number): [id: number, base: bigint];
   releaseRange(id: number): void;
   map(id: number, offsetBytes: number, bytes: number): void;

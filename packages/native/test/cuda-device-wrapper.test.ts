@@ -13,7 +13,12 @@ import {
 import { describe, expect, it } from 'vitest';
 import { benchAllocation } from '../src/bench.js';
 import { cropResizeCpu, preprocessFrameCpu } from '../src/cpu-kernels.js';
-import { CudaDevice, cudaDeviceProperties, cudaRangeRegistryLive } from '../src/cuda-device.js';
+import {
+  CudaDevice,
+  cudaDeviceProperties,
+  cudaRangeRegistryLive,
+  DEFAULT_PAGE_GRANULES,
+} from '../src/cuda-device.js';
 import { CudaError, CudaOutOfMemoryError } from '../src/errors.js';
 import { toFloat16Bits } from '../src/float16.js';
 import { allocatePinned, freePinned, isPinned } from '../src/pinned.js';
@@ -23,7 +28,7 @@ const blockOf = (segment: { base: bigint; bytes: number }) => ({ ptr: segment.ba
 
 function setup(mode: 'vmm' | 'malloc' | 'mallocAsync' = 'vmm', capacityPages = 64) {
   const addon = new FakeAddon({ capacityBytes: capacityPages * PAGE });
-  const device = new CudaDevice({ mode }, addon);
+  const device = new CudaDevice({ mode, pageBytes: PAGE }, addon);
   return { addon, device };
 }
 
@@ -75,8 +80,10 @@ describe('CudaDevice construction', () => {
 
   it('refuses vmm mode on a GPU without VMM, and allows malloc there', () => {
     const addon = new FakeAddon({ vmm: false });
-    expect(() => new CudaDevice({ mode: 'vmm' }, addon)).toThrow(/virtual memory management/);
-    expect(new CudaDevice({ mode: 'malloc' }, addon).vmm).toBe(false);
+    expect(() => new CudaDevice({ mode: 'vmm', pageBytes: PAGE }, addon)).toThrow(
+      /virtual memory management/,
+    );
+    expect(new CudaDevice({ mode: 'malloc', pageBytes: PAGE }, addon).vmm).toBe(false);
   });
 
   it('reads properties by index', () => {
@@ -505,7 +512,7 @@ describe('CudaDevice ranges shared across devices of one process (adoptRange)', 
   /** `main` reserves; `worker` stands for a CudaDevice in another thread (same fake "process"). */
   function pair(capacityPages = 64) {
     const addon = new FakeAddon({ capacityBytes: capacityPages * PAGE });
-    const main = new CudaDevice({}, addon);
+    const main = new CudaDevice({ pageBytes: PAGE }, addon);
     const worker = CudaDevice.attach(structuredClone(main.share()), addon);
     return { addon, main, worker };
   }
@@ -589,15 +596,15 @@ describe('CudaDevice ranges shared across devices of one process (adoptRange)', 
       ArgumentRangeError,
       'range.bytes',
     );
-    const malloc = new CudaDevice({ mode: 'malloc' }, addon);
+    const malloc = new CudaDevice({ mode: 'malloc', pageBytes: PAGE }, addon);
     rejectsBeforeNative(addon, () => malloc.adoptRange({ id: 1, base: 1n, bytes: PAGE }), DeviceError);
   });
 
   it('refuses ranges that are not live ranges of this process on the same GPU', () => {
     const addon = new FakeAddon({ deviceCount: 2 });
-    const main = new CudaDevice({}, addon);
+    const main = new CudaDevice({ pageBytes: PAGE }, addon);
     const worker = CudaDevice.attach(main.share(), addon);
-    const otherGpu = new CudaDevice({ deviceIndex: 1 }, addon);
+    const otherGpu = new CudaDevice({ deviceIndex: 1, pageBytes: PAGE }, addon);
     const range = main.reserve(2 * PAGE);
     const refuse = (d: CudaDevice, r: { id: number; base: bigint; bytes: number }) => {
       expect(() => d.adoptRange(r)).toThrow(DeviceError);
@@ -610,7 +617,7 @@ describe('CudaDevice ranges shared across devices of one process (adoptRange)', 
     const adopted = worker.adoptRange(range);
     expect(() => worker.adoptRange({ ...adopted, bytes: 4 * PAGE })).toThrow(DeviceError);
     main.releaseRange(range);
-    const stale = new CudaDevice({}, addon);
+    const stale = new CudaDevice({ pageBytes: PAGE }, addon);
     refuse(stale, range); // released
     // The adopter learns about the release at its next call: typed errors, no wild access.
     expect(() => worker.map(adopted, 0, PAGE)).toThrow(DeviceError);
@@ -640,11 +647,32 @@ describe('CudaDevice ranges shared across devices of one process (adoptRange)', 
     expect(addon.usedBytes).toBe(0);
   });
 
+  it('pageBytes: a multiple of the granularity makes larger VMM pages; anything else is a typed error', () => {
+    const addon = new FakeAddon({ capacityBytes: 64 * PAGE });
+    const byDefault = new CudaDevice({}, addon);
+    expect(byDefault.pageBytes).toBe(DEFAULT_PAGE_GRANULES * PAGE);
+    byDefault.destroy();
+    const big = new CudaDevice({ pageBytes: 4 * PAGE }, addon);
+    expect(big.pageBytes).toBe(4 * PAGE);
+    const range = big.reserve(8 * PAGE);
+    big.map(range, 4 * PAGE, 4 * PAGE);
+    expect(() => big.map(range, PAGE, 4 * PAGE)).toThrow(ArgumentRangeError);
+    big.unmap(range, 4 * PAGE, 4 * PAGE);
+    big.releaseRange(range);
+    const attached = CudaDevice.attach(big.share(), addon);
+    expect(attached.pageBytes).toBe(4 * PAGE);
+    for (const bad of [PAGE / 2, 3 * PAGE + 1, 0, -PAGE]) {
+      expect(() => new CudaDevice({ pageBytes: bad }, addon)).toThrow(ArgumentRangeError);
+    }
+    attached.destroy();
+    big.destroy();
+  });
+
   it('share() gives a structured-cloneable handle; attach() checks it', () => {
     const addon = new FakeAddon({ deviceCount: 2 });
-    const main = new CudaDevice({ deviceIndex: 1 }, addon);
+    const main = new CudaDevice({ deviceIndex: 1, pageBytes: PAGE }, addon);
     const handle = structuredClone(main.share());
-    expect(handle).toEqual({ kind: 'cuda', deviceIndex: 1, mode: 'vmm', pciBusId: 2 });
+    expect(handle).toEqual({ kind: 'cuda', deviceIndex: 1, mode: 'vmm', pciBusId: 2, pageBytes: PAGE });
     const attached = CudaDevice.attach(handle, addon);
     expect(attached).toMatchObject({ deviceIndex: 1, mode: 'vmm', pageBytes: PAGE });
     expect(() => CudaDevice.attach(null as never, addon)).toThrow(InvalidArgumentError);
@@ -682,7 +710,7 @@ describe('CudaDevice lifetime', () => {
   it('supports `using`', () => {
     const addon = new FakeAddon();
     {
-      using device = new CudaDevice({}, addon);
+      using device = new CudaDevice({ pageBytes: PAGE }, addon);
       device.allocateSegment(10);
     }
     expect(addon.contexts[0]?.destroyed).toBe(true);

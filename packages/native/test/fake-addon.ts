@@ -31,6 +31,8 @@ export interface FakeRange {
   readonly owner: FakeContext;
   readonly base: bigint;
   readonly bytes: number;
+  /** Page size of this range (the reserving context's, at reserve time). */
+  readonly page: number;
   readonly pages: (Uint8Array | null)[];
 }
 
@@ -176,6 +178,16 @@ export class FakeContext implements NativeContext {
     return FAKE_PAGE_BYTES;
   }
 
+  #pageBytes = FAKE_PAGE_BYTES;
+
+  setPageBytes(bytes: number): void {
+    this.#call('setPageBytes');
+    if (bytes <= 0 || bytes % FAKE_PAGE_BYTES !== 0)
+      throw usage('range', 'setPageBytes: not a multiple of the granularity');
+    if (this.ranges.size > 0) throw usage('state', 'setPageBytes: ranges are already reserved');
+    this.#pageBytes = bytes;
+  }
+
   /** A live range in these books (released by its owner: a 'handle' error, as in the addon). */
   #record(id: number): FakeRange {
     const entry = this.ranges.get(id);
@@ -188,7 +200,7 @@ export class FakeContext implements NativeContext {
   reserve(bytes: number): [number, bigint] {
     this.#call('reserve');
     const base = this.addon.nextAddress;
-    this.addon.nextAddress += BigInt(bytes + FAKE_PAGE_BYTES);
+    this.addon.nextAddress += BigInt(bytes + this.#pageBytes);
     const id = this.addon.nextRangeId++;
     const record: FakeRange = {
       id,
@@ -196,7 +208,8 @@ export class FakeContext implements NativeContext {
       owner: this,
       base,
       bytes,
-      pages: new Array(bytes / FAKE_PAGE_BYTES).fill(null),
+      page: this.#pageBytes,
+      pages: new Array(bytes / this.#pageBytes).fill(null),
     };
     this.addon.registry.set(id, record);
     this.ranges.set(id, { record, owned: true });
@@ -242,8 +255,8 @@ export class FakeContext implements NativeContext {
   map(id: number, offsetBytes: number, bytes: number): void {
     this.#call('map');
     const range = this.#record(id);
-    const first = offsetBytes / FAKE_PAGE_BYTES;
-    const count = bytes / FAKE_PAGE_BYTES;
+    const first = offsetBytes / range.page;
+    const count = bytes / range.page;
     if (this.addon.usedBytes + bytes > this.addon.capacityBytes) {
       throw Object.assign(new Error('cuMemCreate: out of memory'), {
         kind: 'cuda',
@@ -256,15 +269,15 @@ export class FakeContext implements NativeContext {
     for (let p = first; p < first + count; p++) {
       if (range.pages[p] !== null) throw usage('state', 'already mapped');
     }
-    for (let p = first; p < first + count; p++) range.pages[p] = new Uint8Array(FAKE_PAGE_BYTES).fill(0xcd);
+    for (let p = first; p < first + count; p++) range.pages[p] = new Uint8Array(range.page).fill(0xcd);
     this.addon.usedBytes += bytes;
   }
 
   unmap(id: number, offsetBytes: number, bytes: number): void {
     this.#call('unmap');
     const range = this.#record(id);
-    const first = offsetBytes / FAKE_PAGE_BYTES;
-    const count = bytes / FAKE_PAGE_BYTES;
+    const first = offsetBytes / range.page;
+    const count = bytes / range.page;
     for (let p = first; p < first + count; p++) {
       if (range.pages[p] === null) throw usage('state', 'not mapped');
     }
@@ -307,8 +320,8 @@ export class FakeContext implements NativeContext {
     for (const r of this.addon.registry.values()) {
       if (ptr >= r.base && ptr < r.base + BigInt(r.bytes)) {
         const offset = Number(ptr - r.base);
-        const page = r.pages[Math.floor(offset / FAKE_PAGE_BYTES)];
-        if (page) return { data: page, index: offset % FAKE_PAGE_BYTES };
+        const page = r.pages[Math.floor(offset / r.page)];
+        if (page) return { data: page, index: offset % r.page };
       }
     }
     throw new Error(`fake addon: wild device access at 0x${ptr.toString(16)}`);
@@ -454,7 +467,7 @@ export class FakeContext implements NativeContext {
     if (this.destroyed) return;
     for (const { record, owned } of this.ranges.values()) {
       if (!owned || this.addon.registry.get(record.id) !== record) continue; // adopted: the owner releases it
-      for (const p of record.pages) if (p !== null) this.addon.usedBytes -= FAKE_PAGE_BYTES;
+      for (const p of record.pages) if (p !== null) this.addon.usedBytes -= record.page;
       this.addon.registry.delete(record.id);
     }
     for (const s of this.segments.values()) this.addon.usedBytes -= s.data.length;

@@ -18,7 +18,13 @@ import { UnshareableDeviceError } from './errors.js';
 /** What crosses to a worker so it can open the device. */
 export type DeviceShare =
   | { readonly kind: 'host'; readonly handle: HostDeviceHandle }
-  | { readonly kind: 'cuda'; readonly deviceIndex: number; readonly mode: string; readonly module: string };
+  | {
+      readonly kind: 'cuda';
+      readonly deviceIndex: number;
+      readonly mode: string;
+      readonly pageBytes: number;
+      readonly module: string;
+    };
 
 /**
  * Optional device extension: makes an address range reserved by another Device object of this
@@ -42,7 +48,14 @@ export function shareDevice(device: Device, cudaModule = CUDA_DEVICE_MODULE): De
   if (device instanceof HostDevice) return { kind: 'host', handle: device.share() };
   if (device.kind === 'cuda') {
     const d = device as Device & { deviceIndex?: number; mode?: string };
-    return { kind: 'cuda', deviceIndex: d.deviceIndex ?? 0, mode: d.mode ?? 'vmm', module: cudaModule };
+    // pageBytes travels so every thread's device agrees with the arena's pages.
+    return {
+      kind: 'cuda',
+      deviceIndex: d.deviceIndex ?? 0,
+      mode: d.mode ?? 'vmm',
+      pageBytes: device.pageBytes,
+      module: cudaModule,
+    };
   }
   throw new UnshareableDeviceError(
     `a '${device.kind}' device has no memory other threads can reach (use HostDevice or CudaDevice)`,
@@ -56,9 +69,13 @@ export function openSharedDevice(share: DeviceShare, resolveFrom: readonly strin
   for (const base of [...resolveFrom, `${process.cwd()}/noop.js`, import.meta.url]) {
     try {
       const native = createRequire(base)(share.module) as {
-        CudaDevice: new (options: { deviceIndex: number; mode: string }) => Device;
+        CudaDevice: new (options: { deviceIndex: number; mode: string; pageBytes?: number }) => Device;
       };
-      return new native.CudaDevice({ deviceIndex: share.deviceIndex, mode: share.mode });
+      return new native.CudaDevice({
+        deviceIndex: share.deviceIndex,
+        mode: share.mode,
+        ...(share.mode === 'vmm' ? { pageBytes: share.pageBytes } : {}),
+      });
     } catch (error) {
       lastError = error;
       if ((error as { code?: string }).code !== 'MODULE_NOT_FOUND') break;

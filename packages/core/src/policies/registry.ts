@@ -24,7 +24,7 @@ export function createPolicy(name: string): Policy {
   return factory();
 }
 
-export const DEFAULT_POLICY = 'tlsf';
+export const DEFAULT_POLICY = 'sizeClass';
 
 registerPolicy('tlsf', () => new TlsfPolicy());
 registerPolicy('bestFit', () => new BestFitPolicy());

@@ -91,6 +91,7 @@ class Context : public Napi::ObjectWrap<Context> {
         env, "Context",
         {
             InstanceMethod<&Context::Granularity>("granularity"),
+            InstanceMethod<&Context::SetPageBytes>("setPageBytes"),
             InstanceMethod<&Context::Reserve>("reserve"),
             InstanceMethod<&Context::ReleaseRange>("releaseRange"),
             InstanceMethod<&Context::Map>("map"),
@@ -141,6 +142,13 @@ class Context : public Napi::ObjectWrap<Context> {
   CudaContext& ctx() {
     if (!ctx_) throw UsageException("destroyed", "the CUDA context was not created");
     return *ctx_;
+  }
+
+  Napi::Value SetPageBytes(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      ctx().SetPageBytes(Size(info[0]));
+      return info.Env().Undefined();
+    });
   }
 
   Napi::Value Granularity(const Napi::CallbackInfo& info) {

@@ -59,6 +59,20 @@ size_t CudaContext::Granularity() {
   return granularity_;
 }
 
+size_t CudaContext::PageBytes() {
+  size_t granularity = Granularity();
+  return pageBytes_ == 0 ? granularity : pageBytes_;
+}
+
+void CudaContext::SetPageBytes(size_t bytes) {
+  size_t granularity = Granularity();
+  if (bytes == 0 || bytes % granularity != 0) {
+    throw UsageException("range", "setPageBytes: the page size must be a positive multiple of the allocation granularity");
+  }
+  if (!ranges_.empty()) throw UsageException("state", "setPageBytes: ranges are already reserved with the old page size");
+  pageBytes_ = bytes;
+}
+
 CudaContext::RangeRef& CudaContext::FindRange(int id) {
   auto it = ranges_.find(id);
   if (it == ranges_.end()) throw UsageException("handle", "unknown or released address range " + std::to_string(id));
@@ -74,7 +88,7 @@ std::unique_lock<std::mutex> CudaContext::LockLive(RangeRecord& record) {
 }
 
 int CudaContext::Reserve(size_t bytes, uint64_t* base) {
-  size_t page = Granularity();
+  size_t page = PageBytes();
   if (bytes == 0 || bytes % page != 0) throw UsageException("range", "reserve: bytes must be a positive multiple of the page size");
   const DriverApi& api = RequireDriver();
   CUdeviceptr ptr = 0;
@@ -146,9 +160,9 @@ long CudaContext::FindPage(int id, size_t firstPage, size_t count, bool mapped) 
 }
 
 void CudaContext::Map(int id, size_t offsetBytes, size_t bytes) {
-  size_t page = Granularity();
   std::shared_ptr<RangeRecord> record = FindRange(id).record;
   RangeRecord& range = *record;
+  const size_t page = range.page;
   std::unique_lock<std::mutex> lock = LockLive(range);
   if (range.device != device_) throw UsageException("device", "map: the range belongs to another GPU");
   if (bytes == 0 || offsetBytes % page != 0 || bytes % page != 0 || offsetBytes > range.bytes ||
@@ -199,9 +213,9 @@ void CudaContext::UnmapPages(RangeRecord& range, size_t first, size_t count) noe
 }
 
 void CudaContext::Unmap(int id, size_t offsetBytes, size_t bytes) {
-  size_t page = Granularity();
   std::shared_ptr<RangeRecord> record = FindRange(id).record;
   RangeRecord& range = *record;
+  const size_t page = range.page;
   std::unique_lock<std::mutex> lock = LockLive(range);
   if (bytes == 0 || offsetBytes % page != 0 || bytes % page != 0 || offsetBytes > range.bytes ||
       bytes > range.bytes - offsetBytes) {

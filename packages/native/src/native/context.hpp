@@ -46,6 +46,9 @@ class CudaContext {
 
   // Virtual memory management. Offsets and sizes are multiples of Granularity().
   size_t Granularity();
+  // The VMM page: one physical allocation each. A multiple of Granularity() (default: equal).
+  size_t PageBytes();
+  void SetPageBytes(size_t bytes);
   int Reserve(size_t bytes, uint64_t* base);
   void ReleaseRange(int id);
   void Map(int id, size_t offsetBytes, size_t bytes);
@@ -106,6 +109,7 @@ class CudaContext {
   int device_;
   bool destroyed_ = false;
   size_t granularity_ = 0;
+  size_t pageBytes_ = 0;
   int nextId_ = 1;
   std::map<int, RangeRef> ranges_;  // owned and adopted
   std::map<int, SegmentEntry> segments_;
