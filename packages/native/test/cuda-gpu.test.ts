@@ -24,6 +24,8 @@ import { allocatePinned, freePinned } from '../src/pinned.js';
 
 const light = process.env.GPUPOOL_GPU_LIGHT === '1';
 const MiB = 1024 * 1024;
+/** These tests move and check every byte of their pages: the 2 MiB granularity keeps them small. */
+const TEST_PAGE_BYTES = 2 * MiB;
 
 /** Deterministic PRNG (mulberry32) so failures repeat. */
 function rng(seed: number): () => number {
@@ -84,7 +86,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
 
   describe('VMM arenas', () => {
     it('maps pages on demand; any page-aligned run unmaps however it was mapped; memory returns', () => {
-      const device = new CudaDevice({ mode: 'vmm' });
+      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
       const before = device.memInfo().freeBytes;
       const page = device.pageBytes;
       const range = device.reserve(64 * page);
@@ -103,7 +105,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
 
     it('keeps byte patterns intact through map/unmap churn', () => {
-      const device = new CudaDevice({ mode: 'vmm' });
+      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
       const page = device.pageBytes;
       const pages = 48;
       const range = device.reserve(pages * page);
@@ -149,7 +151,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
 
     it('copies across pages that were mapped separately', () => {
-      const device = new CudaDevice({ mode: 'vmm' });
+      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
       const page = device.pageBytes;
       const range = device.reserve(4 * page);
       device.map(range, 0, page);
@@ -165,7 +167,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
 
     it('refuses double unmaps, double maps, unknown ranges and copies into unmapped pages', () => {
-      const device = new CudaDevice({ mode: 'vmm' });
+      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
       const page = device.pageBytes;
       const range = device.reserve(4 * page);
       device.map(range, 0, 2 * page);
@@ -206,7 +208,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
 
     it.skipIf(light)('reports running out of device memory as CudaOutOfMemoryError and rolls back', () => {
-      const device = new CudaDevice({ mode: 'vmm' });
+      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
       const page = device.pageBytes;
       const total = Math.ceil(device.totalBytes / page) * page;
       const range = device.reserve(total + 64 * page);
@@ -228,7 +230,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
 
   describe.each(['malloc', 'mallocAsync'] as CudaDeviceMode[])('%s segments', (mode) => {
     it('keeps byte patterns intact through allocate/free churn', () => {
-      const device = new CudaDevice({ mode });
+      const device = new CudaDevice({ mode, pageBytes: TEST_PAGE_BYTES });
       expect(device.vmm).toBe(false);
       const random = rng(mode === 'malloc' ? 11 : 13);
       const live: { segment: ReturnType<CudaDevice['allocateSegment']>; seed: number }[] = [];
@@ -262,7 +264,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
 
     it.skipIf(light)('reports an impossible allocation as CudaOutOfMemoryError', () => {
-      const device = new CudaDevice({ mode });
+      const device = new CudaDevice({ mode, pageBytes: TEST_PAGE_BYTES });
       let thrown: unknown;
       try {
         device.allocateSegment(device.totalBytes * 2);
@@ -309,7 +311,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
 
   describe('kernels match the CPU references', () => {
     it('preprocessFrame: random 1920×1080 frame → 3×640×640 float16', () => {
-      const device = new CudaDevice({ mode: 'vmm' });
+      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
       const width = 1920;
       const height = 1080;
       const random = rng(21);
@@ -363,7 +365,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
 
     it('cropResize: random boxes on a 3×640×640 float16 image → N×3×256×128', () => {
-      const device = new CudaDevice({ mode: 'vmm' });
+      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
       const random = rng(23);
       const width = 640;
       const height = 640;
@@ -469,8 +471,8 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     it('a worker maps pages of a range reserved here and writes them; this thread reads, then unmaps after the worker exits', async () => {
       // Other test files may run in other threads of this process (--pool=threads): check liveness
       // by range (a live range can be adopted, a released one cannot), not by process-wide counts.
-      const device = new CudaDevice({ mode: 'vmm' });
-      const probe = new CudaDevice({ mode: 'vmm' });
+      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
+      const probe = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
       const range = device.reserve(16 * MiB);
       const bytes = 4096;
       const result = (await runWorker(
@@ -531,8 +533,8 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
 
     it('several workers map and unmap disjoint pages of one range at once; the owner sees every byte', async () => {
-      const device = new CudaDevice({ mode: 'vmm' });
-      const probe = new CudaDevice({ mode: 'vmm' });
+      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
+      const probe = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
       const workers = 4;
       const range = device.reserve(workers * 8 * MiB);
       const results = (await Promise.all(

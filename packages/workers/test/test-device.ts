@@ -16,8 +16,11 @@ if (!existsSync(new URL('../dist/index.js', import.meta.url))) {
 export function makeDevice(capacityBytes = 256 * MiB): Device {
   if (DEVICE_KIND === 'host') return new HostDevice({ capacityBytes });
   const require = createRequire(import.meta.url);
-  const native = require('../../native/dist/index.cjs') as { CudaDevice: new () => Device };
-  return new native.CudaDevice();
+  const native = require('../../native/dist/index.cjs') as {
+    CudaDevice: new (options: { pageBytes: number }) => Device;
+  };
+  // The driver's 2 MiB granularity, not the 16 MiB default: the suite's superblocks are 4 MiB.
+  return new native.CudaDevice({ pageBytes: 2 * MiB });
 }
 
 /** Whether worker threads can map pages on this device kind (CudaDevice needs adoptRange). */
