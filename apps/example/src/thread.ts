@@ -32,7 +32,7 @@ export type DeviceKind = 'host' | 'cuda';
 export interface ThreadOptions {
   device: DeviceKind;
   pool: boolean;
-  /** Placement policy of the pool (default: the core default, sizeClass). */
+  /** Placement policy of the pool (default: the core default, bestFit). */
   policy?: string;
   /** Host device capacity per thread, when the thread opens its own HostDevice. */
   hostCapacityBytes?: number;

@@ -50,7 +50,7 @@ export interface PrewarmSpec {
 
 export interface PoolOptions {
   device: Device;
-  /** A registered policy name ('sizeClass' default, 'tlsf', 'bestFit', 'exactShape'), a factory, or an instance. */
+  /** A registered policy name ('bestFit' default, 'sizeClass', 'tlsf', 'exactShape'), a factory, or an instance. */
   policy?: string | Policy | PolicyFactory;
   /** Most device memory the pool may hold. Default: the device's total. */
   limitBytes?: number;

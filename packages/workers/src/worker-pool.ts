@@ -35,7 +35,7 @@ export interface WorkerPoolOptions extends Omit<PiscinaOptions, 'filename' | 'wo
   arenaBytes: number;
   /** Unit traded between slices (default 8 MiB, a multiple of the device page). */
   superblockBytes?: number;
-  /** Policy name for every slice (core's default, sizeClass); names, not functions, cross threads. */
+  /** Policy name for every slice (core's default, bestFit); names, not functions, cross threads. */
   policy?: string;
   /** Empty superblocks a slice keeps before returning the oldest (default 2). */
   emptySuperblocksMax?: number;

@@ -24,7 +24,7 @@ export function createPolicy(name: string): Policy {
   return factory();
 }
 
-export const DEFAULT_POLICY = 'sizeClass';
+export const DEFAULT_POLICY = 'bestFit';
 
 registerPolicy('tlsf', () => new TlsfPolicy());
 registerPolicy('bestFit', () => new BestFitPolicy());
