@@ -26,6 +26,16 @@ import {
 import { LeakDetector, type LeakReport } from './leak-detector.js';
 import { POLICY_GRANULE_BYTES, type Policy, type PolicyFactory } from './policies/policy.js';
 import { createPolicy, DEFAULT_POLICY } from './policies/registry.js';
+import {
+  type AcquireOptions,
+  type AcquireRequest,
+  checkOptionalFraction,
+  checkOptionalPositive,
+  makeVmmBacking,
+  type PoolOptions,
+  type PrewarmSpec,
+  resolvePolicy,
+} from './pool-options.js';
 import { SegmentBacking } from './segment-backing.js';
 import type { BlockSnapshot, PoolSnapshot } from './snapshot.js';
 import type { PoolStats } from './stats.js';
@@ -33,63 +43,7 @@ import { TraceRecorder, type TraceRecorderOptions } from './trace/trace-recorder
 import { alignUp, isPowerOfTwo } from './units.js';
 import { VmmBacking } from './vmm-backing.js';
 
-export type AcquireRequest = number | { shape: readonly number[]; dtype?: DType };
-
-export interface AcquireOptions {
-  /** The stream the block will be used on (default 0). */
-  stream?: StreamHandle;
-  /** Power of two; at least 256 is always given. */
-  alignmentBytes?: number;
-}
-
-export interface PrewarmSpec {
-  shape: readonly number[];
-  dtype?: DType;
-  count: number;
-}
-
-export interface PoolOptions {
-  device: Device;
-  /** A registered policy name ('bestFit' default, 'sizeClass', 'tlsf', 'exactShape'), a factory, or an instance. */
-  policy?: string | Policy | PolicyFactory;
-  /** Most device memory the pool may hold. Default: the device's total. */
-  limitBytes?: number;
-  /** 'vmm' maps pages of one arena; 'segments' allocates whole segments. Default: vmm if the device has it. */
-  mode?: 'vmm' | 'segments';
-  /** Address space reserved for the arena (vmm). Default: twice limitBytes, or once if the device refuses that. */
-  arenaBytes?: number;
-  /** Most empty memory kept mapped, as a fraction of reserved bytes (vmm; default 1: bounded by the high-water swap). */
-  retainFraction?: number;
-  /** Room above the peak of pages live blocks needed before empty pages are swapped out (vmm; default 0). */
-  highWaterSlack?: number;
-  /** Page swaps at the high-water mark allowed before the mark rises instead (vmm; default unlimited). */
-  swapsPerRaise?: number;
-  /** Empty bytes always kept mapped (vmm; default 2 pages). */
-  retainMinBytes?: number;
-  /**
-   * Report blocks garbage-collected without release. 'sampled' (default) watches one block in
-   * `leakSampleEvery` (256): a leak that repeats is caught at almost no cost, while watching every
-   * block ('all' or true) costs ~0.6 µs per block in V8's FinalizationRegistry. false or 'off'
-   * turns it off. Aged blocks (leakAgeMs) are checked for every block regardless.
-   */
-  detectLeaks?: boolean | 'all' | 'sampled' | 'off';
-  /** With detectLeaks 'sampled': watch one block in this many (a power of two; default 256). */
-  leakSampleEvery?: number;
-  /**
-   * Bytes of recently released small blocks kept whole for immediate reuse by an acquire of the
-   * same size (default 1 MiB; 0 turns the cache off). Caching policies (exactShape) have their own.
-   */
-  blockCacheBytes?: number;
-  /** Record each block's allocation stack for leak reports and snapshots (default false; costly). */
-  captureStacks?: boolean;
-  /** Report blocks live longer than this as suspected leaks (default: off). */
-  leakAgeMs?: number;
-  onLeak?: (report: LeakReport) => void;
-  /** Advanced: a custom backing (used by @gpupool/workers for per-thread slices). */
-  backing?: Backing;
-  /** A label for snapshots and reports. */
-  name?: string;
-}
+export type { AcquireOptions, AcquireRequest, PoolOptions, PrewarmSpec };
 
 interface PendingFree {
   slot: number;
@@ -785,57 +739,6 @@ function isRefusal(error: unknown): boolean {
     error instanceof NoFitError ||
     (typeof error === 'object' && error !== null && REFUSAL_CODES.has((error as { code?: unknown }).code))
   );
-}
-
-function resolvePolicy(policy: PoolOptions['policy']): Policy {
-  if (policy === undefined) return createPolicy(DEFAULT_POLICY);
-  if (typeof policy === 'string') return createPolicy(policy);
-  if (typeof policy === 'function') return policy();
-  if (typeof policy === 'object' && policy !== null && typeof policy.allocate === 'function') return policy;
-  throw new InvalidArgumentError('policy', 'must be a policy name, a factory or a Policy', policy);
-}
-
-function makeVmmBacking(device: Device, limitBytes: number, options: PoolOptions): VmmBacking {
-  const page = device.pageBytes;
-  const base = {
-    device,
-    limitBytes,
-    retainFraction: options.retainFraction,
-    retainMinBytes: options.retainMinBytes,
-    highWaterSlack: options.highWaterSlack,
-    swapsPerRaise: options.swapsPerRaise,
-  };
-  if (options.arenaBytes !== undefined) {
-    const arenaBytes = checkOptionalPositive(options.arenaBytes, 'arenaBytes')!;
-    return new VmmBacking({ ...base, arenaBytes: alignUp(arenaBytes, page) });
-  }
-  const once = alignUp(Math.min(limitBytes, device.totalBytes), page);
-  try {
-    return new VmmBacking({ ...base, arenaBytes: 2 * once });
-  } catch {
-    return new VmmBacking({ ...base, arenaBytes: once });
-  }
-}
-
-function checkOptionalPositive(value: unknown, argument: string, allowZero = false): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'number' || Number.isNaN(value))
-    throw new InvalidArgumentError(argument, 'must be a number', value);
-  if (!(allowZero ? value >= 0 : value > 0) || !Number.isFinite(value)) {
-    throw new ArgumentRangeError(
-      argument,
-      allowZero ? 'must be a finite number ≥ 0' : 'must be a finite number > 0',
-      value,
-    );
-  }
-  return value;
-}
-
-function checkOptionalFraction(value: unknown, argument: string): void {
-  if (value === undefined) return;
-  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
-    throw new ArgumentRangeError(argument, 'must be a number in [0, 1]', value);
-  }
 }
 
 const globalPools = new WeakMap<Device, Pool>();
