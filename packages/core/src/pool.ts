@@ -40,6 +40,7 @@ import { SegmentBacking } from './segment-backing.js';
 import type { BlockSnapshot, PoolSnapshot } from './snapshot.js';
 import type { PoolStats } from './stats.js';
 import { TraceRecorder, type TraceRecorderOptions } from './trace/trace-recorder.js';
+import { grown } from './typed-arrays.js';
 import { alignUp, isPowerOfTwo } from './units.js';
 import { VmmBacking } from './vmm-backing.js';
 
@@ -705,18 +706,13 @@ export class Pool implements BlockOwner, Disposable {
     if (slot < this.slotLive.length) return;
     let n = this.slotLive.length;
     while (n <= slot) n *= 2;
-    const grow = <T extends Uint8Array | Float64Array>(old: T, make: (n: number) => T): T => {
-      const next = make(n);
-      next.set(old);
-      return next;
-    };
-    this.slotOccupied = grow(this.slotOccupied, (k) => new Uint8Array(k));
-    this.slotLive = grow(this.slotLive, (k) => new Uint8Array(k));
-    this.slotAgedReported = grow(this.slotAgedReported, (k) => new Uint8Array(k));
-    this.slotBytes = grow(this.slotBytes, (k) => new Float64Array(k));
-    this.slotBlockId = grow(this.slotBlockId, (k) => new Float64Array(k));
-    this.slotCreatedMs = grow(this.slotCreatedMs, (k) => new Float64Array(k));
-    this.slotStream = grow(this.slotStream, (k) => new Float64Array(k));
+    this.slotOccupied = grown(this.slotOccupied, n);
+    this.slotLive = grown(this.slotLive, n);
+    this.slotAgedReported = grown(this.slotAgedReported, n);
+    this.slotBytes = grown(this.slotBytes, n);
+    this.slotBlockId = grown(this.slotBlockId, n);
+    this.slotCreatedMs = grown(this.slotCreatedMs, n);
+    this.slotStream = grown(this.slotStream, n);
   }
 }
 

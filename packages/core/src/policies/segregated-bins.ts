@@ -10,6 +10,7 @@
  * block is in exactly the bin of its size; freeTotal is the sum of free block sizes.
  */
 import { ArgumentRangeError } from '../errors.js';
+import { grown } from '../typed-arrays.js';
 import { log2Floor } from '../units.js';
 import { POLICY_GRANULE_BYTES, type Policy } from './policy.js';
 
@@ -284,19 +285,14 @@ export abstract class SegregatedBins implements Policy {
   }
 
   private grow(capacity: number): void {
-    const copy = <T extends Float64Array | Int32Array | Uint8Array>(old: T, make: (n: number) => T): T => {
-      const next = make(capacity);
-      next.set(old);
-      return next;
-    };
-    this.addr = copy(this.addr, (n) => new Float64Array(n));
-    this.size = copy(this.size, (n) => new Float64Array(n));
-    this.prevPhys = copy(this.prevPhys, (n) => new Int32Array(n));
-    this.nextPhys = copy(this.nextPhys, (n) => new Int32Array(n));
-    this.prevFree = copy(this.prevFree, (n) => new Int32Array(n));
-    this.nextFree = copy(this.nextFree, (n) => new Int32Array(n));
-    this.state = copy(this.state, (n) => new Uint8Array(n));
-    this.binOf = copy(this.binOf, (n) => new Int32Array(n));
+    this.addr = grown(this.addr, capacity);
+    this.size = grown(this.size, capacity);
+    this.prevPhys = grown(this.prevPhys, capacity);
+    this.nextPhys = grown(this.nextPhys, capacity);
+    this.prevFree = grown(this.prevFree, capacity);
+    this.nextFree = grown(this.nextFree, capacity);
+    this.state = grown(this.state, capacity);
+    this.binOf = grown(this.binOf, capacity);
     this.capacity = capacity;
   }
 }

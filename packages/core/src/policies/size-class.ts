@@ -10,6 +10,7 @@
  * (slab + index) or a large block (an inner slot). Invariant: a slab's used count equals its
  * objects not on its free stack; a slab is on its class's partial list iff it has a free object.
  */
+import { grown } from '../typed-arrays.js';
 import { BestFitPolicy } from './best-fit.js';
 import { POLICY_GRANULE_BYTES, type Policy } from './policy.js';
 
@@ -181,31 +182,20 @@ export class SizeClassPolicy implements Policy {
     const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.nextSlot++;
     if (slot >= this.slotKind.length) {
       const n = this.slotKind.length * 2;
-      const kind = new Uint8Array(n);
-      kind.set(this.slotKind);
-      this.slotKind = kind;
-      const ref = new Int32Array(n);
-      ref.set(this.slotRef);
-      this.slotRef = ref;
-      const index = new Int32Array(n);
-      index.set(this.slotIndex);
-      this.slotIndex = index;
+      this.slotKind = grown(this.slotKind, n);
+      this.slotRef = grown(this.slotRef, n);
+      this.slotIndex = grown(this.slotIndex, n);
     }
     return slot;
   }
 
   private growSlabs(): void {
     const n = this.slabBase.length * 2;
-    const grow = <T extends Float64Array | Int32Array>(old: T, make: (k: number) => T, per = 1): T => {
-      const next = make(n * per);
-      next.set(old);
-      return next;
-    };
-    this.slabBase = grow(this.slabBase, (k) => new Float64Array(k));
-    this.slabClass = grow(this.slabClass, (k) => new Int32Array(k));
-    this.slabUsed = grow(this.slabUsed, (k) => new Int32Array(k));
-    this.slabInner = grow(this.slabInner, (k) => new Int32Array(k));
-    this.slabFreeCount = grow(this.slabFreeCount, (k) => new Int32Array(k));
-    this.slabFree = grow(this.slabFree, (k) => new Int32Array(k), MAX_OBJECTS);
+    this.slabBase = grown(this.slabBase, n);
+    this.slabClass = grown(this.slabClass, n);
+    this.slabUsed = grown(this.slabUsed, n);
+    this.slabInner = grown(this.slabInner, n);
+    this.slabFreeCount = grown(this.slabFreeCount, n);
+    this.slabFree = grown(this.slabFree, n * MAX_OBJECTS);
   }
 }
