@@ -2,9 +2,8 @@
 // TypeScript wrapper has validated them), calls into CudaContext and friends, and turns every C++
 // exception into a JS Error in one place (Guard), with `kind`, and for CUDA failures `cudaCode`,
 // `cudaName`, `call` and `api`, which src/errors.ts maps to typed errors.
-#include <napi.h>
-
 #include <cuda_runtime_api.h>
+#include <napi.h>
 
 #include <memory>
 #include <mutex>
@@ -58,8 +57,12 @@ Napi::Value Guard(const Napi::CallbackInfo& info, Fn&& fn) {
   }
 }
 
-size_t Size(const Napi::Value& value) { return static_cast<size_t>(value.As<Napi::Number>().Int64Value()); }
-int Int(const Napi::Value& value) { return value.As<Napi::Number>().Int32Value(); }
+size_t Size(const Napi::Value& value) {
+  return static_cast<size_t>(value.As<Napi::Number>().Int64Value());
+}
+int Int(const Napi::Value& value) {
+  return value.As<Napi::Number>().Int32Value();
+}
 uint64_t Ptr(const Napi::Value& value) {
   bool lossless = false;
   return value.As<Napi::BigInt>().Uint64Value(&lossless);
@@ -87,37 +90,36 @@ Napi::Value Pair(Napi::Env env, int id, uint64_t base) {
 class Context : public Napi::ObjectWrap<Context> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(
-        env, "Context",
-        {
-            InstanceMethod<&Context::Granularity>("granularity"),
-            InstanceMethod<&Context::SetPageBytes>("setPageBytes"),
-            InstanceMethod<&Context::Reserve>("reserve"),
-            InstanceMethod<&Context::ReleaseRange>("releaseRange"),
-            InstanceMethod<&Context::Map>("map"),
-            InstanceMethod<&Context::Unmap>("unmap"),
-            InstanceMethod<&Context::AdoptRange>("adoptRange"),
-            InstanceMethod<&Context::DisownRange>("disownRange"),
-            InstanceMethod<&Context::FindPage>("findPage"),
-            InstanceMethod<&Context::AllocateSegment>("allocateSegment"),
-            InstanceMethod<&Context::FreeSegment>("freeSegment"),
-            InstanceMethod<&Context::MemInfo>("memInfo"),
-            InstanceMethod<&Context::Synchronize>("synchronize"),
-            InstanceMethod<&Context::CopyIn>("copyIn"),
-            InstanceMethod<&Context::CopyOut>("copyOut"),
-            InstanceMethod<&Context::Fill>("fill"),
-            InstanceMethod<&Context::CreateStream>("createStream"),
-            InstanceMethod<&Context::DestroyStream>("destroyStream"),
-            InstanceMethod<&Context::SynchronizeStream>("synchronizeStream"),
-            InstanceMethod<&Context::RecordEvent>("recordEvent"),
-            InstanceMethod<&Context::EventDone>("eventDone"),
-            InstanceMethod<&Context::SynchronizeEvent>("synchronizeEvent"),
-            InstanceMethod<&Context::DestroyEvent>("destroyEvent"),
-            InstanceMethod<&Context::PreprocessFrame>("preprocessFrame"),
-            InstanceMethod<&Context::CropResize>("cropResize"),
-            InstanceMethod<&Context::Live>("live"),
-            InstanceMethod<&Context::Destroy>("destroy"),
-        });
+    return DefineClass(env, "Context",
+                       {
+                           InstanceMethod<&Context::Granularity>("granularity"),
+                           InstanceMethod<&Context::SetPageBytes>("setPageBytes"),
+                           InstanceMethod<&Context::Reserve>("reserve"),
+                           InstanceMethod<&Context::ReleaseRange>("releaseRange"),
+                           InstanceMethod<&Context::Map>("map"),
+                           InstanceMethod<&Context::Unmap>("unmap"),
+                           InstanceMethod<&Context::AdoptRange>("adoptRange"),
+                           InstanceMethod<&Context::DisownRange>("disownRange"),
+                           InstanceMethod<&Context::FindPage>("findPage"),
+                           InstanceMethod<&Context::AllocateSegment>("allocateSegment"),
+                           InstanceMethod<&Context::FreeSegment>("freeSegment"),
+                           InstanceMethod<&Context::MemInfo>("memInfo"),
+                           InstanceMethod<&Context::Synchronize>("synchronize"),
+                           InstanceMethod<&Context::CopyIn>("copyIn"),
+                           InstanceMethod<&Context::CopyOut>("copyOut"),
+                           InstanceMethod<&Context::Fill>("fill"),
+                           InstanceMethod<&Context::CreateStream>("createStream"),
+                           InstanceMethod<&Context::DestroyStream>("destroyStream"),
+                           InstanceMethod<&Context::SynchronizeStream>("synchronizeStream"),
+                           InstanceMethod<&Context::RecordEvent>("recordEvent"),
+                           InstanceMethod<&Context::EventDone>("eventDone"),
+                           InstanceMethod<&Context::SynchronizeEvent>("synchronizeEvent"),
+                           InstanceMethod<&Context::DestroyEvent>("destroyEvent"),
+                           InstanceMethod<&Context::PreprocessFrame>("preprocessFrame"),
+                           InstanceMethod<&Context::CropResize>("cropResize"),
+                           InstanceMethod<&Context::Live>("live"),
+                           InstanceMethod<&Context::Destroy>("destroy"),
+                       });
   }
 
   explicit Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(info), env_(info.Env()) {
@@ -267,11 +269,13 @@ class Context : public Napi::ObjectWrap<Context> {
     });
   }
   Napi::Value RecordEvent(const Napi::CallbackInfo& info) {
-    return Guard(info,
-                 [&]() -> Napi::Value { return Napi::Number::New(info.Env(), ctx().RecordEvent(Int(info[0]))); });
+    return Guard(info, [&]() -> Napi::Value {
+      return Napi::Number::New(info.Env(), ctx().RecordEvent(Int(info[0])));
+    });
   }
   Napi::Value EventDone(const Napi::CallbackInfo& info) {
-    return Guard(info, [&]() -> Napi::Value { return Napi::Boolean::New(info.Env(), ctx().EventDone(Int(info[0]))); });
+    return Guard(
+        info, [&]() -> Napi::Value { return Napi::Boolean::New(info.Env(), ctx().EventDone(Int(info[0]))); });
   }
   Napi::Value SynchronizeEvent(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
@@ -293,8 +297,8 @@ class Context : public Napi::ObjectWrap<Context> {
       CUDA_TRY(cudaSetDevice(c.device()));
       const float* mean = static_cast<const float*>(ViewOf(info[6]).data);
       const float* stdev = static_cast<const float*>(ViewOf(info[7]).data);
-      LaunchPreprocessFrame(Ptr(info[0]), Int(info[1]), Int(info[2]), Ptr(info[3]), Int(info[4]), Int(info[5]), mean,
-                            stdev, stream);
+      LaunchPreprocessFrame(Ptr(info[0]), Int(info[1]), Int(info[2]), Ptr(info[3]), Int(info[4]),
+                            Int(info[5]), mean, stdev, stream);
       return info.Env().Undefined();
     });
   }
@@ -438,7 +442,8 @@ Napi::Value DeviceProps(const Napi::CallbackInfo& info) {
 // benchAllocation(device, mode, bytes, iterations) -> ns per allocate+free pair
 Napi::Value BenchAlloc(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
-    double ns = BenchAllocation(Int(info[0]), info[1].As<Napi::String>().Utf8Value(), Size(info[2]), Int(info[3]));
+    double ns =
+        BenchAllocation(Int(info[0]), info[1].As<Napi::String>().Utf8Value(), Size(info[2]), Int(info[3]));
     return Napi::Number::New(info.Env(), ns);
   });
 }
@@ -471,6 +476,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
 }  // namespace gpupool
 
-static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return gpupool::Init(env, exports); }
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  return gpupool::Init(env, exports);
+}
 
 NODE_API_MODULE(gpupool_native, InitModule)

@@ -20,7 +20,8 @@ DeviceProperties QueryDeviceProperties(int device) {
   const DriverApi& api = Driver();
   if (api.loaded) {
     int supported = 0;
-    CU_TRY(api.cuDeviceGetAttribute(&supported, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, device));
+    CU_TRY(api.cuDeviceGetAttribute(&supported, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED,
+                                    device));
     out.vmmSupported = supported != 0;
   }
   return out;
@@ -67,29 +68,34 @@ size_t CudaContext::PageBytes() {
 void CudaContext::SetPageBytes(size_t bytes) {
   size_t granularity = Granularity();
   if (bytes == 0 || bytes % granularity != 0) {
-    throw UsageException("range", "setPageBytes: the page size must be a positive multiple of the allocation granularity");
+    throw UsageException(
+        "range", "setPageBytes: the page size must be a positive multiple of the allocation granularity");
   }
-  if (!ranges_.empty()) throw UsageException("state", "setPageBytes: ranges are already reserved with the old page size");
+  if (!ranges_.empty())
+    throw UsageException("state", "setPageBytes: ranges are already reserved with the old page size");
   pageBytes_ = bytes;
 }
 
 CudaContext::RangeRef& CudaContext::FindRange(int id) {
   auto it = ranges_.find(id);
-  if (it == ranges_.end()) throw UsageException("handle", "unknown or released address range " + std::to_string(id));
+  if (it == ranges_.end())
+    throw UsageException("handle", "unknown or released address range " + std::to_string(id));
   return it->second;
 }
 
 std::unique_lock<std::mutex> CudaContext::LockLive(RangeRecord& record) {
   std::unique_lock<std::mutex> lock(record.mutex);
   if (record.released) {
-    throw UsageException("handle", "address range " + std::to_string(record.id) + " was released by its owner");
+    throw UsageException("handle",
+                         "address range " + std::to_string(record.id) + " was released by its owner");
   }
   return lock;
 }
 
 int CudaContext::Reserve(size_t bytes, uint64_t* base) {
   size_t page = PageBytes();
-  if (bytes == 0 || bytes % page != 0) throw UsageException("range", "reserve: bytes must be a positive multiple of the page size");
+  if (bytes == 0 || bytes % page != 0)
+    throw UsageException("range", "reserve: bytes must be a positive multiple of the page size");
   const DriverApi& api = RequireDriver();
   CUdeviceptr ptr = 0;
   CU_TRY(api.cuMemAddressReserve(&ptr, bytes, page, 0, 0));
@@ -109,7 +115,8 @@ int CudaContext::Reserve(size_t bytes, uint64_t* base) {
 void CudaContext::ReleaseRange(int id) {
   Use();
   RangeRef& ref = FindRange(id);
-  if (!ref.owned) throw UsageException("state", "releaseRange: only the context that reserved a range releases it");
+  if (!ref.owned)
+    throw UsageException("state", "releaseRange: only the context that reserved a range releases it");
   std::shared_ptr<RangeRecord> record = ref.record;
   {
     std::unique_lock<std::mutex> lock = LockLive(*record);
@@ -126,15 +133,20 @@ void CudaContext::ReleaseRange(int id) {
 void CudaContext::AdoptRange(int id, uint64_t base, size_t bytes) {
   Use();
   auto known = ranges_.find(id);
-  std::shared_ptr<RangeRecord> record = known != ranges_.end() ? known->second.record : RangeRegistry::Get().Find(id);
-  if (!record) throw UsageException("handle", "adoptRange: no live address range " + std::to_string(id) + " in this process");
+  std::shared_ptr<RangeRecord> record =
+      known != ranges_.end() ? known->second.record : RangeRegistry::Get().Find(id);
+  if (!record)
+    throw UsageException("handle",
+                         "adoptRange: no live address range " + std::to_string(id) + " in this process");
   std::unique_lock<std::mutex> lock = LockLive(*record);
   if (record->base != static_cast<CUdeviceptr>(base) || record->bytes != bytes) {
-    throw UsageException("handle", "adoptRange: base or size do not match address range " + std::to_string(id));
+    throw UsageException("handle",
+                         "adoptRange: base or size do not match address range " + std::to_string(id));
   }
   if (record->device != device_) {
     throw UsageException("device", "adoptRange: address range " + std::to_string(id) + " belongs to GPU " +
-                                       std::to_string(record->device) + ", not GPU " + std::to_string(device_));
+                                       std::to_string(record->device) + ", not GPU " +
+                                       std::to_string(device_));
   }
   if (known == ranges_.end()) ranges_[id] = RangeRef{record, false};
 }
@@ -142,7 +154,8 @@ void CudaContext::AdoptRange(int id, uint64_t base, size_t bytes) {
 void CudaContext::DisownRange(int id) {
   CheckAlive();
   RangeRef& ref = FindRange(id);
-  if (ref.owned) throw UsageException("state", "disownRange: the range was reserved here; release it instead");
+  if (ref.owned)
+    throw UsageException("state", "disownRange: the range was reserved here; release it instead");
   ranges_.erase(id);
 }
 
@@ -261,7 +274,8 @@ int CudaContext::AllocateSegment(size_t bytes, bool async, uint64_t* base) {
 void CudaContext::FreeSegment(int id) {
   Use();
   auto it = segments_.find(id);
-  if (it == segments_.end()) throw UsageException("handle", "unknown or released segment " + std::to_string(id));
+  if (it == segments_.end())
+    throw UsageException("handle", "unknown or released segment " + std::to_string(id));
   SegmentEntry entry = it->second;
   segments_.erase(it);
   if (entry.async) {
@@ -284,7 +298,8 @@ void CudaContext::Synchronize() {
 cudaStream_t CudaContext::Stream(int id) {
   if (id == 0) return nullptr;
   auto it = streams_.find(id);
-  if (it == streams_.end()) throw UsageException("handle", "unknown or destroyed stream " + std::to_string(id));
+  if (it == streams_.end())
+    throw UsageException("handle", "unknown or destroyed stream " + std::to_string(id));
   return it->second;
 }
 

@@ -12,9 +12,9 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
-#include <string>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "range_registry.hpp"

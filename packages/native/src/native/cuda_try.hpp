@@ -49,18 +49,18 @@ class UsageException : public std::runtime_error {
 
 }  // namespace gpupool
 
-#define CUDA_TRY(expr)                                                 \
-  do {                                                                 \
-    cudaError_t gpupool_status_ = (expr);                              \
-    if (gpupool_status_ != cudaSuccess) {                              \
-      ::gpupool::ThrowRuntime(#expr, gpupool_status_);                 \
-    }                                                                  \
+#define CUDA_TRY(expr)                                 \
+  do {                                                 \
+    cudaError_t gpupool_status_ = (expr);              \
+    if (gpupool_status_ != cudaSuccess) {              \
+      ::gpupool::ThrowRuntime(#expr, gpupool_status_); \
+    }                                                  \
   } while (0)
 
-#define CU_TRY(expr)                                                   \
-  do {                                                                 \
-    CUresult gpupool_result_ = (expr);                                 \
-    if (gpupool_result_ != CUDA_SUCCESS) {                             \
-      ::gpupool::ThrowDriver(#expr, gpupool_result_);                  \
-    }                                                                  \
+#define CU_TRY(expr)                                  \
+  do {                                                \
+    CUresult gpupool_result_ = (expr);                \
+    if (gpupool_result_ != CUDA_SUCCESS) {            \
+      ::gpupool::ThrowDriver(#expr, gpupool_result_); \
+    }                                                 \
   } while (0)

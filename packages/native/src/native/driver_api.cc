@@ -19,8 +19,8 @@ bool Resolve(DriverApi& api, const char* symbol, Fn*& target) {
   if (status != cudaSuccess || query != cudaDriverEntryPointSuccess || fn == nullptr) {
     api.loaded = false;
     api.errorCode = static_cast<int>(status);
-    api.error = std::string("cudaGetDriverEntryPointByVersion(") + symbol + "): " +
-                (status != cudaSuccess ? cudaGetErrorName(status) : "symbol not found");
+    api.error = std::string("cudaGetDriverEntryPointByVersion(") + symbol +
+                "): " + (status != cudaSuccess ? cudaGetErrorName(status) : "symbol not found");
     cudaGetLastError();
     return false;
   }

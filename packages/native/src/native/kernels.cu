@@ -22,15 +22,16 @@ __device__ __forceinline__ void Tap(float s, int size, int* i0, int* i1, float* 
   *lo = __fsub_rn(1.f, *hi);
 }
 
-__device__ __forceinline__ float Lerp2(float hx, float lx, float hy, float ly, float p00, float p01, float p10,
-                                       float p11) {
+__device__ __forceinline__ float Lerp2(float hx, float lx, float hy, float ly, float p00, float p01,
+                                       float p10, float p11) {
   float top = __fadd_rn(__fmul_rn(hx, p00), __fmul_rn(lx, p01));
   float bottom = __fadd_rn(__fmul_rn(hx, p10), __fmul_rn(lx, p11));
   return __fadd_rn(__fmul_rn(hy, top), __fmul_rn(ly, bottom));
 }
 
-__global__ void PreprocessFrameKernel(const uint8_t* __restrict__ src, int srcW, int srcH, __half* __restrict__ dst,
-                                      int dstW, int dstH, Channels mean, Channels stdev) {
+__global__ void PreprocessFrameKernel(const uint8_t* __restrict__ src, int srcW, int srcH,
+                                      __half* __restrict__ dst, int dstW, int dstH, Channels mean,
+                                      Channels stdev) {
   int ox = blockIdx.x * blockDim.x + threadIdx.x;
   int oy = blockIdx.y * blockDim.y + threadIdx.y;
   if (ox >= dstW || oy >= dstH) return;
@@ -54,10 +55,13 @@ __global__ void PreprocessFrameKernel(const uint8_t* __restrict__ src, int srcW,
   }
 }
 
-__device__ __forceinline__ float Clamp(float v, float hi) { return v < 0.f ? 0.f : (v > hi ? hi : v); }
+__device__ __forceinline__ float Clamp(float v, float hi) {
+  return v < 0.f ? 0.f : (v > hi ? hi : v);
+}
 
 __global__ void CropResizeKernel(const __half* __restrict__ image, int height, int width,
-                                 const float* __restrict__ boxes, __half* __restrict__ dst, int outH, int outW) {
+                                 const float* __restrict__ boxes, __half* __restrict__ dst, int outH,
+                                 int outW) {
   int ox = blockIdx.x * blockDim.x + threadIdx.x;
   int oy = blockIdx.y * blockDim.y + threadIdx.y;
   int n = blockIdx.z;
@@ -82,7 +86,8 @@ __global__ void CropResizeKernel(const __half* __restrict__ image, int height, i
                     __half2float(p[static_cast<size_t>(y0) * width + x1]),
                     __half2float(p[static_cast<size_t>(y1) * width + x0]),
                     __half2float(p[static_cast<size_t>(y1) * width + x1]));
-    dst[(static_cast<size_t>(n) * 3 + c) * outPlane + static_cast<size_t>(oy) * outW + ox] = __float2half_rn(v);
+    dst[(static_cast<size_t>(n) * 3 + c) * outPlane + static_cast<size_t>(oy) * outW + ox] =
+        __float2half_rn(v);
   }
 }
 
@@ -111,8 +116,8 @@ void LaunchCropResize(uint64_t image, int height, int width, const float* boxesH
     dim3 block(32, 8);
     dim3 grid((outW + block.x - 1) / block.x, (outH + block.y - 1) / block.y, count);
     CropResizeKernel<<<grid, block, 0, stream>>>(reinterpret_cast<const __half*>(image), height, width,
-                                                 static_cast<const float*>(boxes), reinterpret_cast<__half*>(dst),
-                                                 outH, outW);
+                                                 static_cast<const float*>(boxes),
+                                                 reinterpret_cast<__half*>(dst), outH, outW);
     status = cudaGetLastError();
   }
   cudaFreeAsync(boxes, stream);

@@ -28,7 +28,7 @@ struct RangeRecord {
   const CUdeviceptr base;
   const size_t bytes;
   const size_t page;
-  std::mutex mutex;                                  // guards everything below
+  std::mutex mutex;                                 // guards everything below
   std::vector<CUmemGenericAllocationHandle> pages;  // 0 = unmapped
   bool released = false;
 };
@@ -38,7 +38,8 @@ class RangeRegistry {
   static RangeRegistry& Get();
 
   // Registers a reserved range; returns its record with a fresh process-unique id.
-  std::shared_ptr<RangeRecord> Add(const void* owner, int device, CUdeviceptr base, size_t bytes, size_t page);
+  std::shared_ptr<RangeRecord> Add(const void* owner, int device, CUdeviceptr base, size_t bytes,
+                                   size_t page);
   // nullptr when unknown. The caller locks the record and checks `released`.
   std::shared_ptr<RangeRecord> Find(int id);
   void Remove(int id);
