@@ -11,7 +11,15 @@
  *   one CUDA context per process, so the same GPU), one segment per tensor.
  */
 import { threadId } from 'node:worker_threads';
-import { createPool, type Device, HostDevice, MiB, type Pool, type PoolSnapshot } from '@gpupool/core';
+import {
+  createPool,
+  type Device,
+  HostDevice,
+  MiB,
+  type Pool,
+  type PoolSnapshot,
+  type PoolStats,
+} from '@gpupool/core';
 import { CudaDevice } from '@gpupool/native';
 import { threadPool } from '@gpupool/workers/thread';
 import type { FrameResult } from './check.js';
@@ -46,23 +54,25 @@ export interface FrameTask {
   options: ThreadOptions;
 }
 
-/** Counters of one thread, cumulative since it started. The seed's keys come first. */
-export interface ThreadCounters {
-  allocations: number;
-  reuses: number;
-  returns: number;
-  leaks: number;
-  fragmentationEvents: number;
-  acquires: number;
-  liveBlocks: number;
-  liveBytes: number;
-  peakLiveBytes: number;
-  reservedBytes: number;
-  peakReservedBytes: number;
+/** Counters of one thread, cumulative since it started: the pool's own statistics, plus device calls. */
+export type ThreadCounters = Pick<
+  PoolStats,
+  | 'allocations'
+  | 'reuses'
+  | 'returns'
+  | 'leaks'
+  | 'fragmentationEvents'
+  | 'acquires'
+  | 'liveBlocks'
+  | 'liveBytes'
+  | 'peakLiveBytes'
+  | 'reservedBytes'
+  | 'peakReservedBytes'
+> & {
   /** Device calls that obtained memory (map + allocateSegment) and gave it back (unmap + freeSegment). */
   deviceAllocCalls: number;
   deviceFreeCalls: number;
-}
+};
 
 export interface ThreadReport {
   threadId: number;

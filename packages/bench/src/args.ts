@@ -71,16 +71,10 @@ export function intOption(
   min: number,
   max: number,
 ): number {
-  const raw = stringOption(args, name);
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new BenchUsageError(`--${name} must be an integer in ${min}..${max} (got "${raw}")`);
-  }
-  return value;
+  return rangedOption(args, name, fallback, min, max, true);
 }
 
-/** A positive number option (e.g. GiB); `fallback` when absent. */
+/** A number option in [min, max] (e.g. GiB); `fallback` when absent. */
 export function numberOption(
   args: ParsedArgs,
   name: string,
@@ -88,11 +82,24 @@ export function numberOption(
   min: number,
   max: number,
 ): number {
+  return rangedOption(args, name, fallback, min, max, false);
+}
+
+function rangedOption(
+  args: ParsedArgs,
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+  integer: boolean,
+): number {
   const raw = stringOption(args, name);
   if (raw === undefined) return fallback;
   const value = Number(raw);
-  if (!Number.isFinite(value) || value < min || value > max) {
-    throw new BenchUsageError(`--${name} must be a number in ${min}..${max} (got "${raw}")`);
+  if (!(integer ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) {
+    throw new BenchUsageError(
+      `--${name} must be ${integer ? 'an integer' : 'a number'} in ${min}..${max} (got "${raw}")`,
+    );
   }
   return value;
 }
