@@ -55,7 +55,7 @@ export { SegregatedBins } from './policies/segregated-bins.js';
 export { SizeClassPolicy } from './policies/size-class.js';
 export { TlsfPolicy } from './policies/tlsf.js';
 export type { AcquireOptions, AcquireRequest, PoolOptions, PrewarmSpec } from './pool.js';
-export { createPool, getGlobalPool, Pool } from './pool.js';
+export { createPool, getGlobalPool, Pool, setDefaultDevice } from './pool.js';
 export type { SegmentBackingOptions } from './segment-backing.js';
 export { SegmentBacking } from './segment-backing.js';
 export type { BlockSnapshot, PoolSnapshot } from './snapshot.js';

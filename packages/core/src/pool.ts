@@ -12,6 +12,7 @@ import type { Backing } from './backing.js';
 import { Block, type BlockOwner } from './block.js';
 import { BlockCache } from './block-cache.js';
 import type { Device, EventHandle, StreamHandle } from './device.js';
+import { HostDevice } from './devices/host-device.js';
 import { bytesOfShape, checkBytes, checkDType, type DType, MAX_BLOCK_BYTES } from './dtype.js';
 import {
   ArgumentRangeError,
@@ -41,7 +42,7 @@ import type { BlockSnapshot, PoolSnapshot } from './snapshot.js';
 import type { PoolStats } from './stats.js';
 import { TraceRecorder, type TraceRecorderOptions } from './trace/trace-recorder.js';
 import { grown } from './typed-arrays.js';
-import { alignUp, isPowerOfTwo } from './units.js';
+import { alignUp, isPowerOfTwo, MiB } from './units.js';
 import { VmmBacking } from './vmm-backing.js';
 
 export type { AcquireOptions, AcquireRequest, PoolOptions, PrewarmSpec };
@@ -743,9 +744,30 @@ export function createPool(options: PoolOptions): Pool {
   return new Pool(options);
 }
 
-/** One pool per device, created on first use with default options (as the seed's get_global_memory_pool()). */
-export function getGlobalPool(device: Device): Pool {
-  if (typeof device !== 'object' || device === null) {
+let defaultDevice: Device | undefined;
+
+/**
+ * Sets the device that `getGlobalPool()` without an argument uses (e.g. a CudaDevice at startup).
+ * Without it, the first such call creates a 256 MiB HostDevice, so code written against the global
+ * pool runs anywhere.
+ */
+export function setDefaultDevice(device: Device): void {
+  if (typeof device !== 'object' || device === null || typeof device.pageBytes !== 'number') {
+    throw new InvalidArgumentError('device', 'must be a Device', device);
+  }
+  defaultDevice = device;
+}
+
+/**
+ * One pool per device, created on first use with default options (as the seed's
+ * get_global_memory_pool()); without a device, the default device's pool.
+ */
+export function getGlobalPool(device?: Device): Pool {
+  if (device === undefined) {
+    defaultDevice ??= new HostDevice({ capacityBytes: 256 * MiB });
+    device = defaultDevice;
+  }
+  if (typeof device !== 'object' || device === null || typeof device.pageBytes !== 'number') {
     throw new InvalidArgumentError('device', 'must be a Device', device);
   }
   let pool = globalPools.get(device);
