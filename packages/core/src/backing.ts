@@ -51,6 +51,11 @@ export interface Backing {
   /** Gives back all device memory that holds no occupied byte; returns the bytes given back. */
   trim(): number;
   arenaOf(address: number): ArenaRef;
+  /**
+   * Optional: gives back memory that has held no occupied byte since the previous call (the pool
+   * calls it on a timer when `releaseAfterMs` is set). Returns the bytes given back.
+   */
+  decay?(): number;
   /** Optional: keep at least this many empty bytes mapped (prewarmed memory); 0 clears it. */
   setRetainFloor?(bytes: number): void;
   snapshot(): ArenaSnapshot[];

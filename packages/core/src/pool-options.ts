@@ -47,6 +47,12 @@ export interface PoolOptions {
   /** Empty bytes always kept mapped (vmm; default 2 pages). */
   retainMinBytes?: number;
   /**
+   * Give back pages that stayed empty this long (vmm): a timer, never keeping the process alive,
+   * runs pool.releaseIdle() every releaseAfterMs, so a page is unmapped after being empty between
+   * one and two periods. Default: off (memory is kept up to the high-water mark until trim()).
+   */
+  releaseAfterMs?: number;
+  /**
    * Report blocks garbage-collected without release. 'sampled' (default) watches one block in
    * `leakSampleEvery` (256): a leak that repeats is caught at almost no cost, while watching every
    * block ('all' or true) costs ~0.6 µs per block in V8's FinalizationRegistry. false or 'off'

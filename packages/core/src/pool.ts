@@ -65,6 +65,7 @@ export class Pool implements BlockOwner, Disposable {
   private readonly leakDetector: LeakDetector | null;
   /** Runs the leakAgeMs timer: the leak detector, or a detector of its own when GC detection is off. */
   private ageChecker: LeakDetector | null = null;
+  private releaseTimer: ReturnType<typeof setInterval> | undefined;
   /** Blocks whose id & leakSampleMask is 0 are watched. */
   private readonly leakSampleMask: number;
   private readonly blockCache: BlockCache | null;
@@ -141,14 +142,6 @@ export class Pool implements BlockOwner, Disposable {
     }
     // Fix (core tests): arenaBytes was only checked in vmm mode; bad input throws in every mode.
     checkOptionalPositive(options.arenaBytes, 'arenaBytes');
-    if (options.backing !== undefined) {
-      this.backing = options.backing;
-    } else if ((options.mode ?? (device.vmm ? 'vmm' : 'segments')) === 'vmm') {
-      this.backing = makeVmmBacking(device, this.limitBytes, options);
-    } else {
-      this.backing = new SegmentBacking({ device, limitBytes: this.limitBytes });
-    }
-    this.backing.attach(this.policy);
     const detect = options.detectLeaks ?? 'sampled';
     if (![true, false, 'all', 'sampled', 'off'].includes(detect)) {
       throw new InvalidArgumentError('detectLeaks', "must be true, false, 'all', 'sampled' or 'off'", detect);
@@ -162,6 +155,32 @@ export class Pool implements BlockOwner, Disposable {
       detect === false || detect === 'off' ? null : new LeakDetector((slot) => this.onCollected(slot));
     const cacheBytes = checkOptionalPositive(options.blockCacheBytes, 'blockCacheBytes', true) ?? 1024 * 1024;
     this.blockCache = cacheBytes > 0 && !this.policy.cachesBlocks ? new BlockCache(cacheBytes) : null;
+    const releaseAfterMs = checkOptionalPositive(options.releaseAfterMs, 'releaseAfterMs');
+    checkOptionalPositive(options.highWaterSlack, 'highWaterSlack', true);
+    if (
+      options.swapsPerRaise !== undefined &&
+      (typeof options.swapsPerRaise !== 'number' || !(options.swapsPerRaise >= 0))
+    ) {
+      throw new ArgumentRangeError(
+        'swapsPerRaise',
+        'must be a number ≥ 0 (Infinity: no limit)',
+        options.swapsPerRaise,
+      );
+    }
+    // Every option is checked above: only now is anything reserved on the device, so bad input
+    // never leaves a reservation behind.
+    if (options.backing !== undefined) {
+      this.backing = options.backing;
+    } else if ((options.mode ?? (device.vmm ? 'vmm' : 'segments')) === 'vmm') {
+      this.backing = makeVmmBacking(device, this.limitBytes, options);
+    } else {
+      this.backing = new SegmentBacking({ device, limitBytes: this.limitBytes });
+    }
+    this.backing.attach(this.policy);
+    if (releaseAfterMs !== undefined) {
+      this.releaseTimer = setInterval(() => this.releaseIdle(), Math.max(10, releaseAfterMs));
+      this.releaseTimer.unref?.();
+    }
     if (this.leakAgeMs > 0) {
       // Fix (core tests): the age checks ran only when GC leak detection was on; leakAgeMs is an
       // option of its own, so it gets its own detector-independent timer (unref'd by LeakDetector).
@@ -368,11 +387,21 @@ export class Pool implements BlockOwner, Disposable {
     return reservedBefore - this.backing.reservedBytes;
   }
 
+  /**
+   * Gives back memory that has held no live block since the previous call (what the
+   * `releaseAfterMs` timer runs). Returns the bytes given back; 0 for backings without it.
+   */
+  releaseIdle(): number {
+    if (this.destroyedFlag) return 0;
+    return this.backing.decay?.() ?? 0;
+  }
+
   /** Releases everything back to the device. Blocks still held become inert. Idempotent. */
   destroy(): void {
     if (this.destroyedFlag) return;
     this.destroyedFlag = true;
     this.ageChecker?.stopAgeChecks();
+    if (this.releaseTimer !== undefined) clearInterval(this.releaseTimer);
     this.pending = [];
     this.backing.destroy();
     this.liveBlocks = 0;

@@ -51,6 +51,9 @@ export class VmmBacking implements Backing {
   private readonly range: AddressRange;
   private readonly arena: ArenaRef;
   private readonly live: Int32Array;
+  /** The decay epoch in which each page last became empty (see decay()). */
+  private readonly emptySince: Int32Array;
+  private epoch = 0;
   private readonly mapped: Uint8Array;
   private readonly emptyBits: Int32Array;
   private readonly limitBytes: number;
@@ -89,6 +92,7 @@ export class VmmBacking implements Backing {
     const pages = this.range.bytes / this.pageBytes;
     this.live = new Int32Array(pages);
     this.mapped = new Uint8Array(pages);
+    this.emptySince = new Int32Array(pages);
     this.emptyBits = new Int32Array(Math.ceil(pages / 32));
   }
 
@@ -148,6 +152,7 @@ export class VmmBacking implements Backing {
       if (--this.live[p]! === 0) {
         this.emptyMappedPages++;
         bits[p >>> 5]! |= 1 << (p & 31);
+        this.emptySince[p] = this.epoch;
       }
     }
     if (last >>> 5 > this.emptyWordMax) this.emptyWordMax = last >>> 5;
@@ -158,6 +163,33 @@ export class VmmBacking implements Backing {
         this.releaseEmpty(this.emptyMappedPages - keepPages, -1, -1);
       }
     }
+  }
+
+  /**
+   * Time-based release, called on a timer by the pool (`releaseAfterMs`): unmaps the pages that have
+   * stayed empty since before the previous call, keeping `retainMinBytes` (prewarmed memory).
+   * A long-running process whose workload shrank gives its memory back without calling trim().
+   */
+  decay(): number {
+    const cutoff = this.epoch;
+    this.epoch++;
+    const keepPages = Math.floor(this.retainMinBytes / this.pageBytes);
+    let budget = this.emptyMappedPages - keepPages;
+    let released = 0;
+    let runStart = -1;
+    const pages = this.mapped.length;
+    for (let p = 0; p <= pages; p++) {
+      const stale =
+        budget > 0 && p < pages && this.mapped[p] === 1 && this.live[p] === 0 && this.emptySince[p]! < cutoff;
+      if (stale) {
+        if (runStart < 0) runStart = p;
+        budget--;
+      } else if (runStart >= 0) {
+        released += this.unmapRun(runStart, p - runStart);
+        runStart = -1;
+      }
+    }
+    return released;
   }
 
   trim(): number {
@@ -246,6 +278,7 @@ export class VmmBacking implements Backing {
         for (let q = runStart; q < p; q++) {
           this.mapped[q] = 1;
           this.emptyBits[q >>> 5]! |= 1 << (q & 31);
+          this.emptySince[q] = this.epoch;
         }
         if ((p - 1) >>> 5 > this.emptyWordMax) this.emptyWordMax = (p - 1) >>> 5;
         this.mappedPages += p - runStart;

@@ -1,0 +1,92 @@
+/**
+ * Time-based release (pool.releaseIdle() and the releaseAfterMs timer): pages that stayed empty
+ * for a whole period are unmapped; pages reused in between, live pages and the retained floor stay.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  ArgumentRangeError,
+  createPool,
+  GiB,
+  InvalidArgumentError,
+  MiB,
+  SimulatedDevice,
+} from '../src/index.js';
+
+const PAGE = 2 * MiB;
+
+function setup(options: Parameters<typeof createPool>[0] extends infer O ? Partial<O> : never = {}) {
+  const device = new SimulatedDevice({ capacityBytes: GiB });
+  const pool = createPool({ device, retainMinBytes: 0, blockCacheBytes: 0, ...options });
+  return { device, pool };
+}
+
+describe('releaseIdle', () => {
+  it('unmaps pages empty since before the previous call, and only those', () => {
+    const { device, pool } = setup();
+    pool.acquire(4 * PAGE).release();
+    expect(pool.stats().reservedBytes).toBe(4 * PAGE);
+    expect(pool.releaseIdle()).toBe(0); // emptied in this period: kept
+    expect(pool.stats().reservedBytes).toBe(4 * PAGE);
+    expect(pool.releaseIdle()).toBe(4 * PAGE); // empty for a whole period: released
+    expect(pool.stats().reservedBytes).toBe(0);
+    expect(device.usedBytes).toBe(0);
+    pool.checkInvariants();
+    pool.destroy();
+  });
+
+  it('keeps live pages and pages reused in between', () => {
+    const { pool } = setup();
+    const held = pool.acquire(PAGE);
+    pool.acquire(2 * PAGE).release();
+    pool.releaseIdle();
+    const mapsBefore = pool.stats().allocations;
+    const again = pool.acquire(2 * PAGE); // back on the same (still mapped) pages
+    expect(pool.stats().allocations).toBe(mapsBefore);
+    pool.releaseIdle();
+    expect(pool.stats().reservedBytes).toBeGreaterThanOrEqual(held.bytes + again.bytes);
+    again.release();
+    held.release();
+    pool.checkInvariants();
+    pool.destroy();
+  });
+
+  it('keeps retainMinBytes (and prewarmed memory) mapped', () => {
+    const { pool } = setup({ retainMinBytes: 2 * PAGE });
+    pool.acquire(6 * PAGE).release();
+    pool.releaseIdle();
+    pool.releaseIdle();
+    expect(pool.stats().reservedBytes).toBe(2 * PAGE);
+    pool.destroy();
+  });
+
+  it('is 0 for segment pools and after destroy', () => {
+    const device = new SimulatedDevice({ capacityBytes: GiB, vmm: false });
+    const pool = createPool({ device });
+    pool.acquire(PAGE).release();
+    expect(pool.releaseIdle()).toBe(0);
+    pool.destroy();
+    expect(pool.releaseIdle()).toBe(0);
+  });
+
+  it('runs on a timer with releaseAfterMs', async () => {
+    const { pool } = setup({ releaseAfterMs: 20 });
+    pool.acquire(3 * PAGE).release();
+    expect(pool.stats().reservedBytes).toBe(3 * PAGE);
+    for (let waited = 0; waited < 5000 && pool.stats().reservedBytes > 0; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(pool.stats().reservedBytes).toBe(0);
+    pool.destroy();
+  });
+
+  it('rejects bad page-release options with a typed error, reserving nothing', () => {
+    const device = new SimulatedDevice({ capacityBytes: GiB });
+    expect(() => createPool({ device, releaseAfterMs: -5 })).toThrow(ArgumentRangeError);
+    expect(() => createPool({ device, releaseAfterMs: 'soon' as never })).toThrow(InvalidArgumentError);
+    expect(() => createPool({ device, highWaterSlack: -0.1 })).toThrow(ArgumentRangeError);
+    expect(() => createPool({ device, swapsPerRaise: Number.NaN })).toThrow(ArgumentRangeError);
+    expect(() => createPool({ device, detectLeaks: 'maybe' as never })).toThrow(InvalidArgumentError);
+    expect(() => createPool({ device, blockCacheBytes: -1 })).toThrow(ArgumentRangeError);
+    expect(device.openAllocations).toEqual({ ranges: 0, segments: 0 });
+  });
+});
