@@ -26,7 +26,6 @@ export class Block implements BlockLike, Disposable {
   /** @internal */ _slot: number;
   /** @internal */ _address: number;
   /** @internal */ _arena: ArenaRef;
-  /** @internal */ _createdMs: number;
   private cachedPtr: bigint | undefined;
 
   constructor(
@@ -39,7 +38,6 @@ export class Block implements BlockLike, Disposable {
     shape: readonly number[] | undefined,
     dtype: DType | undefined,
     stream: StreamHandle,
-    createdMs: number,
   ) {
     this._owner = owner;
     this.id = id;
@@ -50,7 +48,6 @@ export class Block implements BlockLike, Disposable {
     this.shape = shape;
     this.dtype = dtype;
     this.stream = stream;
-    this._createdMs = createdMs;
   }
 
   /** Device address of the first byte. Throws once the block is released. */

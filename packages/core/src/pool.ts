@@ -254,20 +254,17 @@ export class Pool implements BlockOwner, Disposable {
         : `${dtype}:${shape.join(',')}`
       : undefined;
 
-    let slot = -1;
-    if (this.blockCache !== null && alignmentBytes === POLICY_GRANULE_BYTES) {
-      // Fix (core tests, stream conformance): finish this stream's pending frees first, so a block
-      // released on this stream is reused at once. Cached blocks are always safe for any stream:
-      // only frees whose work is done reach the cache.
-      if (this.pending.length > 0) this.finishPending(false, stream);
-      slot = this.blockCache.take(sizeBytes);
-    }
+    // Finish this stream's pending frees (and any other stream's that are done) first, so a block
+    // released on this stream is reused at once. Cached blocks are safe for any stream: only frees
+    // whose work is done reach the cache.
+    if (this.pending.length > 0) this.finishPending(false, stream);
+    let slot =
+      this.blockCache !== null && alignmentBytes === POLICY_GRANULE_BYTES
+        ? this.blockCache.take(sizeBytes)
+        : -1;
     const fromCache = slot >= 0;
     const callsBefore = fromCache ? 0 : this.backing.deviceCalls;
-    if (!fromCache) {
-      slot = this.place(sizeBytes, alignmentBytes, key, stream, bytes);
-      this.ensureSlots(slot);
-    }
+    if (!fromCache) slot = this.place(sizeBytes, alignmentBytes, key, bytes);
     const id = this.nextBlockId++;
     this.slotLive[slot] = 1;
     this.slotBytes[slot] = bytes;
@@ -290,7 +287,6 @@ export class Pool implements BlockOwner, Disposable {
       shape,
       dtype,
       stream,
-      createdMs,
     );
 
     this.acquires++;
@@ -324,18 +320,14 @@ export class Pool implements BlockOwner, Disposable {
       if (block._owner === null) throw new DoubleReleaseError(`block #${block.id}`);
       throw new ForeignBlockError(`block #${block.id}`);
     }
-    // Fix (core tests): after destroy() a held block is inert; releasing it used to run the books
-    // again (negative liveBlocks, vacate on a destroyed backing).
-    if (this.destroyedFlag) {
-      block._owner = null;
-      this.leakDetector?.unwatch(block);
-      return;
-    }
-    this.retire(block._slot, block.stream); // throws (device refusal) before changing anything
+    // After destroy() a held block is inert: releasing it only detaches the handle (running the
+    // books again would drive liveBlocks negative and vacate a destroyed backing). retire() throws
+    // (a device refusing the stream event) before it changes anything.
+    if (!this.destroyedFlag) this.retire(block._slot, block.stream);
     block._owner = null;
     if (this.leakDetector !== null && (block.id & this.leakSampleMask) === 0)
       this.leakDetector.unwatch(block);
-    if (this.recorder !== null) this.recorder.released(block.id);
+    if (!this.destroyedFlag && this.recorder !== null) this.recorder.released(block.id);
   }
 
   /**
@@ -542,14 +534,7 @@ export class Pool implements BlockOwner, Disposable {
   // ---- internals ----
 
   /** Places a block, growing, recovering from OOM and waiting for other streams as needed. */
-  private place(
-    sizeBytes: number,
-    alignmentBytes: number,
-    key: string | undefined,
-    stream: StreamHandle,
-    bytes: number,
-  ): number {
-    if (this.pending.length > 0) this.finishPending(false, stream);
+  private place(sizeBytes: number, alignmentBytes: number, key: string | undefined, bytes: number): number {
     try {
       return this.tryPlace(sizeBytes, alignmentBytes, key);
     } catch (error) {
@@ -628,10 +613,9 @@ export class Pool implements BlockOwner, Disposable {
   }
 
   private freeSlot(slot: number): void {
-    const address = this.policy.addressOf(slot);
     const size = this.policy.sizeOf(slot);
     if (this.blockCache !== null && this.blockCache.put(slot, size)) return;
-    this.freeToPolicy(slot, address, size);
+    this.freeToPolicy(slot, this.policy.addressOf(slot), size);
   }
 
   private freeToPolicy(slot: number, address: number, size: number): void {
