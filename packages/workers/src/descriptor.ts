@@ -20,7 +20,13 @@ import { SharedArena } from './arena.js';
 import { NotExportableError, UnknownArenaError } from './errors.js';
 import { GRANULE_BYTES, SLOT_FREE, slotOfOwnerId } from './layout.js';
 import { isSlicePool } from './slice-pool.js';
-import { register, registry, type ThreadArena, workerBootstrap } from './thread-context.js';
+import {
+  pushDeferredFrees,
+  register,
+  registry,
+  type ThreadArena,
+  workerBootstrap,
+} from './thread-context.js';
 
 export interface BlockDescriptor {
   readonly arenaId: number;
@@ -166,16 +172,6 @@ function scheduleRetry(context: ThreadArena): void {
   if (context.retryTimer !== null) return;
   context.retryTimer = setTimeout(() => {
     context.retryTimer = null;
-    const d = context.deferred;
-    let kept = 0;
-    for (let i = 0; i < d.length; i += 3) {
-      if (!context.arena.pushRemoteFree(d[i]!, d[i + 1]!, d[i + 2]!)) {
-        d[kept++] = d[i]!;
-        d[kept++] = d[i + 1]!;
-        d[kept++] = d[i + 2]!;
-      }
-    }
-    d.length = kept;
-    if (kept > 0) scheduleRetry(context);
+    if (pushDeferredFrees(context) > 0) scheduleRetry(context);
   }, DEFERRED_RETRY_MS);
 }

@@ -28,7 +28,7 @@ import {
 } from './layout.js';
 import { SliceBacking } from './slice-backing.js';
 import type { SliceStats } from './stats.js';
-import type { SlicePoolSettings, ThreadArena } from './thread-context.js';
+import { pushDeferredFrees, type SlicePoolSettings, type ThreadArena } from './thread-context.js';
 
 /** Brand shared by every copy of this package loaded in a thread (ESM and CJS builds). */
 export const SLICE_POOL_BRAND = Symbol.for('@gpupool/workers.SlicePool');
@@ -195,17 +195,7 @@ export class SlicePool extends Pool {
   }
 
   private flushDeferred(): void {
-    const d = this.context.deferred;
-    if (d.length === 0) return;
-    let kept = 0;
-    for (let i = 0; i < d.length; i += 3) {
-      if (!this.arena.pushRemoteFree(d[i]!, d[i + 1]!, d[i + 2]!)) {
-        d[kept++] = d[i]!;
-        d[kept++] = d[i + 1]!;
-        d[kept++] = d[i + 2]!;
-      }
-    }
-    d.length = kept;
+    if (this.context.deferred.length > 0) pushDeferredFrees(this.context);
   }
 }
 

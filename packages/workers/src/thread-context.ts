@@ -41,6 +41,24 @@ export interface ThreadArena {
   retryTimer: ReturnType<typeof setTimeout> | null;
 }
 
+/**
+ * Pushes the deferred remote frees onto their owners' queues; those whose queue is still full stay
+ * deferred (never dropped). Returns how many remain.
+ */
+export function pushDeferredFrees(context: ThreadArena): number {
+  const d = context.deferred;
+  let kept = 0;
+  for (let i = 0; i < d.length; i += 3) {
+    if (!context.arena.pushRemoteFree(d[i]!, d[i + 1]!, d[i + 2]!)) {
+      d[kept++] = d[i]!;
+      d[kept++] = d[i + 1]!;
+      d[kept++] = d[i + 2]!;
+    }
+  }
+  d.length = kept;
+  return kept;
+}
+
 interface Registry {
   arenas: Map<number, ThreadArena>;
   /** The arena `threadPool()` serves in this thread. */
