@@ -140,7 +140,7 @@ export class Pool implements BlockOwner, Disposable {
         options.mode,
       );
     }
-    // Fix (core tests): arenaBytes was only checked in vmm mode; bad input throws in every mode.
+    // arenaBytes is checked in every mode, so bad input throws whatever backing is chosen.
     checkOptionalPositive(options.arenaBytes, 'arenaBytes');
     const detect = options.detectLeaks ?? 'sampled';
     if (![true, false, 'all', 'sampled', 'off'].includes(detect)) {
@@ -182,8 +182,8 @@ export class Pool implements BlockOwner, Disposable {
       this.releaseTimer.unref?.();
     }
     if (this.leakAgeMs > 0) {
-      // Fix (core tests): the age checks ran only when GC leak detection was on; leakAgeMs is an
-      // option of its own, so it gets its own detector-independent timer (unref'd by LeakDetector).
+      // leakAgeMs is an option of its own: its timer runs whether or not GC leak detection is on
+      // (unref'd by LeakDetector).
       this.ageChecker = this.leakDetector ?? new LeakDetector(() => {});
       this.ageChecker.startAgeChecks(Math.max(50, Math.min(this.leakAgeMs / 2, 10_000)), () =>
         this.checkAges(),
@@ -367,7 +367,7 @@ export class Pool implements BlockOwner, Disposable {
   /** Gives back to the device all memory that holds no live block. Returns the bytes given back. */
   trim(): number {
     if (this.destroyedFlag) throw new PoolDestroyedError('trim');
-    // Fix (core tests): finishing frees and flushing a caching policy can release pages through
+    // Finishing frees and flushing a caching policy can release pages through
     // the backing's own hysteresis; count those too, so the result equals the drop in reservedBytes.
     const reservedBefore = this.backing.reservedBytes;
     this.finishPending(true);
@@ -490,7 +490,7 @@ export class Pool implements BlockOwner, Disposable {
   /** Starts recording acquire/release operations in the trace format. */
   record(options?: TraceRecorderOptions): TraceRecorder {
     if (this.destroyedFlag) throw new PoolDestroyedError('record');
-    // Fix (core tests): stopping a recorder that was replaced by a newer one used to stop the newer one.
+    // Stopping a recorder that a newer one replaced must not stop the newer one.
     const recorder: TraceRecorder = new TraceRecorder(options, () => {
       if (this.recorder === recorder) this.recorder = null;
     });
@@ -594,7 +594,7 @@ export class Pool implements BlockOwner, Disposable {
 
   /** Returns a slot's bytes to the policy, now or (another stream) once its work is done. */
   private retire(slot: number, stream: StreamHandle): void {
-    // Fix (core tests): record the event before touching the books, so a device that refuses
+    // record the event before touching the books, so a device that refuses
     // (an unknown or destroyed stream) leaves the block live and the pool consistent.
     const event =
       stream !== 0 && this.device.streams !== undefined ? this.device.streams.recordEvent(stream) : -1;
@@ -653,8 +653,8 @@ export class Pool implements BlockOwner, Disposable {
         this.freeToPolicy(slot, this.policy.addressOf(slot), this.policy.sizeOf(slot)),
       );
     }
-    // Fix (core tests): flush every policy, not only caching ones: sizeClass keeps empty slabs that
-    // trim() and OOM recovery must get back (an empty pool refused a block that fit its limit).
+    // Every policy, not only caching ones: sizeClass keeps empty slabs that trim() and OOM
+    // recovery must get back (otherwise an empty pool can refuse a block that fits its limit).
     this.policy.flush((slot, address, bytes) => {
       if (this.slotOccupied[slot] === 1) {
         this.slotOccupied[slot] = 0;
@@ -678,7 +678,7 @@ export class Pool implements BlockOwner, Disposable {
     try {
       this.retire(slot, this.slotStream[slot]!);
     } catch {
-      // Fix (core tests): this runs in a GC callback, where a throw would crash the process. The
+      // This runs in a GC callback, where a throw would crash the process. The
       // device refused an event for the block's stream, so its bytes stay live (and reported).
       return;
     }
@@ -739,9 +739,9 @@ const REFUSAL_CODES: ReadonlySet<unknown> = new Set([
 ]);
 
 /**
- * Fix (core tests): a device refusal, recognised by its stable code as well as by class, because a
- * device may throw errors of another copy of core (a CommonJS and an ESM copy in one process, or
- * a native package built against core's dist); `instanceof` alone skipped OOM recovery for them.
+ * A device refusal, recognised by its stable code as well as by class, because a device may
+ * throw errors of another copy of core (a CommonJS and an ESM copy in one process, or a native
+ * package built against core's dist), which `instanceof` alone would miss.
  */
 function isRefusal(error: unknown): boolean {
   return (

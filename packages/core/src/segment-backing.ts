@@ -56,8 +56,8 @@ export class SegmentBacking implements Backing {
   grow(sizeBytes: number, alignmentBytes: number): boolean {
     const need = sizeBytes + (alignmentBytes > 512 ? alignmentBytes : 0);
     let bytes = need <= 1 * MiB ? 2 * MiB : need <= 10 * MiB ? 20 * MiB : alignUp(need, 2 * MiB);
-    // Fix (core tests): near the limit, the rounded-up segment could be refused although the block
-    // itself fits (an empty 16 MiB pool refused a 6 MiB block); then ask for just what is needed.
+    // Near the limit the rounded-up segment may not fit although the block does (a 6 MiB block in
+    // an empty 16 MiB pool): then ask for just what is needed.
     if (this.reserved + bytes > this.limitBytes) bytes = alignUp(need, this.pageBytes);
     if (this.reserved + bytes > this.limitBytes) {
       throw new DeviceOutOfMemoryError(

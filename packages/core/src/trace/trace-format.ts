@@ -63,7 +63,7 @@ export function parseTrace(input: string | Uint8Array, name = 'trace'): Trace {
     const parts = line.split(/\s+/);
     const op = parts[0];
     const id = Number(parts[1]);
-    // Fix (core tests): '1e3' and '0x10' were accepted as IDs and sizes.
+    // Decimal digits only: Number() would also accept '1e3' and '0x10'.
     if (!DECIMAL.test(parts[1] ?? '') || !Number.isInteger(id) || id < 0 || id > MAX_TRACE_ID)
       throw new TraceFormatError(i + 1, `bad block ID "${parts[1]}"`);
     if (op === 'a') {
