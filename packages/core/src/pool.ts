@@ -594,7 +594,7 @@ export class Pool implements BlockOwner, Disposable {
 
   /** Returns a slot's bytes to the policy, now or (another stream) once its work is done. */
   private retire(slot: number, stream: StreamHandle): void {
-    // record the event before touching the books, so a device that refuses
+    // Record the event before touching the books, so a device that refuses
     // (an unknown or destroyed stream) leaves the block live and the pool consistent.
     const event =
       stream !== 0 && this.device.streams !== undefined ? this.device.streams.recordEvent(stream) : -1;
