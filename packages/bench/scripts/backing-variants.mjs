@@ -4,7 +4,8 @@
 // device timings; not part of the bench contract.
 // Usage: node packages/bench/scripts/backing-variants.mjs --device cuda|simulated [--runs 3]
 //          [--configs JSON] trace.gz...
-// A config is { name, policy?, pageMiB?, ...pool options }.
+// A config is { name, policy?, pageMiB?, allocationMiB?, ...pool options } (page and allocation
+// sizes are the device's: CudaDevice or SimulatedDevice options).
 import { createPool, GiB, readTrace, replayTrace, SimulatedDevice } from '@gpupool/core';
 
 const args = process.argv.slice(2);
@@ -21,10 +22,10 @@ const configs = JSON.parse(
   flag(
     '--configs',
     JSON.stringify([
-      { name: 'tlsf', policy: 'tlsf' },
-      { name: 'sizeClass', policy: 'sizeClass' },
-      { name: 'sizeClass+noswap', policy: 'sizeClass', swapsPerRaise: 0 },
-      { name: 'sizeClass+8MiB', policy: 'sizeClass', pageMiB: 8 },
+      { name: 'default' },
+      { name: 'bestFit/2MiB/64MiB', policy: 'bestFit', pageMiB: 2, allocationMiB: 64 },
+      { name: 'bestFit/2MiB/page', policy: 'bestFit', pageMiB: 2, allocationMiB: 2 },
+      { name: 'bestFit/16MiB/page', policy: 'bestFit', pageMiB: 16, allocationMiB: 16 },
     ]),
   ),
 );
@@ -36,7 +37,20 @@ if (deviceKind === 'cuda') {
 }
 
 // Time spent in device calls, by kind; pages counted in 2 MiB units whatever the page size.
-const spent = { map: { calls: 0, pages: 0, ns: 0 }, unmap: { calls: 0, pages: 0, ns: 0 } };
+// `modelUs` estimates what the calls would cost on an H100 from packages/native/tools/vmm-costs.cu
+// (2026-11-26): cuMemSetAccess ~36 µs per map call, cuMemCreate ~9 µs, cuMemUnmap ~23 µs per
+// call, cuMemRelease ~10.5 µs + 0.35 µs/MiB per allocation. 'page' devices create one per page.
+const spent = {
+  map: { calls: 0, pages: 0, ns: 0, modelUs: 0 },
+  unmap: { calls: 0, pages: 0, ns: 0, modelUs: 0 },
+};
+function modelUs(kind, device, bytes, offsetBytes) {
+  const mib = bytes / 2 ** 20;
+  const window = device.allocationBytes ?? device.pageBytes;
+  const allocations = Math.ceil((offsetBytes + bytes) / window) - Math.floor(offsetBytes / window);
+  if (kind === 'map') return 36 + 9.5 * allocations + 0.02 * mib;
+  return 23 + 10.5 * allocations + 0.35 * mib;
+}
 function instrument(device) {
   for (const kind of ['map', 'unmap']) {
     const inner = device[kind].bind(device);
@@ -48,18 +62,20 @@ function instrument(device) {
         spent[kind].ns += Number(process.hrtime.bigint() - t0);
         spent[kind].calls++;
         spent[kind].pages += bytes / (2 * 1024 * 1024);
+        spent[kind].modelUs += modelUs(kind, device, bytes, offsetBytes);
       }
     };
   }
   return device;
 }
 
-// One device per page size asked for.
+// One device per (page size, allocation size) asked for.
 const devices = new Map();
-function deviceFor(pageMiB) {
-  const key = pageMiB ?? 0;
+function deviceFor(pageMiB, allocationMiB) {
+  const key = `${pageMiB ?? ''}/${allocationMiB ?? ''}`;
   if (!devices.has(key)) {
     const page = pageMiB === undefined ? {} : { pageBytes: pageMiB * 1024 * 1024 };
+    if (allocationMiB !== undefined) page.allocationBytes = allocationMiB * 1024 * 1024;
     const device =
       deviceKind === 'cuda'
         ? new native.CudaDevice({ mode: 'vmm', ...page })
@@ -72,11 +88,11 @@ function deviceFor(pageMiB) {
 const rows = [];
 for (const path of args) {
   const trace = readTrace(path);
-  for (const { name, pageMiB, ...options } of configs) {
-    const device = deviceFor(pageMiB);
+  for (const { name, pageMiB, allocationMiB, ...options } of configs) {
+    const device = deviceFor(pageMiB, allocationMiB);
     const times = [];
     let result;
-    for (const k of Object.values(spent)) k.calls = k.pages = k.ns = 0;
+    for (const k of Object.values(spent)) k.calls = k.pages = k.ns = k.modelUs = 0;
     for (let r = 0; r < runs; r++) {
       const pool = createPool({ device, ...options });
       try {
@@ -87,7 +103,12 @@ for (const path of args) {
       }
     }
     times.sort((a, b) => a - b);
-    const per = (k) => ({ calls: k.calls / runs, pages: k.pages / runs, ms: k.ns / runs / 1e6 });
+    const per = (k) => ({
+      calls: k.calls / runs,
+      pages: k.pages / runs,
+      ms: k.ns / runs / 1e6,
+      modelMs: k.modelUs / runs / 1e3,
+    });
     const row = {
       trace: trace.name,
       config: name,
@@ -100,17 +121,18 @@ for (const path of args) {
       map: per(spent.map),
       unmap: per(spent.unmap),
     };
+    row.modelNsPerOp = ((row.map.modelMs + row.unmap.modelMs) * 1e6) / result.ops;
     rows.push(row);
     console.log(JSON.stringify(row));
   }
 }
 console.log(
-  `\n${deviceKind}: config · trace · ratio · maps · ns/op (median of ${runs}) · map calls/2MiB-pages/ms · unmap calls/2MiB-pages/ms`,
+  `\n${deviceKind}: config · trace · ratio · maps · ns/op (median of ${runs}) · map calls/2MiB-pages/ms · unmap calls/2MiB-pages/ms · H100 model ns/op of device calls`,
 );
 const io = (k) => `${k.calls.toFixed(0)}/${k.pages.toFixed(0)}/${k.ms.toFixed(1)}`;
 for (const r of rows) {
   console.log(
-    `${r.config.padEnd(20)} ${r.trace.padEnd(19)} ${r.ratio.toFixed(4)} ${String(r.deviceCalls).padStart(5)} ${r.nsPerOp.toFixed(0).padStart(6)} ns  ${io(r.map).padStart(16)}  ${io(r.unmap).padStart(16)}`,
+    `${r.config.padEnd(20)} ${r.trace.padEnd(19)} ${r.ratio.toFixed(4)} ${String(r.deviceCalls).padStart(5)} ${r.nsPerOp.toFixed(0).padStart(6)} ns  ${io(r.map).padStart(16)}  ${io(r.unmap).padStart(16)} ${r.modelNsPerOp.toFixed(0).padStart(6)}`,
   );
 }
 for (const device of devices.values()) device.destroy?.();

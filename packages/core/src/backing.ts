@@ -31,7 +31,7 @@ export interface ArenaSnapshot {
   bytes: number;
   pageBytes: number;
   mappedBytes: number;
-  /** Mapped page runs as [firstPage, pageCount]. */
+  /** Mapped page runs as [firstPage, pageCount]; on a 'run' device, one entry per map call. */
   mappedRuns: [number, number][];
 }
 
@@ -59,5 +59,10 @@ export interface Backing {
   /** Optional: keep at least this many empty bytes mapped (prewarmed memory); 0 clears it. */
   setRetainFloor?(bytes: number): void;
   snapshot(): ArenaSnapshot[];
+  /**
+   * Optional, for tests: recounts the backing's books against the occupied spans ([address, bytes]
+   * of every block occupy()'d and not yet vacate()'d); returns what disagrees, or undefined.
+   */
+  checkInvariants?(occupied: readonly (readonly [number, number])[]): string | undefined;
   destroy(): void;
 }

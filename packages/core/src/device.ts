@@ -3,8 +3,10 @@
  *
  * Two ways to obtain memory, and a device says which it supports:
  * - virtual memory management (`vmm: true`): `reserve` an address range once, then `map` and
- *   `unmap` page-aligned parts of it on demand. Any page-aligned run of mapped pages may be
- *   unmapped, however it was mapped (devices keep one physical handle per page to allow that).
+ *   `unmap` page-aligned parts of it on demand. A `map` call is backed by one physical allocation
+ *   per aligned window of `allocationBytes` that its run touches (windows counted from the range's
+ *   start), and `unmap` must cover whole allocations, one or several adjacent ones. With the
+ *   default, one page per allocation, any page-aligned run of mapped pages unmaps.
  * - segments: `allocateSegment` / `freeSegment` whole allocations (cudaMalloc style). Every
  *   device supports segments; pools use them when `vmm` is false or when asked to.
  *
@@ -83,6 +85,12 @@ export interface Device {
   readonly pageBytes: number;
   /** Whether reserve/map/unmap are supported. */
   readonly vmm: boolean;
+  /**
+   * Most bytes one physical allocation covers (a multiple of pageBytes; default pageBytes when
+   * absent). Larger allocations mean fewer, cheaper device calls (CUDA: each allocation costs
+   * ~20 µs to create and release, whatever its size), but only whole allocations unmap.
+   */
+  readonly allocationBytes?: number;
   readonly totalBytes: number;
   readonly calls: Readonly<DeviceCallCounts>;
 

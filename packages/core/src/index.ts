@@ -46,6 +46,7 @@ export {
 } from './errors.js';
 export type { LeakReport } from './leak-detector.js';
 export { BestFitPolicy } from './policies/best-fit.js';
+export { BestFitPoolsPolicy, SMALL_BLOCK_BYTES, SPLIT_MIN_BYTES } from './policies/best-fit-pools.js';
 export type { ExactShapeOptions } from './policies/exact-shape.js';
 export { ExactShapePolicy } from './policies/exact-shape.js';
 export type { Policy, PolicyFactory } from './policies/policy.js';

@@ -520,6 +520,7 @@ export class Pool implements BlockOwner, Disposable {
       throw new InvariantError(`liveBytes ${this.liveBytes} but blocks sum to ${liveBytes}`);
     if (liveBlocks !== this.liveBlocks)
       throw new InvariantError(`liveBlocks ${this.liveBlocks} but ${liveBlocks} blocks are live`);
+    const occupied = spans.slice();
     this.policy.forEachFree((address, bytes) => spans.push([address, bytes]));
     spans.sort((a, b) => a[0] - b[0]);
     for (let i = 1; i < spans.length; i++) {
@@ -529,6 +530,8 @@ export class Pool implements BlockOwner, Disposable {
     }
     if (this.backing.reservedBytes > this.limitBytes)
       throw new InvariantError('reservedBytes exceeds limitBytes');
+    const problem = this.backing.checkInvariants?.(occupied);
+    if (problem) throw new InvariantError(`backing: ${problem}`);
   }
 
   // ---- internals ----

@@ -2,18 +2,29 @@
  * VmmBacking: one arena reserved once; pages are mapped when a block first touches them, so
  * reserved memory follows the pages that live blocks touch.
  *
- * Release with hysteresis, keyed to the high-water mark: empty pages stay mapped (reuse costs no
+ * Groups. A device backs each `map` call with one physical allocation per aligned window of its
+ * `allocationBytes` (CudaDevice: 64 MiB windows over 2 MiB pages, since on an H100 each allocation
+ * costs ~20 µs to create and release whatever its size, so a run pays that once per window
+ * instead of once per page). Such an allocation — a group: the run's part in one window — is the
+ * unit of release: unmapped only whole, once none of its pages holds an occupied byte. With the
+ * default, one page per allocation, every mapped page is a group of its own.
+ *
+ * Release with hysteresis, keyed to the high-water mark: empty groups stay mapped (reuse costs no
  * device call) as long as holding them never raises reserved memory above the most that live
  * blocks have ever needed at once (plus `highWaterSlack`). When a block needs new pages and that
- * would lift reserved memory above that mark, empty pages are unmapped first — the highest
+ * would lift reserved memory above that mark, empty groups are unmapped first — the highest
  * addresses first, since placement favours low addresses and will not miss them — so the peak
- * grows only when live blocks need it. Optionally (`retainFraction` < 1), when empty pages exceed
- * that fraction of reserved memory, they are unmapped down to half of it; `trim()` unmaps all.
+ * grows only when live blocks need it. Optionally (`retainFraction` < 1), when empty memory
+ * exceeds that fraction of reserved memory, it is unmapped down to half of it; `trim()` unmaps all.
  *
- * Per page: `live[p]` counts occupied blocks touching page p; `mapped[p]` says whether memory
- * backs it; bit p of `emptyBits` is set iff mapped[p] && live[p] == 0. Invariants:
- * live[p] > 0 implies mapped[p]; emptyMappedPages = popcount(emptyBits);
- * reservedBytes = mappedPages × pageBytes ≤ limitBytes.
+ * Per page: `live[p]` counts occupied blocks that start or end on page p (a page wholly inside a
+ * block belongs to it alone, so those are counted per group, not per page: occupy and vacate cost
+ * O(groups), not O(pages)); `groupOf[p]` is the first page of p's group, -1 when unmapped. Per
+ * group (indexed by its first page g): `groupPages[g]`, `groupBusy[g]` = its pages that hold an
+ * occupied byte (kept for multi-page groups; single-page groups use the bit alone), and bit g of
+ * `emptyBits` is set iff the group is mapped and holds none. Invariants (checkInvariants recounts
+ * them from the occupied spans): a busy page is mapped; emptyGroupPages = Σ groupPages over set
+ * bits; reservedBytes = mappedPages × pageBytes ≤ limitBytes.
  */
 import type { ArenaRef, ArenaSnapshot, Backing } from './backing.js';
 import type { AddressRange, Device } from './device.js';
@@ -44,17 +55,29 @@ export interface VmmBackingOptions {
   swapsPerRaise?: number;
 }
 
+/**
+ * Default `swapsPerRaise` on devices whose allocations span several pages (CudaDevice): there each
+ * swap costs two calls of 30–80 µs, and a workload whose live set wanders (pipeline) would otherwise
+ * swap on almost every block at its peak. Unlimited where allocations are single pages.
+ */
+export const DEFAULT_SWAPS_PER_RAISE_GROUPED = 64;
+
 export class VmmBacking implements Backing {
   readonly kind = 'vmm';
   readonly pageBytes: number;
   private readonly device: Device;
   private readonly range: AddressRange;
   private readonly arena: ArenaRef;
+  /** Pages per allocation window: a map run is one allocation per aligned window it touches. */
+  private readonly groupWindow: number;
   private readonly live: Int32Array;
-  /** The decay epoch in which each page last became empty (see decay()). */
+  private readonly groupOf: Int32Array;
+  private readonly groupPages: Int32Array;
+  private readonly groupBusy: Int32Array;
+  /** The decay epoch in which each group last became empty (see decay()); by first page. */
   private readonly emptySince: Int32Array;
   private epoch = 0;
-  private readonly mapped: Uint8Array;
+  private agesTracked = false;
   private readonly emptyBits: Int32Array;
   private readonly limitBytes: number;
   private readonly retainFraction: number;
@@ -64,7 +87,10 @@ export class VmmBacking implements Backing {
   private swapsSinceRaise = 0;
   private retainMinBytes: number;
   private mappedPages = 0;
+  /** Mapped pages that no occupied block touches (in empty or busy groups). */
   private emptyMappedPages = 0;
+  /** Pages of wholly empty groups: what may be unmapped. */
+  private emptyGroupPages = 0;
   /** Most pages mapped at once since the last trim. */
   private highWaterPages = 0;
   /** Most pages live blocks touched at once since the last trim. */
@@ -76,10 +102,16 @@ export class VmmBacking implements Backing {
   constructor(options: VmmBackingOptions) {
     this.device = options.device;
     this.pageBytes = options.device.pageBytes;
+    this.groupWindow = Math.max(
+      1,
+      Math.floor((options.device.allocationBytes ?? this.pageBytes) / this.pageBytes),
+    );
     this.limitBytes = options.limitBytes;
     this.retainFraction = options.retainFraction ?? 1;
     this.highWaterSlack = options.highWaterSlack ?? 0;
-    this.swapsPerRaise = options.swapsPerRaise ?? Number.POSITIVE_INFINITY;
+    this.swapsPerRaise =
+      options.swapsPerRaise ??
+      (this.groupWindow > 1 ? DEFAULT_SWAPS_PER_RAISE_GROUPED : Number.POSITIVE_INFINITY);
     this.retainMinBytesOption = options.retainMinBytes ?? 2 * this.pageBytes;
     this.retainMinBytes = this.retainMinBytesOption;
     this.range = options.device.reserve(options.arenaBytes);
@@ -91,7 +123,9 @@ export class VmmBacking implements Backing {
     });
     const pages = this.range.bytes / this.pageBytes;
     this.live = new Int32Array(pages);
-    this.mapped = new Uint8Array(pages);
+    this.groupOf = new Int32Array(pages).fill(-1);
+    this.groupPages = new Int32Array(pages);
+    this.groupBusy = new Int32Array(pages);
     this.emptySince = new Int32Array(pages);
     this.emptyBits = new Int32Array(Math.ceil(pages / 32));
   }
@@ -105,7 +139,8 @@ export class VmmBacking implements Backing {
   }
 
   attach(policy: Policy): void {
-    policy.addRange(0, this.range.bytes);
+    if (policy.addArena !== undefined) policy.addArena(0, this.range.bytes);
+    else policy.addRange(0, this.range.bytes);
   }
 
   grow(): boolean {
@@ -117,27 +152,13 @@ export class VmmBacking implements Backing {
     const first = Math.floor(address / pageBytes);
     const last = Math.floor((address + bytes - 1) / pageBytes);
     // Map what is missing first, so a refusal leaves every live count untouched.
-    let needed = 0;
-    for (let p = first; p <= last; p++) if (this.mapped[p] === 0) needed++;
-    if (needed > 0) {
-      const over = this.mappedPages + needed - this.allowancePages();
-      if (over > 0 && this.emptyMappedPages > 0) {
-        if (this.swapsSinceRaise < this.swapsPerRaise) {
-          this.releaseEmpty(over, first, last);
-          this.swapsSinceRaise++;
-        } else {
-          this.swapsSinceRaise = 0; // let the mark rise this once
-        }
-      }
-      this.mapMissing(first, last, needed);
-      if (this.mappedPages > this.highWaterPages) this.highWaterPages = this.mappedPages;
-    }
-    const bits = this.emptyBits;
-    for (let p = first; p <= last; p++) {
-      if (this.live[p]!++ === 0) {
-        this.emptyMappedPages--;
-        bits[p >>> 5]! &= ~(1 << (p & 31));
-      }
+    if (!this.allMapped(first, last)) this.mapFor(first, last);
+    // Blocks never overlap, so the pages strictly inside this one are empty now and only its
+    // boundary pages may be shared: those are counted one by one, the inside as a whole.
+    this.touch(first);
+    if (last > first) {
+      if (last > first + 1) this.fillBusy(first + 1, last - 1);
+      this.touch(last);
     }
     const touched = this.mappedPages - this.emptyMappedPages;
     if (touched > this.peakTouchedPages) this.peakTouchedPages = touched;
@@ -147,53 +168,51 @@ export class VmmBacking implements Backing {
     const pageBytes = this.pageBytes;
     const first = Math.floor(address / pageBytes);
     const last = Math.floor((address + bytes - 1) / pageBytes);
-    const bits = this.emptyBits;
-    for (let p = first; p <= last; p++) {
-      if (--this.live[p]! === 0) {
-        this.emptyMappedPages++;
-        bits[p >>> 5]! |= 1 << (p & 31);
-        this.emptySince[p] = this.epoch;
-      }
+    this.untouch(first);
+    if (last > first) {
+      if (last > first + 1) this.fillEmpty(first + 1, last - 1);
+      this.untouch(last);
     }
-    if (last >>> 5 > this.emptyWordMax) this.emptyWordMax = last >>> 5;
     if (this.retainFraction < 1) {
       const retainBytes = Math.max(this.retainMinBytes, this.mappedPages * pageBytes * this.retainFraction);
-      if (this.emptyMappedPages * pageBytes > retainBytes) {
+      if (this.emptyGroupPages * pageBytes > retainBytes) {
         const keepPages = Math.floor(Math.max(this.retainMinBytes, retainBytes / 2) / pageBytes);
-        this.releaseEmpty(this.emptyMappedPages - keepPages, -1, -1);
+        this.releaseEmpty(this.emptyGroupPages - keepPages, -1, -1);
       }
     }
   }
 
   /**
-   * Time-based release, called on a timer by the pool (`releaseAfterMs`): unmaps the pages that have
-   * stayed empty since before the previous call, keeping `retainMinBytes` (prewarmed memory).
+   * Time-based release, called on a timer by the pool (`releaseAfterMs`): unmaps the groups that
+   * have stayed empty since before the previous call, keeping `retainMinBytes` (prewarmed memory).
    * A long-running process whose workload shrank gives its memory back without calling trim().
    */
   decay(): number {
+    // Ages matter only once decay runs: until then every empty page counts as old (epoch 0).
+    this.agesTracked = true;
     const cutoff = this.epoch;
     this.epoch++;
-    const keepPages = Math.floor(this.retainMinBytes / this.pageBytes);
-    let budget = this.emptyMappedPages - keepPages;
+    let budget = this.emptyGroupPages - Math.floor(this.retainMinBytes / this.pageBytes);
     let released = 0;
-    let runStart = -1;
-    const pages = this.mapped.length;
-    for (let p = 0; p <= pages; p++) {
-      const stale =
-        budget > 0 && p < pages && this.mapped[p] === 1 && this.live[p] === 0 && this.emptySince[p]! < cutoff;
-      if (stale) {
-        if (runStart < 0) runStart = p;
-        budget--;
-      } else if (runStart >= 0) {
-        released += this.unmapRun(runStart, p - runStart);
-        runStart = -1;
+    const pages = this.groupOf.length;
+    for (let g = 0; g < pages && budget > 0; ) {
+      if (this.groupOf[g] !== g) {
+        g++;
+        continue;
       }
+      const length = this.groupPages[g]!;
+      const empty = ((this.emptyBits[g >>> 5]! >>> (g & 31)) & 1) === 1;
+      if (empty && this.emptySince[g]! < cutoff && length <= budget) {
+        budget -= length;
+        released += this.unmapGroups(g, length);
+      }
+      g += length;
     }
     return released;
   }
 
   trim(): number {
-    const released = this.releaseEmpty(this.emptyMappedPages, -1, -1);
+    const released = this.releaseEmpty(this.emptyGroupPages, -1, -1);
     this.highWaterPages = this.mappedPages;
     this.peakTouchedPages = this.mappedPages - this.emptyMappedPages;
     return released;
@@ -208,11 +227,13 @@ export class VmmBacking implements Backing {
   }
 
   snapshot(): ArenaSnapshot[] {
+    // 'run' devices: one entry per group (map call), since groups are what can be released.
     const runs: [number, number][] = [];
-    for (let p = 0; p < this.mapped.length; p++) {
-      if (this.mapped[p] === 0) continue;
+    for (let p = 0; p < this.groupOf.length; p++) {
+      const g = this.groupOf[p]!;
+      if (g < 0) continue;
       const last = runs[runs.length - 1];
-      if (last !== undefined && last[0] + last[1] === p) last[1]++;
+      if (last !== undefined && last[0] + last[1] === p && (this.groupWindow === 1 || g !== p)) last[1]++;
       else runs.push([p, 1]);
     }
     return [
@@ -229,17 +250,70 @@ export class VmmBacking implements Backing {
     ];
   }
 
+  /**
+   * Recounts the books from the occupied spans the pool knows ([address, bytes] each): `live` at
+   * boundary pages, busy pages per group (inside pages included), the empty bits and counters.
+   */
+  checkInvariants(occupied: readonly (readonly [number, number])[]): string | undefined {
+    const pages = this.groupOf.length;
+    const boundary = new Int32Array(pages);
+    const busy = new Uint8Array(pages);
+    for (const [address, bytes] of occupied) {
+      const first = Math.floor(address / this.pageBytes);
+      const last = Math.floor((address + bytes - 1) / this.pageBytes);
+      boundary[first]!++;
+      if (last > first) boundary[last]!++;
+      busy.fill(1, first, last + 1);
+    }
+    let mapped = 0;
+    let emptyPages = 0;
+    let emptyGroupPages = 0;
+    for (let p = 0; p < pages; p++) {
+      if (this.live[p] !== boundary[p])
+        return `page ${p}: live ${this.live[p]}, but ${boundary[p]} blocks start or end there`;
+      if (busy[p] === 1 && this.groupOf[p]! < 0) return `page ${p} holds a block but is not mapped`;
+    }
+    for (let g = 0; g < pages; ) {
+      if (this.groupOf[g]! < 0) {
+        g++;
+        continue;
+      }
+      if (this.groupOf[g] !== g) return `page ${g} starts no group but follows an unmapped page`;
+      const length = this.groupPages[g]!;
+      let busyPages = 0;
+      for (let p = g; p < g + length; p++) {
+        if (this.groupOf[p] !== g) return `page ${p} should belong to the group at ${g}`;
+        busyPages += busy[p]!;
+      }
+      emptyPages += length - busyPages;
+      const bit = (this.emptyBits[g >>> 5]! >>> (g & 31)) & 1;
+      if (bit !== (busyPages === 0 ? 1 : 0))
+        return `group ${g}: empty bit ${bit} with ${busyPages} busy pages`;
+      if (this.groupWindow > 1 && busyPages !== this.groupBusy[g])
+        return `group ${g}: ${busyPages} busy pages, counted ${this.groupBusy[g]}`;
+      if (busyPages === 0) emptyGroupPages += length;
+      mapped += length;
+      g += length;
+    }
+    if (mapped !== this.mappedPages) return `${mapped} pages mapped, counted ${this.mappedPages}`;
+    if (emptyPages !== this.emptyMappedPages)
+      return `${emptyPages} empty pages, counted ${this.emptyMappedPages}`;
+    if (emptyGroupPages !== this.emptyGroupPages)
+      return `${emptyGroupPages} pages in empty groups, counted ${this.emptyGroupPages}`;
+    return undefined;
+  }
+
   destroy(): void {
-    // Every page, occupied or not: the pool is going away.
+    // Every group, occupied or not: the pool is going away. Adjacent groups go in one call.
+    const pages = this.groupOf.length;
     let runStart = -1;
-    const pages = this.mapped.length;
     for (let p = 0; p <= pages; p++) {
-      const isMapped = p < pages && this.mapped[p] === 1;
+      const isMapped = p < pages && this.groupOf[p]! >= 0;
       if (isMapped && runStart < 0) runStart = p;
       if (!isMapped && runStart >= 0) {
         this.device.unmap(this.range, runStart * this.pageBytes, (p - runStart) * this.pageBytes);
         for (let q = runStart; q < p; q++) {
-          this.mapped[q] = 0;
+          this.groupOf[q] = -1;
           this.live[q] = 0;
         }
         runStart = -1;
@@ -249,7 +323,92 @@ export class VmmBacking implements Backing {
     this.emptyWordMax = -1;
     this.mappedPages = 0;
     this.emptyMappedPages = 0;
+    this.emptyGroupPages = 0;
     this.device.releaseRange(this.range);
+  }
+
+  private allMapped(first: number, last: number): boolean {
+    const groupOf = this.groupOf;
+    for (let p = first; p <= last; ) {
+      const g = groupOf[p]!;
+      if (g < 0) return false;
+      p = g + this.groupPages[g]!;
+    }
+    return true;
+  }
+
+  /** One more block touches mapped page p. */
+  private touch(p: number): void {
+    if (this.live[p]!++ !== 0) return;
+    this.emptyMappedPages--;
+    const g = this.groupOf[p]!;
+    if (this.groupBusy[g]!++ === 0) {
+      this.emptyGroupPages -= this.groupPages[g]!;
+      this.emptyBits[g >>> 5]! &= ~(1 << (g & 31));
+    }
+  }
+
+  /** One block fewer touches page p. */
+  private untouch(p: number): void {
+    if (--this.live[p]! !== 0) return;
+    this.emptyMappedPages++;
+    const g = this.groupOf[p]!;
+    if (--this.groupBusy[g]! === 0) this.markEmpty(g);
+  }
+
+  /**
+   * Pages [a, b], mapped and empty, become busy: the inside of one block. No other block can touch
+   * them while it lives, so `live` stays 0 there (it counts blocks at their boundary pages) and only
+   * the group counts change — group by group, or a bitmap word at a time for single-page groups.
+   */
+  private fillBusy(a: number, b: number): void {
+    this.emptyMappedPages -= b - a + 1;
+    if (this.groupWindow === 1) {
+      this.emptyGroupPages -= b - a + 1;
+      this.setBits(a, b, false);
+      return;
+    }
+    for (let p = a; p <= b; ) {
+      const g = this.groupOf[p]!;
+      const end = Math.min(b + 1, g + this.groupPages[g]!);
+      if (this.groupBusy[g] === 0) {
+        this.emptyGroupPages -= this.groupPages[g]!;
+        this.emptyBits[g >>> 5]! &= ~(1 << (g & 31));
+      }
+      this.groupBusy[g]! += end - p;
+      p = end;
+    }
+  }
+
+  /** Pages [a, b], the inside of one block (see fillBusy), become empty. */
+  private fillEmpty(a: number, b: number): void {
+    this.emptyMappedPages += b - a + 1;
+    if (this.groupWindow === 1) {
+      this.emptyGroupPages += b - a + 1;
+      if (this.agesTracked) this.emptySince.fill(this.epoch, a, b + 1);
+      this.setBits(a, b, true);
+      if (b >>> 5 > this.emptyWordMax) this.emptyWordMax = b >>> 5;
+      return;
+    }
+    for (let p = a; p <= b; ) {
+      const g = this.groupOf[p]!;
+      const end = Math.min(b + 1, g + this.groupPages[g]!);
+      this.groupBusy[g]! -= end - p;
+      if (this.groupBusy[g] === 0) this.markEmpty(g);
+      p = end;
+    }
+  }
+
+  /** Sets or clears bits [a, b] of emptyBits, a word at a time. */
+  private setBits(a: number, b: number, on: boolean): void {
+    const bits = this.emptyBits;
+    for (let w = a >>> 5; w <= b >>> 5; w++) {
+      const lo = w === a >>> 5 ? a & 31 : 0;
+      const hi = w === b >>> 5 ? b & 31 : 31;
+      const mask = (0xffffffff >>> (31 - (hi - lo))) << lo;
+      if (on) bits[w]! |= mask;
+      else bits[w]! &= ~mask;
+    }
   }
 
   /** Pages that may be mapped without swapping: the high-water mark, or the touched peak plus slack. */
@@ -257,47 +416,77 @@ export class VmmBacking implements Backing {
     return Math.max(this.highWaterPages, Math.ceil(this.peakTouchedPages * (1 + this.highWaterSlack)));
   }
 
-  /** Maps every unmapped page in [first, last], one device call per run. */
-  private mapMissing(first: number, last: number, needed: number): void {
-    const pageBytes = this.pageBytes;
-    if ((this.mappedPages + needed) * pageBytes > this.limitBytes) {
+  /**
+   * Maps every unmapped run of [first, last], one device call each; swaps empty groups out first
+   * if that would lift reserved memory above the allowance.
+   */
+  private mapFor(first: number, last: number): void {
+    const groupOf = this.groupOf;
+    let needed = 0;
+    for (let p = first; p <= last; p++) if (groupOf[p]! < 0) needed++;
+    const over = this.mappedPages + needed - this.allowancePages();
+    if (over > 0 && this.emptyGroupPages > 0) {
+      if (this.swapsSinceRaise < this.swapsPerRaise) {
+        this.releaseEmpty(over, first, last);
+        this.swapsSinceRaise++;
+      } else {
+        this.swapsSinceRaise = 0; // let the mark rise this once
+      }
+    }
+    if ((this.mappedPages + needed) * this.pageBytes > this.limitBytes) {
       throw new DeviceOutOfMemoryError(
         'map',
-        needed * pageBytes,
+        needed * this.pageBytes,
         `the pool's limitBytes (${this.limitBytes}) would be exceeded`,
       );
     }
-    let runStart = -1;
-    for (let p = first; p <= last + 1; p++) {
-      const missing = p <= last && this.mapped[p] === 0;
-      if (missing && runStart < 0) runStart = p;
-      if (!missing && runStart >= 0) {
-        // A refusal here leaves the runs mapped so far as empty pages: still accounted for.
-        this.device.map(this.range, runStart * pageBytes, (p - runStart) * pageBytes);
-        this.calls++;
-        for (let q = runStart; q < p; q++) {
-          this.mapped[q] = 1;
-          this.emptyBits[q >>> 5]! |= 1 << (q & 31);
-          this.emptySince[q] = this.epoch;
-        }
-        if ((p - 1) >>> 5 > this.emptyWordMax) this.emptyWordMax = (p - 1) >>> 5;
-        this.mappedPages += p - runStart;
-        this.emptyMappedPages += p - runStart;
-        runStart = -1;
+    for (let p = first; p <= last; p++) {
+      if (groupOf[p]! >= 0) continue;
+      let end = p + 1;
+      while (end <= last && groupOf[end]! < 0) end++;
+      this.mapRun(p, end);
+      p = end;
+    }
+    if (this.mappedPages > this.highWaterPages) this.highWaterPages = this.mappedPages;
+  }
+
+  /** One device call for [start, end); its pages form one group ('run' devices) or one each. */
+  private mapRun(start: number, end: number): void {
+    // A refusal here leaves the runs mapped so far as empty groups: still accounted for.
+    this.device.map(this.range, start * this.pageBytes, (end - start) * this.pageBytes);
+    this.calls++;
+    const window = this.groupWindow;
+    for (let q = start; q < end; q++) {
+      const g = Math.max(start, q - (q % window));
+      this.groupOf[q] = g;
+      if (g === q) {
+        this.groupPages[q] = Math.min(end, q - (q % window) + window) - q;
+        this.groupBusy[q] = 0;
+        this.markEmpty(q);
       }
     }
+    this.mappedPages += end - start;
+    this.emptyMappedPages += end - start;
+  }
+
+  private markEmpty(g: number): void {
+    this.emptyGroupPages += this.groupPages[g]!;
+    this.emptyBits[g >>> 5]! |= 1 << (g & 31);
+    this.emptySince[g] = this.epoch;
+    if (g >>> 5 > this.emptyWordMax) this.emptyWordMax = g >>> 5;
   }
 
   /**
-   * Unmaps up to `count` empty pages, highest addresses first, sparing [spareFirst, spareLast];
-   * adjacent pages go in one call. Returns the bytes unmapped.
+   * Unmaps empty groups, highest addresses first, until at least `count` pages are gone (or none
+   * is left), sparing groups that touch [spareFirst, spareLast]; adjacent groups go in one call.
+   * Returns the bytes unmapped.
    */
   private releaseEmpty(count: number, spareFirst: number, spareLast: number): number {
     const bits = this.emptyBits;
     let remaining = count;
     let released = 0;
-    let runEnd = -1; // exclusive end of the run being collected (runs grow downward)
-    let runStart = -1;
+    let runStart = -1; // the run being collected grows downward: [runStart, runEnd)
+    let runEnd = -1;
     let w = this.emptyWordMax;
     // Lower the hint past words that are empty now.
     while (w >= 0 && bits[w] === 0) w--;
@@ -307,31 +496,36 @@ export class VmmBacking implements Backing {
       while (word !== 0 && remaining > 0) {
         const bit = 31 - Math.clz32(word);
         word &= ~(1 << bit);
-        const p = (w << 5) | bit;
-        if (p >= spareFirst && p <= spareLast) continue;
-        if (runStart === p + 1) {
-          runStart = p;
+        const g = (w << 5) | bit;
+        const length = this.groupPages[g]!;
+        if (g <= spareLast && g + length - 1 >= spareFirst) continue;
+        if (runStart === g + length) {
+          runStart = g;
         } else {
-          if (runStart >= 0) released += this.unmapRun(runStart, runEnd - runStart);
-          runStart = p;
-          runEnd = p + 1;
+          if (runStart >= 0) released += this.unmapGroups(runStart, runEnd - runStart);
+          runStart = g;
+          runEnd = g + length;
         }
-        remaining--;
+        remaining -= length;
       }
     }
-    if (runStart >= 0) released += this.unmapRun(runStart, runEnd - runStart);
+    if (runStart >= 0) released += this.unmapGroups(runStart, runEnd - runStart);
     return released;
   }
 
-  private unmapRun(first: number, count: number): number {
+  /** Unmaps [first, first + count): whole empty groups, adjacent. */
+  private unmapGroups(first: number, count: number): number {
     try {
       this.device.unmap(this.range, first * this.pageBytes, count * this.pageBytes);
     } catch (error) {
       throw new DeviceError('unmap', 'the device refused to unmap empty pages', { cause: error });
     }
     for (let q = first; q < first + count; q++) {
-      this.mapped[q] = 0;
-      this.emptyBits[q >>> 5]! &= ~(1 << (q & 31));
+      if (this.groupOf[q] === q) {
+        this.emptyGroupPages -= this.groupPages[q]!;
+        this.emptyBits[q >>> 5]! &= ~(1 << (q & 31));
+      }
+      this.groupOf[q] = -1;
     }
     this.mappedPages -= count;
     this.emptyMappedPages -= count;

@@ -1,15 +1,16 @@
 /**
  * CudaDevice: core's Device on one CUDA GPU. Three modes:
  * - 'vmm' (default): arenas through CUDA virtual memory management. `reserve` takes an address
- *   range (cuMemAddressReserve); `map` backs pages with one physical allocation per page
- *   (cuMemCreate + cuMemMap, one cuMemSetAccess per run), so any page-aligned run can be unmapped
- *   however it was mapped; `unmap` synchronizes the device, then unmaps and releases those pages.
+ *   range (cuMemAddressReserve); `map` backs a page run with one physical allocation per aligned
+ *   window of `allocationBytes` it touches (cuMemCreate + cuMemMap each, one cuMemSetAccess per
+ *   run); `unmap` takes whole allocations (one or several adjacent): it synchronizes the device,
+ *   then unmaps and releases each allocation.
  * - 'malloc' and 'mallocAsync': segments only (vmm: false), from cudaMalloc or from
  *   cudaMallocAsync on the device's default memory pool. Baselines for the benchmarks.
  *
  * Threads: one CUDA primary context per process, so a reserved range is valid in every thread.
- * The addon keeps a process-wide range registry (process-unique range ids; per-page physical
- * handles under a mutex), so a range reserved by one CudaDevice can be adopted by another one in
+ * The addon keeps a process-wide range registry (process-unique range ids; the physical handle
+ * behind each page, under a mutex), so a range reserved by one CudaDevice can be adopted by another one in
  * any thread (`adoptRange`) and its pages mapped, unmapped and used for data there; only the
  * reserving device releases it, and its destroy (or its thread's exit) releases it exactly once.
  *
@@ -49,12 +50,20 @@ export type CudaDeviceMode = 'vmm' | 'malloc' | 'mallocAsync';
 export const CUDA_DEVICE_MODES: readonly CudaDeviceMode[] = ['vmm', 'malloc', 'mallocAsync'];
 
 /**
- * Default VMM page, in granules of the driver's allocation granularity (2 MiB on Hopper): 8, so
- * 16 MiB pages. Each page is one cuMemCreate, which costs ~35 µs on an H100 whatever its size
- * (docs/gpu-results.md): 16 MiB pages make growth ~8× cheaper per byte than 2 MiB pages, for a few
- * percent of reserved memory (docs/policies.md). See CudaDeviceOptions.pageBytes.
+ * Default VMM page, in granules of the driver's allocation granularity (2 MiB on Hopper): 1. Pages
+ * are what reserved memory is counted and released in; the cost of device calls is set by
+ * DEFAULT_ALLOCATION_BYTES instead (docs/benchmarks.md). See CudaDeviceOptions.pageBytes.
  */
-export const DEFAULT_PAGE_GRANULES = 8;
+export const DEFAULT_PAGE_GRANULES = 1;
+
+/**
+ * Default most bytes per physical allocation: 64 MiB. On an H100 a map call costs ~36 µs
+ * (cuMemSetAccess) plus ~10 µs per allocation created, and an unmap ~23 µs plus ~10 µs (+0.35 µs
+ * per MiB) per allocation released, whatever its size (packages/native/tools/vmm-costs.cu); but only
+ * whole allocations unmap, so a pool can release less where blocks straddle them. 64 MiB was the
+ * best trade on the four traces together (docs/benchmarks.md). See CudaDeviceOptions.allocationBytes.
+ */
+export const DEFAULT_ALLOCATION_BYTES = 64 * 1024 * 1024;
 
 /** Used as pageBytes when the driver's granularity cannot be asked (segment modes only). */
 const FALLBACK_PAGE_BYTES = 2 * 1024 * 1024;
@@ -65,11 +74,17 @@ export interface CudaDeviceOptions {
   /** Default 'vmm'. */
   mode?: CudaDeviceMode;
   /**
-   * VMM page size: each page is one physical allocation (cuMemCreate), and a physical allocation
-   * costs ~30–40 µs whatever its size, so larger pages make growth cheaper per byte at the price of
-   * coarser reserved memory. A multiple of the driver's granularity (2 MiB). Default: granularity × DEFAULT_PAGE_GRANULES (16 MiB).
+   * VMM page size: the unit in which memory is mapped, counted and released. A multiple of the
+   * driver's granularity (2 MiB). Default: granularity × DEFAULT_PAGE_GRANULES (2 MiB).
    */
   pageBytes?: number;
+  /**
+   * Most bytes one physical allocation (cuMemCreate) covers: a map call makes one per aligned
+   * window of this size that it touches, and unmap takes whole allocations only. Larger: fewer,
+   * cheaper device calls; smaller: memory can be released in finer pieces. A multiple of pageBytes;
+   * default DEFAULT_ALLOCATION_BYTES (64 MiB). Set it to pageBytes for one allocation per page.
+   */
+  allocationBytes?: number;
 }
 
 export interface CudaDeviceProperties {
@@ -104,8 +119,9 @@ export interface CudaDeviceHandle {
   readonly mode: CudaDeviceMode;
   /** Checked on attach: the same physical GPU. */
   readonly pciBusId: number;
-  /** The VMM page size, so every thread's device agrees with the ranges it adopts. */
+  /** The VMM page and allocation sizes, so every thread's device agrees with the ranges it adopts. */
   readonly pageBytes: number;
+  readonly allocationBytes: number;
 }
 
 function requireAddon(call: string, addon: NativeAddon | undefined): NativeAddon {
@@ -154,6 +170,8 @@ export class CudaDevice implements Device {
   readonly kind = 'cuda';
   readonly name: string;
   readonly pageBytes: number;
+  /** Most bytes per physical allocation (vmm); pageBytes in the segment modes. */
+  readonly allocationBytes: number;
   readonly vmm: boolean;
   readonly totalBytes: number;
   readonly mode: CudaDeviceMode;
@@ -206,6 +224,7 @@ export class CudaDevice implements Device {
       throw toDeviceError(error, 'CudaDevice');
     }
     let pageBytes = FALLBACK_PAGE_BYTES;
+    let allocationBytes = FALLBACK_PAGE_BYTES;
     try {
       if (probe.driverApi) {
         const granularity = this.#native.granularity();
@@ -220,6 +239,21 @@ export class CudaDevice implements Device {
             );
           }
           if (pageBytes !== granularity) this.#native.setPageBytes(pageBytes);
+          allocationBytes = options.allocationBytes ?? Math.max(pageBytes, DEFAULT_ALLOCATION_BYTES);
+          if (
+            !Number.isSafeInteger(allocationBytes) ||
+            allocationBytes <= 0 ||
+            allocationBytes % pageBytes !== 0
+          ) {
+            throw new ArgumentRangeError(
+              'allocationBytes',
+              `must be a positive multiple of the page size (${pageBytes})`,
+              options.allocationBytes,
+            );
+          }
+          this.#native.setAllocationBytes(allocationBytes);
+        } else {
+          allocationBytes = pageBytes;
         }
       }
     } catch (error) {
@@ -231,6 +265,7 @@ export class CudaDevice implements Device {
     this.mode = mode;
     this.vmm = mode === 'vmm';
     this.pageBytes = pageBytes;
+    this.allocationBytes = allocationBytes;
     this.totalBytes = this.properties.totalBytes;
     this.name = this.properties.name;
     this.streams = this.#makeStreams();
@@ -257,6 +292,7 @@ export class CudaDevice implements Device {
       mode: this.mode,
       pciBusId: this.properties.pciBusId,
       pageBytes: this.pageBytes,
+      allocationBytes: this.allocationBytes,
     };
   }
 
@@ -269,7 +305,9 @@ export class CudaDevice implements Device {
       {
         deviceIndex: handle.deviceIndex,
         mode: handle.mode,
-        ...(handle.mode === 'vmm' ? { pageBytes: handle.pageBytes } : {}),
+        ...(handle.mode === 'vmm'
+          ? { pageBytes: handle.pageBytes, allocationBytes: handle.allocationBytes }
+          : {}),
       },
       addon,
     );

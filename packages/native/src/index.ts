@@ -32,6 +32,7 @@ export {
   CudaDevice,
   cudaDeviceProperties,
   cudaRangeRegistryLive,
+  DEFAULT_ALLOCATION_BYTES,
   DEFAULT_PAGE_GRANULES,
 } from './cuda-device.js';
 export type { CudaFailure } from './errors.js';

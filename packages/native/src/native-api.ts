@@ -48,6 +48,8 @@ export interface NativeContext {
   granularity(): number;
   /** Sets the VMM page (a multiple of granularity()) before any range is reserved. */
   setPageBytes(bytes: number): void;
+  /** Sets the most bytes per physical allocation (a multiple of the page) before any range is reserved. */
+  setAllocationBytes(bytes: number): void;
   reserve(bytes: number): [id: number, base: bigint];
   releaseRange(id: number): void;
   map(id: number, offsetBytes: number, bytes: number): void;

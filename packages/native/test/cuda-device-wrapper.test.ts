@@ -17,6 +17,7 @@ import {
   CudaDevice,
   cudaDeviceProperties,
   cudaRangeRegistryLive,
+  DEFAULT_ALLOCATION_BYTES,
   DEFAULT_PAGE_GRANULES,
 } from '../src/cuda-device.js';
 import { CudaError, CudaOutOfMemoryError } from '../src/errors.js';
@@ -95,8 +96,9 @@ describe('CudaDevice construction', () => {
 });
 
 describe('CudaDevice VMM bookkeeping', () => {
-  it('maps and unmaps any page-aligned run, however it was mapped', () => {
-    const { device, addon } = setup();
+  it('with one allocation per page, maps and unmaps any page-aligned run, however it was mapped', () => {
+    const addon = new FakeAddon({ capacityBytes: 64 * PAGE });
+    const device = new CudaDevice({ pageBytes: PAGE, allocationBytes: PAGE }, addon);
     const range = device.reserve(8 * PAGE);
     device.map(range, 0, 4 * PAGE);
     device.map(range, 4 * PAGE, 2 * PAGE);
@@ -108,6 +110,22 @@ describe('CudaDevice VMM bookkeeping', () => {
     expect(device.live()).toMatchObject({ ranges: 0, mappedPages: 0 });
     expect(device.calls).toMatchObject({ reserve: 1, map: 2, unmap: 3, releaseRange: 1 });
     expect(addon.usedBytes).toBe(0);
+  });
+
+  it('with allocationBytes, makes one allocation per window a map touches and unmaps whole ones only', () => {
+    const addon = new FakeAddon({ capacityBytes: 64 * PAGE });
+    const device = new CudaDevice({ pageBytes: PAGE, allocationBytes: 2 * PAGE }, addon);
+    expect(device.allocationBytes).toBe(2 * PAGE);
+    const range = device.reserve(8 * PAGE);
+    device.map(range, PAGE, 4 * PAGE); // allocations [1], [2, 3], [4]
+    expect(() => device.unmap(range, 2 * PAGE, PAGE)).toThrow(DeviceError); // half of [2, 3]
+    expect(() => device.unmap(range, PAGE, 2 * PAGE)).toThrow(/whole allocations/);
+    expect(device.live().mappedPages).toBe(4); // the refusals changed nothing
+    device.unmap(range, 2 * PAGE, 3 * PAGE); // [2, 3] and [4] together
+    device.unmap(range, PAGE, PAGE);
+    device.releaseRange(range);
+    expect(addon.usedBytes).toBe(0);
+    device.destroy();
   });
 
   it('rejects bad reserve/map/unmap arguments before the addon', () => {
@@ -664,6 +682,12 @@ describe('CudaDevice ranges shared across devices of one process (adoptRange)', 
     for (const bad of [PAGE / 2, 3 * PAGE + 1, 0, -PAGE]) {
       expect(() => new CudaDevice({ pageBytes: bad }, addon)).toThrow(ArgumentRangeError);
     }
+    expect(byDefault.allocationBytes).toBe(DEFAULT_ALLOCATION_BYTES);
+    for (const bad of [PAGE / 2, 3 * PAGE, 0, -PAGE, Number.NaN]) {
+      expect(() => new CudaDevice({ pageBytes: 2 * PAGE, allocationBytes: bad }, addon)).toThrow(
+        /allocationBytes/,
+      );
+    }
     attached.destroy();
     big.destroy();
   });
@@ -672,9 +696,21 @@ describe('CudaDevice ranges shared across devices of one process (adoptRange)', 
     const addon = new FakeAddon({ deviceCount: 2 });
     const main = new CudaDevice({ deviceIndex: 1, pageBytes: PAGE }, addon);
     const handle = structuredClone(main.share());
-    expect(handle).toEqual({ kind: 'cuda', deviceIndex: 1, mode: 'vmm', pciBusId: 2, pageBytes: PAGE });
+    expect(handle).toEqual({
+      kind: 'cuda',
+      deviceIndex: 1,
+      mode: 'vmm',
+      pciBusId: 2,
+      pageBytes: PAGE,
+      allocationBytes: DEFAULT_ALLOCATION_BYTES,
+    });
     const attached = CudaDevice.attach(handle, addon);
-    expect(attached).toMatchObject({ deviceIndex: 1, mode: 'vmm', pageBytes: PAGE });
+    expect(attached).toMatchObject({
+      deviceIndex: 1,
+      mode: 'vmm',
+      pageBytes: PAGE,
+      allocationBytes: DEFAULT_ALLOCATION_BYTES,
+    });
     expect(() => CudaDevice.attach(null as never, addon)).toThrow(InvalidArgumentError);
     expect(() => CudaDevice.attach({ ...handle, kind: 'host' } as never, addon)).toThrow(
       InvalidArgumentError,

@@ -26,6 +26,8 @@ const light = process.env.GPUPOOL_GPU_LIGHT === '1';
 const MiB = 1024 * 1024;
 /** These tests move and check every byte of their pages: the 2 MiB granularity keeps them small. */
 const TEST_PAGE_BYTES = 2 * MiB;
+/** 2 MiB pages, one physical allocation each: any page run unmaps, every byte is checked. */
+const PER_PAGE = { pageBytes: TEST_PAGE_BYTES, allocationBytes: TEST_PAGE_BYTES };
 
 /** Deterministic PRNG (mulberry32) so failures repeat. */
 function rng(seed: number): () => number {
@@ -74,6 +76,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     writeResult('DEVICE', {
       ...device.properties,
       pageBytes: device.pageBytes,
+      allocationBytes: device.allocationBytes,
       runtime: cuda.runtimeVersion,
       driver: cuda.driverVersion,
     });
@@ -86,7 +89,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
 
   describe('VMM arenas', () => {
     it('maps pages on demand; any page-aligned run unmaps however it was mapped; memory returns', () => {
-      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
+      const device = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
       const before = device.memInfo().freeBytes;
       const page = device.pageBytes;
       const range = device.reserve(64 * page);
@@ -105,7 +108,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
 
     it('keeps byte patterns intact through map/unmap churn', () => {
-      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
+      const device = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
       const page = device.pageBytes;
       const pages = 48;
       const range = device.reserve(pages * page);
@@ -150,8 +153,38 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
       device.destroy();
     });
 
+    it('with allocationBytes, maps one allocation per window, refuses part of one, and keeps the data', () => {
+      const device = new CudaDevice({
+        mode: 'vmm',
+        pageBytes: TEST_PAGE_BYTES,
+        allocationBytes: 4 * TEST_PAGE_BYTES,
+      });
+      const page = device.pageBytes;
+      const before = device.memInfo().freeBytes;
+      const range = device.reserve(16 * page);
+      device.map(range, 2 * page, 8 * page); // allocations [2, 4), [4, 8), [8, 10)
+      const block = { ptr: range.base + BigInt(2 * page), bytes: 8 * page };
+      const data = pattern(8 * page, 11);
+      device.data.copyIn(block, data);
+      expect(() => device.unmap(range, 4 * page, page)).toThrow(DeviceError);
+      expect(() => device.unmap(range, 2 * page, 3 * page)).toThrow(/whole allocations/);
+      const back = new Uint8Array(8 * page);
+      device.data.copyOut(block, back);
+      expect(back).toEqual(data); // the refusals changed nothing
+      device.unmap(range, 4 * page, 6 * page); // two allocations in one call
+      expect(device.live().mappedPages).toBe(2);
+      const head = new Uint8Array(2 * page);
+      device.data.copyOut({ ptr: block.ptr, bytes: 2 * page }, head);
+      expect(head).toEqual(data.subarray(0, 2 * page));
+      device.unmap(range, 2 * page, 2 * page);
+      device.releaseRange(range);
+      expect(device.live()).toMatchObject({ ranges: 0, mappedPages: 0 });
+      expect(Math.abs(device.memInfo().freeBytes - before)).toBeLessThan(64 * MiB);
+      device.destroy();
+    });
+
     it('copies across pages that were mapped separately', () => {
-      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
+      const device = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
       const page = device.pageBytes;
       const range = device.reserve(4 * page);
       device.map(range, 0, page);
@@ -167,7 +200,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
 
     it('refuses double unmaps, double maps, unknown ranges and copies into unmapped pages', () => {
-      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
+      const device = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
       const page = device.pageBytes;
       const range = device.reserve(4 * page);
       device.map(range, 0, 2 * page);
@@ -208,7 +241,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
 
     it.skipIf(light)('reports running out of device memory as CudaOutOfMemoryError and rolls back', () => {
-      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
+      const device = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
       const page = device.pageBytes;
       const total = Math.ceil(device.totalBytes / page) * page;
       const range = device.reserve(total + 64 * page);
@@ -230,7 +263,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
 
   describe.each(['malloc', 'mallocAsync'] as CudaDeviceMode[])('%s segments', (mode) => {
     it('keeps byte patterns intact through allocate/free churn', () => {
-      const device = new CudaDevice({ mode, pageBytes: TEST_PAGE_BYTES });
+      const device = new CudaDevice({ mode, ...PER_PAGE });
       expect(device.vmm).toBe(false);
       const random = rng(mode === 'malloc' ? 11 : 13);
       const live: { segment: ReturnType<CudaDevice['allocateSegment']>; seed: number }[] = [];
@@ -264,7 +297,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
 
     it.skipIf(light)('reports an impossible allocation as CudaOutOfMemoryError', () => {
-      const device = new CudaDevice({ mode, pageBytes: TEST_PAGE_BYTES });
+      const device = new CudaDevice({ mode, ...PER_PAGE });
       let thrown: unknown;
       try {
         device.allocateSegment(device.totalBytes * 2);
@@ -311,7 +344,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
 
   describe('kernels match the CPU references', () => {
     it('preprocessFrame: random 1920×1080 frame → 3×640×640 float16', () => {
-      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
+      const device = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
       const width = 1920;
       const height = 1080;
       const random = rng(21);
@@ -365,7 +398,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
 
     it('cropResize: random boxes on a 3×640×640 float16 image → N×3×256×128', () => {
-      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
+      const device = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
       const random = rng(23);
       const width = 640;
       const height = 640;
@@ -471,8 +504,8 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     it('a worker maps pages of a range reserved here and writes them; this thread reads, then unmaps after the worker exits', async () => {
       // Other test files may run in other threads of this process (--pool=threads): check liveness
       // by range (a live range can be adopted, a released one cannot), not by process-wide counts.
-      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
-      const probe = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
+      const device = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
+      const probe = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
       const range = device.reserve(16 * MiB);
       const bytes = 4096;
       const result = (await runWorker(
@@ -533,8 +566,8 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
 
     it('several workers map and unmap disjoint pages of one range at once; the owner sees every byte', async () => {
-      const device = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
-      const probe = new CudaDevice({ mode: 'vmm', pageBytes: TEST_PAGE_BYTES });
+      const device = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
+      const probe = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
       const workers = 4;
       const range = device.reserve(workers * 8 * MiB);
       const results = (await Promise.all(

@@ -34,6 +34,10 @@ export interface FakeRange {
   /** Page size of this range (the reserving context's, at reserve time). */
   readonly page: number;
   readonly pages: (Uint8Array | null)[];
+  /** Most bytes per physical allocation (the reserving context's, at reserve time). */
+  readonly allocation: number;
+  /** Per page: the id of the allocation behind it, 0 when unmapped. */
+  readonly allocationOf: number[];
 }
 
 function usage(kind: string, message: string): Error {
@@ -179,6 +183,8 @@ export class FakeContext implements NativeContext {
   }
 
   #pageBytes = FAKE_PAGE_BYTES;
+  #allocationBytes = 0;
+  #nextAllocation = 1;
 
   setPageBytes(bytes: number): void {
     this.#call('setPageBytes');
@@ -186,6 +192,14 @@ export class FakeContext implements NativeContext {
       throw usage('range', 'setPageBytes: not a multiple of the granularity');
     if (this.ranges.size > 0) throw usage('state', 'setPageBytes: ranges are already reserved');
     this.#pageBytes = bytes;
+  }
+
+  setAllocationBytes(bytes: number): void {
+    this.#call('setAllocationBytes');
+    if (bytes <= 0 || bytes % this.#pageBytes !== 0)
+      throw usage('range', 'setAllocationBytes: not a multiple of the page size');
+    if (this.ranges.size > 0) throw usage('state', 'setAllocationBytes: ranges are already reserved');
+    this.#allocationBytes = bytes;
   }
 
   /** A live range in these books (released by its owner: a 'handle' error, as in the addon). */
@@ -210,6 +224,8 @@ export class FakeContext implements NativeContext {
       bytes,
       page: this.#pageBytes,
       pages: new Array(bytes / this.#pageBytes).fill(null),
+      allocation: Math.max(this.#pageBytes, this.#allocationBytes),
+      allocationOf: new Array(bytes / this.#pageBytes).fill(0),
     };
     this.addon.registry.set(id, record);
     this.ranges.set(id, { record, owned: true });
@@ -269,7 +285,12 @@ export class FakeContext implements NativeContext {
     for (let p = first; p < first + count; p++) {
       if (range.pages[p] !== null) throw usage('state', 'already mapped');
     }
-    for (let p = first; p < first + count; p++) range.pages[p] = new Uint8Array(range.page).fill(0xcd);
+    const window = range.allocation / range.page;
+    for (let p = first; p < first + count; p++) {
+      if (p === first || p % window === 0) this.#nextAllocation++;
+      range.allocationOf[p] = this.#nextAllocation;
+      range.pages[p] = new Uint8Array(range.page).fill(0xcd);
+    }
     this.addon.usedBytes += bytes;
   }
 
@@ -281,7 +302,17 @@ export class FakeContext implements NativeContext {
     for (let p = first; p < first + count; p++) {
       if (range.pages[p] === null) throw usage('state', 'not mapped');
     }
-    for (let p = first; p < first + count; p++) range.pages[p] = null;
+    const at = range.allocationOf;
+    const end = first + count;
+    if ((first > 0 && at[first - 1] === at[first]) || (end < at.length && at[end] === at[end - 1]))
+      throw usage(
+        'state',
+        'unmap: the run must cover whole allocations of earlier map calls (allocationBytes)',
+      );
+    for (let p = first; p < first + count; p++) {
+      range.pages[p] = null;
+      range.allocationOf[p] = 0;
+    }
     this.addon.usedBytes -= bytes;
   }
 

@@ -28,6 +28,7 @@ export interface HostDeviceHandle {
   readonly capacityBytes: number;
   readonly pageBytes: number;
   readonly vmm: boolean;
+  readonly allocationBytes: number;
   readonly name: string;
 }
 
@@ -74,6 +75,7 @@ export class HostDevice extends StandInDevice {
       capacityBytes,
       pageBytes,
       vmm: this.vmm,
+      allocationBytes: this.allocationBytes,
       name: this.name,
     });
     this.data = {
@@ -111,7 +113,10 @@ export class HostDevice extends StandInDevice {
     ) {
       throw new InvalidArgumentError('handle', 'must come from HostDevice.share()', handle);
     }
-    return new HostDevice({ pageBytes: handle.pageBytes, vmm: handle.vmm }, handle);
+    return new HostDevice(
+      { pageBytes: handle.pageBytes, vmm: handle.vmm, allocationBytes: handle.allocationBytes },
+      handle,
+    );
   }
 
   /** A view of the bytes of a block (no copy): for kernels written in JavaScript. */

@@ -36,6 +36,12 @@ export interface StandInDeviceOptions {
   capacityBytes: number;
   pageBytes?: number;
   vmm?: boolean;
+  /**
+   * Most bytes one simulated physical allocation covers (default pageBytes: any page run unmaps).
+   * Larger, like CudaDevice: a map call makes one allocation per aligned window it touches, and
+   * unmap must cover whole allocations, or it throws.
+   */
+  allocationBytes?: number;
   /** Fault injection: return true to make a memory-obtaining call fail. */
   failOn?: FaultPredicate;
   name?: string;
@@ -43,7 +49,7 @@ export interface StandInDeviceOptions {
 
 /** Where the mapping state and the used-bytes counter live. */
 export interface StandInState {
-  /** One byte per page of the address space: 1 when mapped. */
+  /** One byte per page of the address space: 0 unmapped, 1 first page of an allocation, 2 a later page of one. */
   readonly pageMapped: Uint8Array;
   /** [0]: bytes in use (mapped pages + segments). */
   readonly used: BigInt64Array;
@@ -67,10 +73,18 @@ export function checkCapacity(
   }
   const vmm = o.vmm ?? true;
   if (typeof vmm !== 'boolean') throw new InvalidArgumentError('vmm', 'must be a boolean', vmm);
+  const allocationBytes = o.allocationBytes ?? pageBytes;
+  if (!Number.isSafeInteger(allocationBytes) || allocationBytes <= 0 || allocationBytes % pageBytes !== 0) {
+    throw new ArgumentRangeError(
+      'allocationBytes',
+      `must be a positive multiple of the page size (${pageBytes})`,
+      o.allocationBytes,
+    );
+  }
   if (o.failOn !== undefined && typeof o.failOn !== 'function') {
     throw new InvalidArgumentError('failOn', 'must be a function (call, callIndex) => boolean', o.failOn);
   }
-  return { capacityBytes, pageBytes, vmm };
+  return { capacityBytes, pageBytes, vmm, allocationBytes };
 }
 
 interface SimEvent {
@@ -83,6 +97,7 @@ export abstract class StandInDevice implements Device {
   readonly name: string;
   readonly pageBytes: number;
   readonly vmm: boolean;
+  readonly allocationBytes: number;
   readonly totalBytes: number;
   readonly calls: DeviceCallCounts = newCallCounts();
   readonly streams: DeviceStreams;
@@ -109,10 +124,11 @@ export abstract class StandInDevice implements Device {
     owner: string,
     init: { state: StandInState; addressSpaceBytes: number; carves: boolean; eventsCompleteAtOnce: boolean },
   ) {
-    const { capacityBytes, pageBytes, vmm } = checkCapacity(options, owner);
+    const { capacityBytes, pageBytes, vmm, allocationBytes } = checkCapacity(options, owner);
     this.totalBytes = capacityBytes;
     this.pageBytes = pageBytes;
     this.vmm = vmm;
+    this.allocationBytes = allocationBytes;
     this.failOn = options.failOn;
     this.name = options.name ?? `${owner}(${capacityBytes} B)`;
     this.state = init.state;
@@ -153,7 +169,7 @@ export abstract class StandInDevice implements Device {
     const known = this.knownRange(range, 'releaseRange');
     const first = this.pageOf(known);
     for (let p = 0; p < known.bytes / this.pageBytes; p++) {
-      if (this.state.pageMapped[first + p] === 1) {
+      if (this.state.pageMapped[first + p] !== 0) {
         throw new DeviceError('releaseRange', 'the range still has mapped pages; unmap them first');
       }
     }
@@ -168,12 +184,17 @@ export abstract class StandInDevice implements Device {
     const first = this.pagesOf(range, offsetBytes, bytes, 'map');
     const count = bytes / this.pageBytes;
     for (let p = first; p < first + count; p++) {
-      if (this.state.pageMapped[p] === 1)
+      if (this.state.pageMapped[p] !== 0)
         throw new DeviceError('map', `page ${p - this.pageOf(range)} is already mapped`);
     }
     this.maybeFail('map', bytes);
     this.charge('map', bytes);
-    for (let p = first; p < first + count; p++) this.state.pageMapped[p] = 1;
+    // An allocation starts at the run's first page and at each window boundary inside the run.
+    const window = this.allocationBytes / this.pageBytes;
+    const rangeFirst = this.pageOf(range);
+    this.state.pageMapped[first] = 1;
+    for (let p = first + 1; p < first + count; p++)
+      this.state.pageMapped[p] = (p - rangeFirst) % window === 0 ? 1 : 2;
     this.calls.map++;
   }
 
@@ -183,8 +204,15 @@ export abstract class StandInDevice implements Device {
     const first = this.pagesOf(range, offsetBytes, bytes, 'unmap');
     const count = bytes / this.pageBytes;
     for (let p = first; p < first + count; p++) {
-      if (this.state.pageMapped[p] !== 1)
+      if (this.state.pageMapped[p] === 0)
         throw new DeviceError('unmap', `page ${p - this.pageOf(range)} is not mapped`);
+    }
+    // Whole allocations only: the run starts one, and the page after it does not continue one.
+    if (this.state.pageMapped[first] === 2 || this.state.pageMapped[first + count] === 2) {
+      throw new DeviceError(
+        'unmap',
+        `the pages must cover whole allocations (allocationBytes ${this.allocationBytes}) of earlier map calls`,
+      );
     }
     for (let p = first; p < first + count; p++) this.state.pageMapped[p] = 0;
     Atomics.sub(this.state.used, 0, BigInt(bytes));
@@ -242,7 +270,7 @@ export abstract class StandInDevice implements Device {
     for (const range of [...this.ranges.values()]) {
       const first = this.pageOf(range);
       for (let p = 0; p < range.bytes / this.pageBytes; p++) {
-        if (this.state.pageMapped[first + p] === 1) {
+        if (this.state.pageMapped[first + p] !== 0) {
           this.state.pageMapped[first + p] = 0;
           Atomics.sub(this.state.used, 0, BigInt(this.pageBytes));
         }

@@ -18,6 +18,10 @@
  * - `flush(visit)`: empty every cache; `visit(slot, address, bytes)` is called for each cached block
  *   just before its bytes become free space.
  * - `freeBytes()`, `largestFreeBytes()`, `forEachFree(visit)`: what is free, for stats and snapshots.
+ *
+ * Optional: `addArena(address, bytes)`: like addRange, for a range far larger than any block (a VMM
+ * arena's address space, given once), which a policy may divide into regions; without it the
+ * backing calls addRange.
  */
 
 /** Every size a policy sees is a multiple of this (CUDA guarantees 256-byte alignment too). */
@@ -28,6 +32,7 @@ export interface Policy {
   /** True if `allocate` needs the block's shape key and `free` may keep blocks in a cache. */
   readonly cachesBlocks: boolean;
   addRange(address: number, bytes: number): void;
+  addArena?(address: number, bytes: number): void;
   removeRange(address: number, bytes: number): boolean;
   allocate(sizeBytes: number, alignmentBytes: number, key: string | undefined): number;
   addressOf(slot: number): number;

@@ -3,6 +3,7 @@
  */
 import { UnknownPolicyError } from '../errors.js';
 import { BestFitPolicy } from './best-fit.js';
+import { BestFitPoolsPolicy } from './best-fit-pools.js';
 import { ExactShapePolicy } from './exact-shape.js';
 import type { Policy, PolicyFactory } from './policy.js';
 import { SizeClassPolicy } from './size-class.js';
@@ -28,5 +29,6 @@ export const DEFAULT_POLICY = 'bestFit';
 
 registerPolicy('tlsf', () => new TlsfPolicy());
 registerPolicy('bestFit', () => new BestFitPolicy());
+registerPolicy('bestFitPools', () => new BestFitPoolsPolicy());
 registerPolicy('sizeClass', () => new SizeClassPolicy());
 registerPolicy('exactShape', () => new ExactShapePolicy());

@@ -27,6 +27,7 @@ export interface ReplayResult {
 }
 
 export function replayTrace(trace: Trace, pool: Pool, options: ReplayOptions = {}): ReplayResult {
+  // Keep `new Array(n)`: a packed array filled by push(undefined) measured 30–45 ns/op slower here.
   const blocks: (Block | undefined)[] = new Array(trace.idCount);
   const { kinds, ids, bytes } = trace;
   const every = options.progressEvery ?? 65536;

@@ -94,6 +94,7 @@ class Context : public Napi::ObjectWrap<Context> {
                        {
                            InstanceMethod<&Context::Granularity>("granularity"),
                            InstanceMethod<&Context::SetPageBytes>("setPageBytes"),
+                           InstanceMethod<&Context::SetAllocationBytes>("setAllocationBytes"),
                            InstanceMethod<&Context::Reserve>("reserve"),
                            InstanceMethod<&Context::ReleaseRange>("releaseRange"),
                            InstanceMethod<&Context::Map>("map"),
@@ -149,6 +150,13 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::Value SetPageBytes(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
       ctx().SetPageBytes(Size(info[0]));
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value SetAllocationBytes(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      ctx().SetAllocationBytes(Size(info[0]));
       return info.Env().Undefined();
     });
   }

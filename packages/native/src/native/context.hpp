@@ -46,9 +46,14 @@ class CudaContext {
 
   // Virtual memory management. Offsets and sizes are multiples of Granularity().
   size_t Granularity();
-  // The VMM page: one physical allocation each. A multiple of Granularity() (default: equal).
+  // The VMM page: what map and unmap count in. A multiple of Granularity() (default: equal).
   size_t PageBytes();
   void SetPageBytes(size_t bytes);
+  // Most bytes one physical allocation covers: a map call makes one per aligned window of this
+  // size that it touches, and unmap takes whole allocations only. A multiple of PageBytes()
+  // (default: equal, one allocation per page). Fixed per range when it is reserved.
+  size_t AllocationBytes();
+  void SetAllocationBytes(size_t bytes);
   int Reserve(size_t bytes, uint64_t* base);
   void ReleaseRange(int id);
   void Map(int id, size_t offsetBytes, size_t bytes);
@@ -105,11 +110,15 @@ class CudaContext {
   CUmemAllocationProp PageProp() const;
   // Best effort, never throws; the caller holds the record's lock.
   static void UnmapPages(RangeRecord& range, size_t first, size_t count) noexcept;
+  // Releases each distinct allocation behind [first, first + count) and zeroes its pages; the
+  // caller has unmapped them. Never throws (best effort).
+  static void ReleaseAllocations(RangeRecord& range, size_t first, size_t count) noexcept;
 
   int device_;
   bool destroyed_ = false;
   size_t granularity_ = 0;
   size_t pageBytes_ = 0;
+  size_t allocationBytes_ = 0;
   int nextId_ = 1;
   std::map<int, RangeRef> ranges_;  // owned and adopted
   std::map<int, SegmentEntry> segments_;

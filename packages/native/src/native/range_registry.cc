@@ -9,10 +9,10 @@ RangeRegistry& RangeRegistry::Get() {
 }
 
 std::shared_ptr<RangeRecord> RangeRegistry::Add(const void* owner, int device, CUdeviceptr base, size_t bytes,
-                                                size_t page) {
+                                                size_t page, size_t allocation) {
   std::lock_guard<std::mutex> lock(mutex_);
   int id = nextId_++;
-  auto record = std::make_shared<RangeRecord>(id, owner, device, base, bytes, page);
+  auto record = std::make_shared<RangeRecord>(id, owner, device, base, bytes, page, allocation);
   ranges_[id] = record;
   return record;
 }

@@ -1,0 +1,123 @@
+// Standalone probe of CUDA virtual-memory costs, by size (no Node needed):
+//   nvcc -O2 -o /tmp/vmm-costs packages/native/tools/vmm-costs.cu -lcuda && /tmp/vmm-costs
+// Prints, per allocation size, the median microseconds of cuMemCreate, cuMemMap, cuMemSetAccess,
+// cuMemUnmap, cuMemRelease and of one whole cycle; then whether the driver accepts a non-zero
+// offset into a handle, unmapping part of one mapping, and unmapping two adjacent mappings in one
+// call. Answers "what does one physical allocation cost, and how may it be unmapped".
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#define CK(x)                                                             \
+  do {                                                                    \
+    CUresult r_ = (x);                                                    \
+    if (r_ != CUDA_SUCCESS) {                                             \
+      const char* s_ = nullptr;                                           \
+      cuGetErrorName(r_, &s_);                                            \
+      std::printf("FAILED %s: %s (line %d)\n", #x, s_ ? s_ : "?", __LINE__); \
+      return 1;                                                           \
+    }                                                                     \
+  } while (0)
+
+static double nowUs() {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+static double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int main() {
+  cudaFree(nullptr);  // primary context
+  CUdevice dev;
+  CK(cuCtxGetDevice(&dev));
+  char name[256];
+  CK(cuDeviceGetName(name, sizeof name, dev));
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = dev;
+  size_t gran = 0;
+  CK(cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+  CUmemAccessDesc access{};
+  access.location = prop.location;
+  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  const size_t MiB = 1 << 20;
+  const size_t maxBytes = 8192 * MiB;
+  CUdeviceptr base = 0;
+  CK(cuMemAddressReserve(&base, 2 * maxBytes, 0, 0, 0));
+  std::printf("card: %s; granularity %zu bytes\n", name, gran);
+  std::printf("%10s %9s %9s %9s %9s %9s %9s %9s\n", "MiB", "create", "map", "access", "unmap", "release",
+              "cycle", "us/MiB");
+  for (size_t mib : {2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096}) {
+    size_t bytes = mib * MiB;
+    int reps = mib <= 64 ? 31 : mib <= 256 ? 11 : 5;
+    std::vector<double> c, m, a, u, r, t;
+    for (int i = 0; i < reps; i++) {
+      CUmemGenericAllocationHandle h;
+      double t0 = nowUs();
+      CK(cuMemCreate(&h, bytes, &prop, 0));
+      double t1 = nowUs();
+      CK(cuMemMap(base, bytes, 0, h, 0));
+      double t2 = nowUs();
+      CK(cuMemSetAccess(base, bytes, &access, 1));
+      double t3 = nowUs();
+      CK(cuMemUnmap(base, bytes));
+      double t4 = nowUs();
+      CK(cuMemRelease(h));
+      double t5 = nowUs();
+      c.push_back(t1 - t0), m.push_back(t2 - t1), a.push_back(t3 - t2), u.push_back(t4 - t3), r.push_back(t5 - t4),
+          t.push_back(t5 - t0);
+    }
+    std::printf("%10zu %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.2f\n", mib, median(c), median(m), median(a), median(u),
+                median(r), median(t), median(t) / mib);
+  }
+  // An idle device synchronize (Unmap does one to protect queued work).
+  {
+    std::vector<double> s;
+    for (int i = 0; i < 101; i++) {
+      double t0 = nowUs();
+      cudaDeviceSynchronize();
+      s.push_back(nowUs() - t0);
+    }
+    std::printf("cudaDeviceSynchronize (idle): %.2f us\n", median(s));
+  }
+  // Semantics.
+  {
+    size_t bytes = 4 * gran;
+    CUmemGenericAllocationHandle h;
+    CK(cuMemCreate(&h, bytes, &prop, 0));
+    CUresult off = cuMemMap(base, gran, gran, h, 0);
+    std::printf("map with non-zero offset into a handle: %s\n", off == CUDA_SUCCESS ? "accepted" : "refused");
+    if (off == CUDA_SUCCESS) CK(cuMemUnmap(base, gran));
+    CK(cuMemMap(base, bytes, 0, h, 0));
+    CUresult part = cuMemUnmap(base + gran, gran);
+    std::printf("unmap part of one mapping: %s\n", part == CUDA_SUCCESS ? "accepted" : "refused");
+    if (part != CUDA_SUCCESS) {
+      CK(cuMemUnmap(base, bytes));
+    } else {
+      CK(cuMemUnmap(base, gran));
+      CK(cuMemUnmap(base + 2 * gran, 2 * gran));
+    }
+    CK(cuMemRelease(h));
+    CUmemGenericAllocationHandle h1, h2;
+    CK(cuMemCreate(&h1, gran, &prop, 0));
+    CK(cuMemCreate(&h2, gran, &prop, 0));
+    CK(cuMemMap(base, gran, 0, h1, 0));
+    CK(cuMemMap(base + gran, gran, 0, h2, 0));
+    CUresult both = cuMemUnmap(base, 2 * gran);
+    std::printf("unmap two adjacent mappings in one call: %s\n", both == CUDA_SUCCESS ? "accepted" : "refused");
+    if (both != CUDA_SUCCESS) {
+      CK(cuMemUnmap(base, gran));
+      CK(cuMemUnmap(base + gran, gran));
+    }
+    CK(cuMemRelease(h1));
+    CK(cuMemRelease(h2));
+  }
+  CK(cuMemAddressFree(base, 2 * maxBytes));
+  return 0;
+}
