@@ -37,6 +37,7 @@ step() { # step NAME SECONDS command... : runs with a limit, logs stderr, report
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "nvidia-smi: unavailable"
   echo "node: $(node --version)  cpu: $(node -p 'os.cpus()[0].model + " x" + os.cpus().length')"
+  lscpu 2>/dev/null | grep -E 'Thread\(s\) per core|Core\(s\) per socket|Socket\(s\)' | tr -s ' ' | paste -sd ';' -
   python3 -c 'import torch, cupy; print("torch", torch.__version__, "cupy", cupy.__version__)' 2>/dev/null || echo "python peers: torch/cupy unavailable"
   echo "traces: ${TRACES[*]}"
 } | tee "$D/machine.txt" >&2
@@ -61,14 +62,14 @@ done
 step peers 170 python3 "$PEERS" "${TRACES[@]}" --runs 5 --timeout 45 >"$D/peers.jsonl"
 
 # 3. Latency: warm-pool acquire+release by size and policy, plus raw cudaMalloc, cudaMallocAsync
-#    and one VMM page map timed in C++.
+#    and one VMM page map timed in C++. Each policy in its own process (the command's default).
 step latency-cuda 60 "${BENCH[@]}" latency --device cuda --json >"$D/latency-cuda.json"
 
 # 4. Scaling 1-8 worker threads: per-thread slices vs one lock-protected shared pool, on the GPU.
-step scaling-cuda 100 "${BENCH[@]}" scaling --device cuda --workers 1,2,4,8 --runs 3 --pairs 50000 --json \
+step scaling-cuda 100 "${BENCH[@]}" scaling --device cuda --workers 1,2,4,8 --runs 5 --pairs 200000 --json \
   >"$D/scaling-cuda.json"
 if [[ ! -s "$D/scaling-cuda.json" ]]; then
-  step scaling-host 60 "${BENCH[@]}" scaling --device host --workers 1,2,4,8 --runs 3 --pairs 50000 --json \
+  step scaling-host 60 "${BENCH[@]}" scaling --device host --workers 1,2,4,8 --runs 5 --pairs 200000 --json \
     >"$D/scaling-host.json"
 fi
 

@@ -16,10 +16,14 @@ import {
   stringOption,
 } from './args.js';
 import { runCapacity } from './commands/capacity.js';
-import { LATENCY_SIZES_BYTES, runLatency } from './commands/latency.js';
+import { LATENCY_RUN_TARGET_MS_DEFAULT, LATENCY_SIZES_BYTES, runLatency } from './commands/latency.js';
 import { mergeFiles } from './commands/merge.js';
 import { REPLAY_RUNS_DEFAULT, runReplay } from './commands/replay.js';
-import { runScaling, SCALING_PAIRS_PER_THREAD_DEFAULT } from './commands/scaling.js';
+import {
+  runScaling,
+  SCALING_PAIRS_PER_THREAD_DEFAULT,
+  SCALING_WARMUP_MS_DEFAULT,
+} from './commands/scaling.js';
 import { CUDA_MODES, DEVICE_KINDS, type DeviceSpec } from './devices.js';
 import { BenchError, BenchUsageError } from './errors.js';
 import { capacityTable, latencyTable, replayTable, scalingTable, summaryTables } from './format/summary.js';
@@ -47,7 +51,10 @@ commands:
   replay <trace.gz...>   replay traces through policies      --policy NAME[,NAME]|all  --device simulated|host|cuda
                          --cuda-mode vmm|malloc|mallocAsync  --capacity-gib N  --runs N (default ${REPLAY_RUNS_DEFAULT})  --detail
   latency                acquire+release pair time by size   --policy  --device  --runs  --sizes BYTES,...
+                         --run-ms N  --warmup-ms N  --no-raw (skip raw CUDA timings)
+                         each policy runs in its own fresh process; --in-process: all in this one
   scaling                throughput by thread count          --workers 1,2,4,8  --device host|cuda  --runs  --pairs N
+                         --warmup-ms N (untimed pairs per thread first; default ${SCALING_WARMUP_MS_DEFAULT})
   capacity <trace.gz...> smallest device that completes      --policy
   merge <file.json...>   fold result files (ours, peers) into tables and a report
   suite [trace.gz...]    replay + latency + capacity (+ scaling with --workers); traces default to
@@ -153,17 +160,32 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
     case 'latency': {
       args = parseArgs(
         rest,
-        { ...COMMON, ...DEVICE_OPTIONS, policy: 'string', runs: 'string', sizes: 'string' },
+        {
+          ...COMMON,
+          ...DEVICE_OPTIONS,
+          policy: 'string',
+          runs: 'string',
+          sizes: 'string',
+          'in-process': 'boolean',
+          'no-raw': 'boolean',
+          'run-ms': 'string',
+          'warmup-ms': 'string',
+        },
         command,
       );
       if (flag(args, 'help')) return help(io);
       const spec = deviceSpec(args);
       const json = flag(args, 'json');
+      const runTargetMs = numberOption(args, 'run-ms', LATENCY_RUN_TARGET_MS_DEFAULT, 0.001, 60_000);
       const record = await runLatency({
         policies: policies(args),
         device: spec,
         runs: intOption(args, 'runs', 5, 1, 1000),
         sizesBytes: intListOption(args, 'sizes', LATENCY_SIZES_BYTES, 1, 2 ** 40),
+        runTargetMs,
+        warmupMs: numberOption(args, 'warmup-ms', runTargetMs, 0, 600_000),
+        isolate: !flag(args, 'in-process'),
+        skipRaw: flag(args, 'no-raw'),
         progress: progressFor(json)('latency', 1),
       });
       bundle = await bundleWith(spec.kind === 'cuda', (b) => b.latency.push(record), args);
@@ -174,7 +196,15 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
     case 'scaling': {
       args = parseArgs(
         rest,
-        { ...COMMON, device: 'string', workers: 'string', runs: 'string', pairs: 'string', policy: 'string' },
+        {
+          ...COMMON,
+          device: 'string',
+          workers: 'string',
+          runs: 'string',
+          pairs: 'string',
+          'warmup-ms': 'string',
+          policy: 'string',
+        },
         command,
       );
       if (flag(args, 'help')) return help(io);
@@ -185,6 +215,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
         device: kind,
         runs: intOption(args, 'runs', 3, 1, 100),
         pairsPerThread: intOption(args, 'pairs', SCALING_PAIRS_PER_THREAD_DEFAULT, 1, 1e9),
+        warmupMs: numberOption(args, 'warmup-ms', SCALING_WARMUP_MS_DEFAULT, 0, 600_000),
         policy: stringOption(args, 'policy'),
         progress: progressFor(json)('scaling', 1),
       });

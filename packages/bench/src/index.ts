@@ -18,7 +18,14 @@ export {
   runCapacity,
 } from './commands/capacity.js';
 export type { LatencyBenchOptions } from './commands/latency.js';
-export { LATENCY_SIZES_BYTES, runLatency, timePairs } from './commands/latency.js';
+export {
+  benchCliFile,
+  LATENCY_RUN_TARGET_MS_DEFAULT,
+  LATENCY_SIZES_BYTES,
+  latencyChildArgs,
+  runLatency,
+  timePairs,
+} from './commands/latency.js';
 export { addToBundle, isReplayRecord, mergeFiles, parseJsonValues } from './commands/merge.js';
 export type { ReplayBenchOptions } from './commands/replay.js';
 export {
@@ -30,7 +37,14 @@ export {
   runReplay,
 } from './commands/replay.js';
 export type { ScalingBenchOptions } from './commands/scaling.js';
-export { runScaling, SCALING_PAIRS_PER_THREAD_DEFAULT, scalingWorkerFile } from './commands/scaling.js';
+export {
+  onCpuNsPerPair,
+  roundThroughput,
+  runScaling,
+  SCALING_PAIRS_PER_THREAD_DEFAULT,
+  SCALING_WARMUP_MS_DEFAULT,
+  scalingWorkerFile,
+} from './commands/scaling.js';
 export type { CudaMode, DeviceKind, DeviceSpec } from './devices.js';
 export { CUDA_MODES, createDevice, DEVICE_KINDS, deviceLabel } from './devices.js';
 export type { BenchErrorCode } from './errors.js';

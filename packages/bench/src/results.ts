@@ -76,6 +76,11 @@ export interface LatencyRecord {
   raw: RawLatencyRow[];
   /** Why `raw` is empty, when it is. */
   rawSkipped?: string;
+  /**
+   * How the policies were timed: each in its own fresh process ('process-per-policy', the default)
+   * or all in one process one after another ('in-process', `--in-process`). Absent in older records.
+   */
+  isolation?: 'process-per-policy' | 'in-process';
 }
 
 export interface ScalingRow {
@@ -86,6 +91,12 @@ export interface ScalingRow {
   pairsPerSecond: number;
   /** pairsPerSecond / (threads × the same mode's 1-thread pairsPerSecond). */
   efficiency: number;
+  /**
+   * On-CPU ns per pair, all threads and timed rounds together (Σ on-CPU time / Σ pairs): about
+   * threads × 1e9 / pairsPerSecond when every thread had a CPU to itself. Linux only; absent
+   * elsewhere, when the timed rounds lasted under 100 ms in all (too coarse), and in older records.
+   */
+  cpuNsPerPair?: number;
 }
 
 export interface ScalingRecord {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatTrace } from '@gpupool/core';
@@ -7,6 +7,8 @@ import { runCli } from '../src/cli-main.js';
 import { syntheticTrace } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gpupool-cli-'));
+/** Commands that start child processes or worker threads run the built files (turbo: test dependsOn build). */
+const builtCli = existsSync(new URL('../dist/cli.js', import.meta.url));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const tracePath = join(dir, 'small.trace');
 writeFileSync(tracePath, formatTrace(syntheticTrace('small', 300, 5)));
@@ -106,11 +108,14 @@ describe('bad command lines', () => {
 });
 
 describe('other commands', () => {
-  it('latency --json gives pool rows by policy and size, and says why raw CUDA rows are missing', async () => {
+  it('latency --json --in-process gives pool rows by policy and size, and says why raw CUDA rows are missing', async () => {
     const { code, out } = await cli(
       'latency',
       '--json',
+      '--in-process',
       '--runs',
+      '1',
+      '--run-ms',
       '1',
       '--sizes',
       '512,65536',
@@ -120,10 +125,75 @@ describe('other commands', () => {
     expect(code).toBe(0);
     const r = JSON.parse(out);
     expect(r.kind).toBe('latency');
+    expect(r.isolation).toBe('in-process');
     expect(r.pool.map((x: { bytes: number }) => x.bytes)).toEqual([512, 65536]);
     for (const row of r.pool) expect(row.nsPerPair).toBeGreaterThan(0);
     expect(r.raw).toEqual([]);
     expect(r.rawSkipped).toMatch(/--device cuda/);
+  });
+
+  it.skipIf(!builtCli)(
+    'latency --json times each policy in its own process and merges the rows in policy order',
+    async () => {
+      const { code, out, err } = await cli(
+        'latency',
+        '--json',
+        '--runs',
+        '1',
+        '--run-ms',
+        '1',
+        '--warmup-ms',
+        '1',
+        '--sizes',
+        '512,65536',
+        '--policy',
+        'bestFit,tlsf',
+      );
+      expect(err).toBe('');
+      expect(code).toBe(0);
+      const r = JSON.parse(out);
+      expect(r).toMatchObject({
+        kind: 'latency',
+        device: 'simulated',
+        runs: 1,
+        isolation: 'process-per-policy',
+      });
+      expect(r.pool.map((x: { policy: string; bytes: number }) => `${x.policy}:${x.bytes}`)).toEqual([
+        'bestFit:512',
+        'bestFit:65536',
+        'tlsf:512',
+        'tlsf:65536',
+      ]);
+      for (const row of r.pool) expect(row.nsPerPair).toBeGreaterThan(0);
+      expect(r.iterations).toBeGreaterThan(0);
+      expect(r.raw).toEqual([]);
+      expect(r.rawSkipped).toMatch(/--device cuda/);
+      const table = await cli(
+        'latency',
+        '--runs',
+        '1',
+        '--run-ms',
+        '1',
+        '--warmup-ms',
+        '0',
+        '--sizes',
+        '512',
+        '--policy',
+        'tlsf',
+      );
+      expect(table.code).toBe(0);
+      expect(table.out).toMatch(/each policy in its own process/);
+      expect(table.out).toMatch(/512 B\s+\S+ [nµm]?s/);
+    },
+  );
+
+  it.skipIf(!builtCli)('latency: a child process that fails keeps its message and exit status', async () => {
+    const native = await import('@gpupool/native').catch(() => undefined);
+    if (native?.cuda.available === true) return; // a GPU is here: nothing to check
+    const r = await cli('latency', '--device', 'cuda', '--sizes', '512', '--runs', '1', '--json');
+    expect(r.code).toBe(3);
+    expect(r.err).toMatch(/^gpupool-bench: --device cuda: CUDA is not available here/);
+    expect(r.out).toBe('');
   });
 
   it('capacity --json bisects per trace and policy', async () => {
@@ -170,30 +240,46 @@ describe('other commands', () => {
 });
 
 describe('scaling (built worker file)', () => {
-  it('reports slices and the locked pool per thread count, relative to one thread', async () => {
-    const { existsSync } = await import('node:fs');
-    if (!existsSync(new URL('../dist/scaling-worker.js', import.meta.url))) return; // needs `tsup` first (turbo: test dependsOn build)
-    const { code, out, err } = await cli(
-      'scaling',
-      '--workers',
-      '1,2',
-      '--pairs',
-      '2000',
-      '--runs',
-      '1',
-      '--json',
-    );
-    expect(err).toBe('');
-    expect(code).toBe(0);
-    const r = JSON.parse(out);
-    expect(r.kind).toBe('scaling');
-    expect(r.rows.map((x: { mode: string; threads: number }) => `${x.mode}:${x.threads}`).sort()).toEqual([
-      'locked:1',
-      'locked:2',
-      'slices:1',
-      'slices:2',
-    ]);
-    for (const row of r.rows) expect(row.pairsPerSecond).toBeGreaterThan(0);
-    expect(r.rows.find((x: { threads: number }) => x.threads === 1).efficiency).toBe(1);
-  });
+  it.skipIf(!builtCli)(
+    'reports slices and the locked pool per thread count, relative to one thread',
+    async () => {
+      const { code, out, err } = await cli(
+        'scaling',
+        '--workers',
+        '1,2',
+        '--pairs',
+        '2000',
+        '--runs',
+        '1',
+        '--warmup-ms',
+        '5',
+        '--json',
+      );
+      expect(err).toBe('');
+      expect(code).toBe(0);
+      const r = JSON.parse(out);
+      expect(r).toMatchObject({ kind: 'scaling', runs: 1, pairsPerThread: 2000 });
+      expect(r.rows.map((x: { mode: string; threads: number }) => `${x.mode}:${x.threads}`).sort()).toEqual([
+        'locked:1',
+        'locked:2',
+        'slices:1',
+        'slices:2',
+      ]);
+      for (const row of r.rows) expect(row.pairsPerSecond).toBeGreaterThan(0);
+      expect(r.rows.find((x: { threads: number }) => x.threads === 1).efficiency).toBe(1);
+      const table = await cli(
+        'scaling',
+        '--workers',
+        '1',
+        '--pairs',
+        '500',
+        '--runs',
+        '1',
+        '--warmup-ms',
+        '0',
+      );
+      expect(table.code).toBe(0);
+      expect(table.out).toMatch(/threads\s+slices pairs\/s\s+slices efficiency/);
+    },
+  );
 });

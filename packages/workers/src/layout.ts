@@ -14,10 +14,21 @@
  * Invariants: a superblock's owner changes only by compareExchange FREE → ownerId (claim) or by its
  * owner (or the adopter of a dead owner) storing FREE after its pages were unmapped; a queue cell is
  * written only by the producer that won its position.
+ *
+ * False sharing: each slice's fields (which its owner reads on every acquire and release: the
+ * queue head and tail) sit in their own SLICE_INT32S × 4 = 256-byte stride, with its fields in
+ * the first 64 bytes, so the fields of two slices are at least 192 bytes apart, and the slice table
+ * starts REGION_GAP_INT32S × 4 = 128 bytes after the directory and ends at least as far before
+ * the queues. Two words at least 128 bytes apart never share a cache line nor an adjacent-line
+ * prefetch pair (128 bytes), whatever the SharedArrayBuffer's own alignment (not 128-byte
+ * aligned in general). So one thread's counter updates, or producers pushing onto one slice's
+ * queue, never invalidate the line another slice's owner reads on its hot path.
  */
 
 /** Layout version: bump when any offset below changes. */
-export const LAYOUT_MAGIC = 0x67707731; // 'gpw1'
+export const LAYOUT_MAGIC = 0x67707732; // 'gpw2'
+/** Words of padding between the directory and the slice table (128 bytes). */
+export const REGION_GAP_INT32S = 32;
 
 // ---- header (int32 indices) ----
 /** Constant after creation. */
@@ -66,8 +77,8 @@ export const MAP_UNMAPPED = 0;
 export const MAP_MAPPING = 1;
 export const MAP_MAPPED = 2;
 
-// ---- slice table: SLICE_INT32S int32 per slot ----
-export const SLICE_INT32S = 16;
+// ---- slice table: SLICE_INT32S int32 per slot (fields in the first 16, the rest padding) ----
+export const SLICE_INT32S = 64;
 /** SLOT_FREE / SLOT_OPENING / SLOT_ACTIVE / SLOT_ORPHANED. compareExchange FREE → OPENING takes a slot; ACTIVE → ORPHANED starts adoption. */
 export const SL_STATE = 0;
 /** The current ownerId (generation × slots + slot + 1). Stored before SL_STATE becomes ACTIVE. */
@@ -127,13 +138,14 @@ export function directoryIndex(superblock: number, field: number): number {
 }
 
 export function sliceIndex(shape: LayoutShape, slot: number, field: number): number {
-  return HEADER_INT32S + shape.superblockCount * SB_INT32S + slot * SLICE_INT32S + field;
+  return HEADER_INT32S + shape.superblockCount * SB_INT32S + REGION_GAP_INT32S + slot * SLICE_INT32S + field;
 }
 
 export function cellIndex(shape: LayoutShape, slot: number, cell: number, field: number): number {
   return (
     HEADER_INT32S +
     shape.superblockCount * SB_INT32S +
+    REGION_GAP_INT32S +
     shape.sliceSlots * SLICE_INT32S +
     (slot * shape.queueCells + cell) * CELL_INT32S +
     field
@@ -145,6 +157,7 @@ export function layoutBytes(shape: LayoutShape): number {
     4 *
     (HEADER_INT32S +
       shape.superblockCount * SB_INT32S +
+      REGION_GAP_INT32S +
       shape.sliceSlots * SLICE_INT32S +
       shape.sliceSlots * shape.queueCells * CELL_INT32S)
   );

@@ -3,12 +3,24 @@
  * policy, and on a GPU the same for the raw CUDA calls, timed inside C++ by @gpupool/native
  * (cudaMalloc+cudaFree, cudaMallocAsync+cudaFreeAsync, and one 2 MiB VMM page map+unmap).
  *
- * Warm means: the pool has served this size once before timing starts. The pool runs in its
- * default configuration, so if it gives pages back between pairs, that cost is measured too.
- * The iteration count is calibrated per (policy, size) so one run takes about `runTargetMs`.
+ * Warm means: the pool has served this size once, and pairs have run untimed for `warmupMs`
+ * (so V8 has optimized the path; FIRST_WARMUP_FACTOR times as long for the first size a process
+ * times, whose code V8 has not compiled yet), before timing starts. The pool runs in its default
+ * configuration, so if it gives pages back between pairs, that cost is measured too. The
+ * iteration count is calibrated per (policy, size) so one run takes about `runTargetMs`.
+ *
+ * Each policy is timed in its own fresh Node process (this CLI, `latency --policy P
+ * --in-process --no-raw --json`), one after another, and the rows are merged. In one process, the
+ * pool's call sites (acquire → policy.allocate, …) would have seen every policy timed before, and
+ * a later policy would run on polymorphic call sites that a real program, which uses one policy,
+ * never has. `isolate: false` (CLI `--in-process`) times every policy in the calling process.
  */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { createPool, type Device, MiB } from '@gpupool/core';
 import { createDevice, type DeviceSpec, deviceLabel, loadNative } from '../devices.js';
+import { BenchDeviceError, BenchInputError, BenchUsageError } from '../errors.js';
 import type { Progress } from '../progress.js';
 import type { LatencyRecord, LatencyRow, RawLatencyRow } from '../results.js';
 import { median } from '../stats.js';
@@ -17,8 +29,18 @@ import { resolvePolicies } from './replay.js';
 /** 512 B … 256 MiB, ×16 per step. */
 export const LATENCY_SIZES_BYTES: readonly number[] = [512, 8192, 131072, 2 * MiB, 32 * MiB, 256 * MiB];
 export const LATENCY_RUNS_DEFAULT = 5;
-const RUN_TARGET_MS_DEFAULT = 40;
+export const LATENCY_RUN_TARGET_MS_DEFAULT = 40;
 const ITERATIONS_MAX = 2_000_000;
+/**
+ * The first (policy, size) a process times warms up this many times longer: its pairs start in
+ * V8's interpreter and the optimizing compiler runs on a background thread (on a busy machine,
+ * late). Without it, the first size of a fresh process measured 0.4–2.5 µs instead of ~40 ns on a
+ * loaded 2-core machine.
+ */
+const FIRST_WARMUP_FACTOR = 5;
+let processWarmedUp = false;
+/** Child processes print one small JSON record; this bounds what the parent keeps of their output. */
+const CHILD_OUTPUT_MAX_BYTES = 16 * MiB;
 
 export interface LatencyBenchOptions {
   policies?: readonly string[];
@@ -27,8 +49,15 @@ export interface LatencyBenchOptions {
   runs?: number;
   /** Target duration of one timed run (default 40 ms). */
   runTargetMs?: number;
+  /** Untimed pairs run for this long per (policy, size) before calibration (default: runTargetMs). */
+  warmupMs?: number;
   /** Skip the raw CUDA timings even on a GPU. */
   skipRaw?: boolean;
+  /**
+   * Time each policy in its own fresh Node process (default true): no policy runs on call sites
+   * that other policies made polymorphic. false: every policy in this process, one after another.
+   */
+  isolate?: boolean;
   progress?: Progress;
 }
 
@@ -37,24 +66,42 @@ export async function runLatency(options: LatencyBenchOptions = {}): Promise<Lat
   const sizes = options.sizesBytes ?? LATENCY_SIZES_BYTES;
   const spec: DeviceSpec = options.device ?? { kind: 'simulated' };
   const runs = options.runs ?? LATENCY_RUNS_DEFAULT;
-  const targetMs = options.runTargetMs ?? RUN_TARGET_MS_DEFAULT;
-  const device = await createDevice(spec.kind === 'host' ? { ...spec, capacityBytes: 1024 * MiB } : spec);
+  const targetMs = options.runTargetMs ?? LATENCY_RUN_TARGET_MS_DEFAULT;
+  const warmupMs = options.warmupMs ?? targetMs;
+  const isolate = options.isolate ?? true;
   const pool: LatencyRow[] = [];
   let iterationsUsed = 0;
   const total = policies.length * sizes.length;
   options.progress?.setTotal(total);
   try {
-    for (const policy of policies) {
-      for (const bytes of sizes) {
-        options.progress?.update(pool.length, `${policy} ${bytes} B`);
-        const { nsPerPair, iterations } = timePairs(device, policy, bytes, runs, targetMs);
-        iterationsUsed = Math.max(iterationsUsed, iterations);
-        pool.push({ policy, bytes, nsPerPair });
+    if (isolate) {
+      const cli = benchCliFile();
+      for (const policy of policies) {
+        options.progress?.update(pool.length, `${policy} (own process)`);
+        const child = await latencyInChild(
+          cli,
+          latencyChildArgs(policy, spec, sizes, runs, targetMs, warmupMs),
+        );
+        iterationsUsed = Math.max(iterationsUsed, child.iterations);
+        pool.push(...child.pool);
+      }
+    } else {
+      const device = await createDevice(spec.kind === 'host' ? { ...spec, capacityBytes: 1024 * MiB } : spec);
+      try {
+        for (const policy of policies) {
+          for (const bytes of sizes) {
+            options.progress?.update(pool.length, `${policy} ${bytes} B`);
+            const { nsPerPair, iterations } = timePairs(device, policy, bytes, runs, targetMs, warmupMs);
+            iterationsUsed = Math.max(iterationsUsed, iterations);
+            pool.push({ policy, bytes, nsPerPair });
+          }
+        }
+      } finally {
+        device.destroy();
       }
     }
     options.progress?.update(total);
   } finally {
-    device.destroy();
     options.progress?.done();
   }
   const record: LatencyRecord = {
@@ -64,6 +111,7 @@ export async function runLatency(options: LatencyBenchOptions = {}): Promise<Lat
     iterations: iterationsUsed,
     pool,
     raw: [],
+    isolation: isolate ? 'process-per-policy' : 'in-process',
   };
   if (spec.kind !== 'cuda' || options.skipRaw === true) {
     record.rawSkipped = spec.kind !== 'cuda' ? 'raw CUDA timings need --device cuda' : 'skipped';
@@ -73,6 +121,77 @@ export async function runLatency(options: LatencyBenchOptions = {}): Promise<Lat
   return record;
 }
 
+/** dist/cli.js (the `gpupool-bench` bin), found from dist/ (built) or from src/commands/ (tests run on sources). */
+export function benchCliFile(): string {
+  const candidates = [new URL('./cli.js', import.meta.url), new URL('../../dist/cli.js', import.meta.url)];
+  for (const c of candidates) {
+    const path = fileURLToPath(c);
+    if (existsSync(path)) return path;
+  }
+  throw new BenchDeviceError(
+    'latency runs each policy in its own process of the built CLI, dist/cli.js: run `npx tsup` in ' +
+      'packages/bench, or pass --in-process to time every policy in this process',
+  );
+}
+
+/** The command line (after the CLI file) that times one policy in a child process. */
+export function latencyChildArgs(
+  policy: string,
+  spec: DeviceSpec,
+  sizes: readonly number[],
+  runs: number,
+  runTargetMs: number,
+  warmupMs: number,
+): string[] {
+  const args = ['latency', '--in-process', '--no-raw', '--json', '--policy', policy, '--device', spec.kind];
+  if (spec.kind === 'cuda' && spec.cudaMode !== undefined) args.push('--cuda-mode', spec.cudaMode);
+  if (spec.kind === 'simulated' && spec.capacityBytes !== undefined)
+    args.push('--capacity-gib', String(spec.capacityBytes / 2 ** 30));
+  args.push('--runs', String(runs), '--sizes', sizes.join(','));
+  args.push('--run-ms', String(runTargetMs), '--warmup-ms', String(warmupMs));
+  return args;
+}
+
+/** Runs `node cli.js …args` and returns its latency record; a failure keeps the child's message and exit class. */
+function latencyInChild(cli: string, args: readonly string[]): Promise<LatencyRecord> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [cli, ...args],
+      { maxBuffer: CHILD_OUTPUT_MAX_BYTES, encoding: 'utf8' },
+      (error, stdout, stderr) => {
+        if (error !== null) {
+          const code = typeof error.code === 'number' ? error.code : undefined;
+          const message =
+            stderr
+              .split('\n')
+              .find((l) => l.startsWith('gpupool-bench: '))
+              ?.slice('gpupool-bench: '.length) ??
+            `latency child process (${args.join(' ')}) failed: ${stderr.trim() || error.message}`;
+          if (code === 2) reject(new BenchUsageError(message));
+          else if (code === 3) reject(new BenchDeviceError(message));
+          else if (code === 4) reject(new BenchInputError(message));
+          else reject(new Error(message, { cause: error }));
+          return;
+        }
+        try {
+          const record = JSON.parse(stdout) as LatencyRecord;
+          if (record.kind !== 'latency' || !Array.isArray(record.pool))
+            throw new Error('not a latency record');
+          resolve(record);
+        } catch (parseError) {
+          reject(
+            new Error(
+              `latency child process (${args.join(' ')}) printed no latency record: ${(parseError as Error).message}`,
+              { cause: parseError },
+            ),
+          );
+        }
+      },
+    );
+  });
+}
+
 /** Median ns per acquire+release pair of `bytes` on a warm pool. */
 export function timePairs(
   device: Device,
@@ -80,10 +199,17 @@ export function timePairs(
   bytes: number,
   runs: number,
   targetMs: number,
+  warmupMs = targetMs,
 ): { nsPerPair: number; iterations: number } {
   const pool = createPool({ device, policy, name: `latency:${policy}` });
   try {
     pool.acquire(bytes).release();
+    // Warm up: untimed pairs until warmupMs have passed, so V8 has optimized this path.
+    const ms = processWarmedUp ? warmupMs : warmupMs * FIRST_WARMUP_FACTOR;
+    processWarmedUp = true;
+    const warmupEndNs = process.hrtime.bigint() + BigInt(Math.round(ms * 1e6));
+    do timeBatch(pool, bytes, 64);
+    while (process.hrtime.bigint() < warmupEndNs);
     // Calibrate: double the count until one batch takes ≥ 1/4 of the target.
     let iterations = 16;
     for (;;) {

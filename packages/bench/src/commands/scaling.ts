@@ -3,11 +3,19 @@
  * one shared arena (@gpupool/workers' createWorkerPool + threadPool()) and for the same work
  * against one lock-protected shared pool (LockedSharedPool, the seed's single-lock design).
  *
- * Per thread count T: a fresh worker pool of exactly T Piscina threads; one untimed round, then
- * `runs` timed rounds of T tasks that start together at a barrier (scaling-worker.ts). Throughput
- * = T × pairs / (last end − first start); the median over rounds is reported. Efficiency is
- * throughput / (T × the same mode's 1-thread throughput). It cannot exceed the machine's cores:
- * say how many there were when quoting it. @gpupool/workers is imported lazily.
+ * Per thread count T and mode: a fresh worker pool of exactly T Piscina threads, and ONE long task
+ * per thread (scaling-worker.ts) that warms up for `warmupMs`, then runs 1 untimed + `runs` timed
+ * rounds back to back. Thread start-up and task dispatch are over before the first round. Each
+ * round starts at a spinning barrier (all threads start together) and every thread runs at least
+ * `pairsPerThread` timed pairs, then keeps running pairs until every thread has finished its
+ * share, so all threads are busy for the whole measured window. Throughput of a round = all pairs
+ * completed by all threads / (last end − first start); the median over rounds is reported.
+ * Efficiency is throughput / (T × the same mode's 1-thread throughput). It cannot exceed the
+ * machine's cores: say how many there were when quoting it. Where Linux says how long each thread
+ * ran on a CPU, `cpuNsPerPair` (on-CPU ns per pair over all timed rounds) tells the two causes
+ * of a low efficiency apart: it stays flat when threads only waited for CPUs, and grows when they
+ * slowed each other down (shared cache lines, a lock). During the rounds the main thread
+ * only awaits the tasks. @gpupool/workers is imported lazily.
  */
 import { existsSync } from 'node:fs';
 import os from 'node:os';
@@ -17,10 +25,16 @@ import { createDevice, deviceLabel } from '../devices.js';
 import { BenchDeviceError, BenchUsageError } from '../errors.js';
 import type { Progress } from '../progress.js';
 import type { ScalingRecord, ScalingRow } from '../results.js';
-import type { ScalingTask, ScalingTaskResult } from '../scaling-worker.js';
+import {
+  BARRIER_INT32S,
+  type ScalingRoundResult,
+  type ScalingTask,
+  type ScalingTaskResult,
+} from '../scaling-worker.js';
 import { median } from '../stats.js';
 
 export const SCALING_PAIRS_PER_THREAD_DEFAULT = 200_000;
+export const SCALING_WARMUP_MS_DEFAULT = 300;
 const ARENA_BYTES = 1024 * MiB;
 const LOCKED_ARENA_BYTES = 256 * MiB;
 
@@ -29,6 +43,8 @@ export interface ScalingBenchOptions {
   device?: 'host' | 'cuda';
   runs?: number;
   pairsPerThread?: number;
+  /** Untimed pairs each thread runs for this long before its first round (default 300 ms). */
+  warmupMs?: number;
   policy?: string | undefined;
   progress?: Progress;
 }
@@ -71,6 +87,7 @@ export async function runScaling(options: ScalingBenchOptions): Promise<ScalingR
   if (!threadsList.includes(1)) threadsList.unshift(1); // efficiency is relative to one thread
   const runs = options.runs ?? 3;
   const pairs = options.pairsPerThread ?? SCALING_PAIRS_PER_THREAD_DEFAULT;
+  const warmupMs = options.warmupMs ?? SCALING_WARMUP_MS_DEFAULT;
   const kind = options.device ?? 'host';
   const workers = await loadWorkers();
   const filename = scalingWorkerFile();
@@ -82,16 +99,17 @@ export async function runScaling(options: ScalingBenchOptions): Promise<ScalingR
   let lockedId = 0;
   try {
     for (const threads of threadsList) {
-      const pool = workers.createWorkerPool({
-        device,
-        filename,
-        arenaBytes: ARENA_BYTES,
-        minThreads: threads,
-        maxThreads: threads,
-        ...(options.policy !== undefined ? { policy: options.policy } : {}),
-      });
-      try {
-        for (const mode of ['slices', 'locked'] as const) {
+      // A fresh pool per mode too: the task's call sites see one mode only.
+      for (const mode of ['slices', 'locked'] as const) {
+        const pool = workers.createWorkerPool({
+          device,
+          filename,
+          arenaBytes: ARENA_BYTES,
+          minThreads: threads,
+          maxThreads: threads,
+          ...(options.policy !== undefined ? { policy: options.policy } : {}),
+        });
+        try {
           options.progress?.update(rows.length, `${mode} × ${threads}`);
           const locked =
             mode === 'locked'
@@ -99,33 +117,41 @@ export async function runScaling(options: ScalingBenchOptions): Promise<ScalingR
               : undefined;
           lockedId++;
           try {
-            const round = async (): Promise<number> => {
-              const barrier = new SharedArrayBuffer(4);
-              const task: ScalingTask = {
-                mode,
-                pairs,
-                barrier,
-                threads,
-                lockedId,
-                ...(locked ? { locked: locked.share() } : {}),
-              };
-              const results = await Promise.all(
-                Array.from({ length: threads }, () => pool.run<ScalingTaskResult>(task)),
-              );
-              const start = results.reduce((m, r) => (r.startNs < m ? r.startNs : m), results[0]!.startNs);
-              const end = results.reduce((m, r) => (r.endNs > m ? r.endNs : m), results[0]!.endNs);
-              return (threads * pairs) / (Number(end - start) / 1e9);
+            const task: ScalingTask = {
+              mode,
+              pairs,
+              rounds: runs + 1,
+              warmupMs,
+              barrier: new SharedArrayBuffer(4 * BARRIER_INT32S),
+              threads,
+              lockedId,
+              ...(locked ? { locked: locked.share() } : {}),
             };
-            await round();
+            const results = await Promise.all(
+              Array.from({ length: threads }, () => pool.run<ScalingTaskResult>(task)),
+            );
+            if (results.some((r) => r.barrierTimedOut || r.rounds.length !== runs + 1)) {
+              throw new Error(
+                `scaling: the ${threads} ${mode} tasks never ran all at once (a barrier timed out); ` +
+                  'every task needs its own worker thread',
+              );
+            }
             const samples: number[] = [];
-            for (let r = 0; r < runs; r++) samples.push(await round());
-            rows.push({ mode, threads, pairsPerSecond: median(samples), efficiency: Number.NaN });
+            for (let r = 1; r <= runs; r++) samples.push(roundThroughput(results.map((x) => x.rounds[r]!)));
+            const cpuNsPerPair = onCpuNsPerPair(results.flatMap((x) => x.rounds.slice(1)));
+            rows.push({
+              mode,
+              threads,
+              pairsPerSecond: median(samples),
+              efficiency: Number.NaN,
+              ...(cpuNsPerPair !== undefined ? { cpuNsPerPair } : {}),
+            });
           } finally {
             locked?.destroy();
           }
+        } finally {
+          await pool.destroy();
         }
-      } finally {
-        await pool.destroy();
       }
     }
   } finally {
@@ -143,6 +169,39 @@ export async function runScaling(options: ScalingBenchOptions): Promise<ScalingR
     pairsPerThread: pairs,
     rows,
   };
+}
+
+/** All pairs completed by all threads in one round / (last end − first start), in pairs per second. */
+export function roundThroughput(threads: readonly ScalingRoundResult[]): number {
+  let start = threads[0]!.startNs;
+  let end = threads[0]!.endNs;
+  let pairs = 0;
+  for (const t of threads) {
+    if (t.startNs < start) start = t.startNs;
+    if (t.endNs > end) end = t.endNs;
+    pairs += t.pairsDone;
+  }
+  return pairs / (Number(end - start) / 1e9);
+}
+
+/** Below this much timed wall time in all, scheduler-tick rounding would make on-CPU time too coarse. */
+const CPU_SAMPLED_NS_MIN = 100e6;
+
+/**
+ * On-CPU ns per pair over the timed rounds of all threads (Σ on-CPU / Σ pairs), or undefined when
+ * a thread's CPU time is unknown or the rounds were too short to read it to a few percent.
+ */
+export function onCpuNsPerPair(rounds: readonly ScalingRoundResult[]): number | undefined {
+  let cpu = 0;
+  let wall = 0;
+  let pairs = 0;
+  for (const r of rounds) {
+    if (r.cpuNs === undefined) return undefined;
+    cpu += r.cpuNs;
+    wall += Number(r.endNs - r.startNs);
+    pairs += r.pairsDone;
+  }
+  return wall >= CPU_SAMPLED_NS_MIN && pairs > 0 ? cpu / pairs : undefined;
 }
 
 function destroyQuietly(device: Device): void {

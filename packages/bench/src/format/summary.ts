@@ -73,22 +73,36 @@ export function latencyTable(record: LatencyRecord): string {
     ...policies.map((p) => formatNs(record.pool.find((r) => r.policy === p && r.bytes === bytes)?.nsPerPair)),
     ...apis.map((a) => formatNs(record.raw.find((r) => r.api === a && r.bytes === bytes)?.nsPerPair)),
   ]);
-  return `latency on ${record.device}: one acquire+release pair, warm pool (median of ${record.runs} runs)\n${formatTable(['size', ...policies, ...apis], rows)}`;
+  return `latency on ${record.device}: one acquire+release pair, warm pool (median of ${record.runs} runs${isolationNote(record)})\n${formatTable(['size', ...policies, ...apis], rows)}`;
+}
+
+function isolationNote(record: LatencyRecord): string {
+  if (record.isolation === 'process-per-policy') return '; each policy in its own process';
+  if (record.isolation === 'in-process') return '; all policies in one process';
+  return '';
 }
 
 export function scalingTable(record: ScalingRecord): string {
   const modes = [...new Set(record.rows.map((r) => r.mode))];
   const threads = [...new Set(record.rows.map((r) => r.threads))].sort((a, b) => a - b);
+  // On-CPU ns per pair, where the record has it (Linux): flat across thread counts = no contention.
+  const cpu = record.rows.some((r) => r.cpuNsPerPair !== undefined);
   const rows = threads.map((t) => [
     String(t),
     ...modes.flatMap((m) => {
       const r = record.rows.find((x) => x.mode === m && x.threads === t);
-      return r === undefined
-        ? ['-', '-']
-        : [`${(r.pairsPerSecond / 1e6).toFixed(2)} M/s`, r.efficiency.toFixed(2)];
+      const cells =
+        r === undefined
+          ? ['-', '-']
+          : [`${(r.pairsPerSecond / 1e6).toFixed(2)} M/s`, r.efficiency.toFixed(2)];
+      if (cpu) cells.push(r?.cpuNsPerPair === undefined ? '-' : formatNs(r.cpuNsPerPair));
+      return cells;
     }),
   ]);
-  const headers = ['threads', ...modes.flatMap((m) => [`${m} pairs/s`, `${m} efficiency`])];
+  const headers = [
+    'threads',
+    ...modes.flatMap((m) => [`${m} pairs/s`, `${m} efficiency`, ...(cpu ? [`${m} on-CPU per pair`] : [])]),
+  ];
   return `scaling on ${record.device}: acquire+release pairs per second, all threads (median of ${record.runs} runs)\n${formatTable(headers, rows)}`;
 }
 

@@ -161,7 +161,13 @@ export function renderReport(data: ResultsBundle, Chart: any): void {
   for (const lat of data.latency || []) {
     const s = section(
       `Acquire+release latency on ${lat.device}`,
-      `Warm pool, median of ${lat.runs} runs. Log scales.`,
+      `Warm pool, median of ${lat.runs} runs${
+        lat.isolation === 'process-per-policy'
+          ? ', each policy in its own process'
+          : lat.isolation === 'in-process'
+            ? ', all policies in one process'
+            : ''
+      }. Log scales.`,
     );
     const sizes = [...new Set([...lat.pool.map((r) => r.bytes), ...lat.raw.map((r) => r.bytes)])].sort(
       (a, b) => a - b,
