@@ -42,19 +42,25 @@ step() { # step NAME SECONDS command... : runs with a limit, logs stderr, report
   echo "traces: ${TRACES[*]}"
 } | tee "$D/machine.txt" >&2
 
-# 1. Every trace through every gpupool policy on CudaDevice (VMM): one process per trace, so a
-#    trace that runs long or fails costs only its own records. Median of 5 timed replays.
+# 1. Every trace through every gpupool policy on CudaDevice (VMM): one process per (trace, policy),
+#    as a user runs one pool, so no policy runs on call sites another one made polymorphic, and a
+#    run that is slow or fails costs only its own record. Median of 5 timed replays.
+POLICIES=(${BENCH_POLICIES:-bestFit bestFitPools sizeClass tlsf exactShape})
 for t in "${TRACES[@]}"; do
   n=$(basename "$t" .trace.gz)
-  step "replay-cuda-$n" 110 "${BENCH[@]}" replay "$t" --policy all --device cuda --runs 5 --detail --json \
-    >"$D/replay-cuda-$n.jsonl"
+  for p in "${POLICIES[@]}"; do
+    step "replay-cuda-$n-$p" 60 "${BENCH[@]}" replay "$t" --policy "$p" --device cuda --runs 5 --detail --json \
+      >"$D/replay-cuda-$n-$p.jsonl"
+  done
 done
 
 # 1b. The same replays on SimulatedDevice, on this idle machine's CPU: JavaScript cost alone.
 for t in "${TRACES[@]}"; do
   n=$(basename "$t" .trace.gz)
-  step "replay-sim-$n" 45 "${BENCH[@]}" replay "$t" --policy all --device simulated --runs 5 --json \
-    >"$D/replay-sim-$n.jsonl"
+  for p in "${POLICIES[@]}"; do
+    step "replay-sim-$n-$p" 30 "${BENCH[@]}" replay "$t" --policy "$p" --device simulated --runs 5 --json \
+      >"$D/replay-sim-$n-$p.jsonl"
+  done
 done
 
 # 2. The peers: PyTorch (default, expandable_segments) and CuPy (MemoryPool, MemoryAsyncPool),
