@@ -43,11 +43,14 @@ setup() {
   echo "gpu-check: node $(node --version); card: ${CARD:-none}; $(date -u +%Y-%m-%dT%H:%MZ)"
 }
 
-# Counts from a vitest JSON report: "passed failed skipped".
+# Counts from a vitest JSON report: "passed failed skipped". Tests that never ran because their
+# file's worker died (a crash, a heap overflow) count as failed, so a dead file cannot look green.
 vitest_counts() {
   node -e '
     const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    console.log(`${r.numPassedTests} ${r.numFailedTests} ${r.numPendingTests + (r.numTodoTests ?? 0)}`);
+    const skipped = r.numPendingTests + (r.numTodoTests ?? 0);
+    const notRun = Math.max(0, r.numTotalTests - r.numPassedTests - r.numFailedTests - skipped);
+    console.log(`${r.numPassedTests} ${r.numFailedTests + notRun} ${skipped}`);
   ' "$1" 2>/dev/null || echo "0 1 0"
 }
 
