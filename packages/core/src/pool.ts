@@ -25,8 +25,7 @@ import {
   PoolDestroyedError,
 } from './errors.js';
 import { LeakDetector, type LeakReport } from './leak-detector.js';
-import { POLICY_GRANULE_BYTES, type Policy, type PolicyFactory } from './policies/policy.js';
-import { createPolicy, DEFAULT_POLICY } from './policies/registry.js';
+import { POLICY_GRANULE_BYTES, type Policy } from './policies/policy.js';
 import {
   type AcquireOptions,
   type AcquireRequest,
@@ -43,7 +42,6 @@ import type { PoolStats } from './stats.js';
 import { TraceRecorder, type TraceRecorderOptions } from './trace/trace-recorder.js';
 import { grown } from './typed-arrays.js';
 import { alignUp, isPowerOfTwo, MiB } from './units.js';
-import { VmmBacking } from './vmm-backing.js';
 
 export type { AcquireOptions, AcquireRequest, PoolOptions, PrewarmSpec };
 
@@ -617,7 +615,7 @@ export class Pool implements BlockOwner, Disposable {
 
   private freeSlot(slot: number): void {
     const size = this.policy.sizeOf(slot);
-    if (this.blockCache !== null && this.blockCache.put(slot, size)) return;
+    if (this.blockCache?.put(slot, size)) return;
     this.freeToPolicy(slot, this.policy.addressOf(slot), size);
   }
 
