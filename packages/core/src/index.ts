@@ -76,4 +76,4 @@ export type { TraceRecorderOptions } from './trace/trace-recorder.js';
 export { TraceRecorder } from './trace/trace-recorder.js';
 export { alignDown, alignUp, GiB, isPowerOfTwo, KiB, MiB } from './units.js';
 export type { VmmBackingOptions } from './vmm-backing.js';
-export { VmmBacking } from './vmm-backing.js';
+export { DEFAULT_SWAPS_PER_RAISE_GROUPED, VmmBacking } from './vmm-backing.js';

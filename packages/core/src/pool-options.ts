@@ -42,7 +42,7 @@ export interface PoolOptions {
   retainFraction?: number;
   /** Room above the peak of pages live blocks needed before empty pages are swapped out (vmm; default 0). */
   highWaterSlack?: number;
-  /** Page swaps at the high-water mark allowed before the mark rises instead (vmm; default unlimited). */
+  /** Page swaps at the high-water mark allowed before the mark rises instead (vmm; default unlimited, 64 where the device's allocations span several pages). */
   swapsPerRaise?: number;
   /** Empty bytes always kept mapped (vmm; default 2 pages). */
   retainMinBytes?: number;

@@ -47,7 +47,8 @@ export interface VmmBackingOptions {
    */
   highWaterSlack?: number;
   /**
-   * Swaps allowed per rise of the high-water mark (default: unlimited — the lowest peak). A
+   * Swaps allowed per rise of the high-water mark (default: unlimited — the lowest peak — where
+   * allocations are single pages, DEFAULT_SWAPS_PER_RAISE_GROUPED where they span several). A
    * workload that keeps landing on new pages at its high-water mark pays two device calls per such
    * block; with a budget of K, after K swaps the mark rises instead, bounding the cost of churn at
    * the price of a higher peak (0: never swap, PyTorch-expandable-like).
