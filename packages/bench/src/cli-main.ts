@@ -101,8 +101,9 @@ function traceArgs(args: ParsedArgs, command: string): string[] {
 }
 
 /** Prints JSON: one object as is, several as one object per line. */
-function printJson(io: CliIo, values: readonly unknown[]): void {
-  if (values.length === 1) io.stdout(`${JSON.stringify(values[0])}\n`);
+/** With --json the values, one JSON document a line; otherwise the readable table. */
+function print(io: CliIo, json: boolean, values: readonly unknown[], table: () => string): void {
+  if (!json) io.stdout(`${table()}\n`);
   else for (const v of values) io.stdout(`${JSON.stringify(v)}\n`);
 }
 
@@ -152,9 +153,8 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
         progress: progressFor(json)('replay', 1),
       });
       bundle = await bundleWith(spec.kind === 'cuda', (b) => b.replays.push(...records), args);
-      if (json)
-        printJson(io, flag(args, 'detail') ? records : records.map(({ timeline, memoryMap, ...r }) => r));
-      else io.stdout(`${replayTable(bundle.replays)}\n`);
+      const shown = flag(args, 'detail') ? records : records.map(({ timeline, memoryMap, ...r }) => r);
+      print(io, json, shown, () => replayTable(bundle.replays));
       break;
     }
     case 'latency': {
@@ -189,8 +189,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
         progress: progressFor(json)('latency', 1),
       });
       bundle = await bundleWith(spec.kind === 'cuda', (b) => b.latency.push(record), args);
-      if (json) printJson(io, [record]);
-      else io.stdout(`${latencyTable(record)}\n`);
+      print(io, json, [record], () => latencyTable(record));
       break;
     }
     case 'scaling': {
@@ -220,8 +219,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
         progress: progressFor(json)('scaling', 1),
       });
       bundle = await bundleWith(kind === 'cuda', (b) => b.scaling.push(record), args);
-      if (json) printJson(io, [record]);
-      else io.stdout(`${scalingTable(record)}\n`);
+      print(io, json, [record], () => scalingTable(record));
       break;
     }
     case 'capacity': {
@@ -235,8 +233,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
         progress: progressFor(json)('capacity', 1),
       });
       bundle = await bundleWith(false, (b) => b.capacity.push(...records), args);
-      if (json) printJson(io, records);
-      else io.stdout(`${capacityTable(records)}\n`);
+      print(io, json, records, () => capacityTable(records));
       break;
     }
     case 'merge': {
@@ -249,8 +246,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
       );
       bundle = await bundleWith(onCuda && merged.machine?.gpu == null, (b) => mergeInto(b, merged), args);
       if (merged.machine !== undefined) bundle.machine = merged.machine;
-      if (flag(args, 'json')) printJson(io, [bundle]);
-      else io.stdout(`${summaryTables(bundle)}\n`);
+      print(io, flag(args, 'json'), [bundle], () => summaryTables(bundle));
       break;
     }
     case 'suite': {
@@ -268,8 +264,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
       );
       if (flag(args, 'help')) return help(io);
       bundle = await runSuite(args, io, progressFor(flag(args, 'json')));
-      if (flag(args, 'json')) printJson(io, [bundle]);
-      else io.stdout(`${summaryTables(bundle)}\n`);
+      print(io, flag(args, 'json'), [bundle], () => summaryTables(bundle));
       break;
     }
     default:

@@ -31,7 +31,7 @@ export interface ArenaSnapshot {
   bytes: number;
   pageBytes: number;
   mappedBytes: number;
-  /** Mapped page runs as [firstPage, pageCount]; on a 'run' device, one entry per map call. */
+  /** Mapped page runs as [firstPage, pageCount]; where allocations span pages, one entry per allocation. */
   mappedRuns: [number, number][];
 }
 

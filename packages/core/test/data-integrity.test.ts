@@ -7,18 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { type Block, createPool, HostDevice, MiB, policyNames } from '../src/index.js';
 import { expectCode } from './conformance/pool-conformance.js';
-
-/** Small deterministic PRNG (mulberry32): churn is repeatable, so a failure is too. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from './helpers/prng.js';
 
 /** A block's own pattern: a 4 KiB tile derived from its id, repeated, then its id in the last bytes. */
 function patternOf(id: number, bytes: number): Uint8Array {

@@ -9,6 +9,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ArgumentRangeError, DeviceError, DeviceOutOfMemoryError, InvalidArgumentError } from '@gpupool/core';
 import { describe, expect, it } from 'vitest';
+// Core's test helper, by path (as cuda-conformance.test.ts imports core's suite).
+import { prng } from '../../core/test/helpers/prng.js';
 import { ALLOCATION_BENCH_MODES, benchAllocation } from '../src/bench.js';
 import { cuda, loadedAddon } from '../src/binding.js';
 import { cropResizeCpu, preprocessFrameCpu } from '../src/cpu-kernels.js';
@@ -29,16 +31,28 @@ const TEST_PAGE_BYTES = 2 * MiB;
 /** 2 MiB pages, one physical allocation each: any page run unmaps, every byte is checked. */
 const PER_PAGE = { pageBytes: TEST_PAGE_BYTES, allocationBytes: TEST_PAGE_BYTES };
 
-/** Deterministic PRNG (mulberry32) so failures repeat. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/**
+ * Runs `body` in a worker thread with the built package as `m` (and `workerData`, `parentPort`);
+ * resolves with the last message it posts, rejects if it exits non-zero.
+ */
+function runWorker(body: string, workerData?: unknown): Promise<unknown> {
+  const distEntry = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'index.js');
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    import(${JSON.stringify(pathToFileURL(distEntry).href)}).then(async (m) => {
+      ${body}
+    }).catch((e) => parentPort.postMessage({ error: String(e && e.stack || e) }));`;
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(code, { eval: true, workerData });
+    let result: unknown;
+    worker.on('message', (m) => {
+      result = m;
+    });
+    worker.on('error', reject);
+    worker.on('exit', (exitCode) =>
+      exitCode === 0 ? resolve(result) : reject(new Error(`worker exited ${exitCode}`)),
+    );
+  });
 }
 
 /** Index of the first byte where a and b differ, or -1 (toEqual on MiBs of bytes overflows the heap when it fails). */
@@ -120,7 +134,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
       const pages = 48;
       const range = device.reserve(pages * page);
       const mapped = new Array<number>(pages).fill(-1); // seed written to the page, -1 = unmapped
-      const random = rng(7);
+      const random = prng(7);
       const probe = 4096; // bytes checked at the start, the middle and the end of each page
       const rounds = light ? 40 : 300;
       for (let round = 0; round < rounds; round++) {
@@ -277,7 +291,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     it('keeps byte patterns intact through allocate/free churn', () => {
       const device = new CudaDevice({ mode, ...PER_PAGE });
       expect(device.vmm).toBe(false);
-      const random = rng(mode === 'malloc' ? 11 : 13);
+      const random = prng(mode === 'malloc' ? 11 : 13);
       const live: { segment: ReturnType<CudaDevice['allocateSegment']>; seed: number }[] = [];
       const rounds = light ? 60 : 400;
       for (let round = 0; round < rounds; round++) {
@@ -359,7 +373,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
       const device = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
       const width = 1920;
       const height = 1080;
-      const random = rng(21);
+      const random = prng(21);
       const frame = Uint8Array.from({ length: width * height * 3 }, () => Math.floor(random() * 256));
       const source = device.allocateSegment(frame.length);
       const target = device.allocateSegment(3 * 640 * 640 * 2);
@@ -384,7 +398,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
 
     it('preprocessFrame: odd sizes, upsampling and custom statistics', () => {
       const device = new CudaDevice({ mode: 'malloc' });
-      const random = rng(22);
+      const random = prng(22);
       for (const [w, h, tw, th] of [
         [37, 23, 64, 48],
         [1, 1, 5, 3],
@@ -411,7 +425,7 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
 
     it('cropResize: random boxes on a 3×640×640 float16 image → N×3×256×128', () => {
       const device = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
-      const random = rng(23);
+      const random = prng(23);
       const width = 640;
       const height = 640;
       const image = Uint16Array.from({ length: 3 * width * height }, () =>
@@ -447,27 +461,6 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
   });
 
   describe('threads and lifetime', () => {
-    const distEntry = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'index.js');
-
-    function runWorker(body: string): Promise<unknown> {
-      const code = `
-        const { parentPort } = require('node:worker_threads');
-        import(${JSON.stringify(pathToFileURL(distEntry).href)}).then(async (m) => {
-          ${body}
-        }).catch((e) => parentPort.postMessage({ error: String(e && e.stack || e) }));`;
-      return new Promise((resolve, reject) => {
-        const worker = new Worker(code, { eval: true });
-        let result: unknown;
-        worker.on('message', (m) => {
-          result = m;
-        });
-        worker.on('error', reject);
-        worker.on('exit', (exitCode) =>
-          exitCode === 0 ? resolve(result) : reject(new Error(`worker exited ${exitCode}`)),
-        );
-      });
-    }
-
     it('works in a worker thread, and the cleanup hook frees what a worker leaves behind', async () => {
       const device = new CudaDevice({ mode: 'malloc' });
       const before = device.memInfo().freeBytes;
@@ -492,27 +485,6 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
   });
 
   describe('one range, several threads (process-wide range registry)', () => {
-    const distEntry = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'index.js');
-
-    function runWorker(body: string, workerData: unknown): Promise<unknown> {
-      const code = `
-        const { parentPort, workerData } = require('node:worker_threads');
-        import(${JSON.stringify(pathToFileURL(distEntry).href)}).then(async (m) => {
-          ${body}
-        }).catch((e) => parentPort.postMessage({ error: String(e && e.stack || e) }));`;
-      return new Promise((resolve, reject) => {
-        const worker = new Worker(code, { eval: true, workerData });
-        let result: unknown;
-        worker.on('message', (m) => {
-          result = m;
-        });
-        worker.on('error', reject);
-        worker.on('exit', (exitCode) =>
-          exitCode === 0 ? resolve(result) : reject(new Error(`worker exited ${exitCode}`)),
-        );
-      });
-    }
-
     it('a worker maps pages of a range reserved here and writes them; this thread reads, then unmaps after the worker exits', async () => {
       // Other test files may run in other threads of this process (--pool=threads): check liveness
       // by range (a live range can be adopted, a released one cannot), not by process-wide counts.

@@ -3,13 +3,14 @@
  * each in its own part of the address space — as PyTorch's caching allocator keeps its small and
  * large pools apart. Small blocks live long and short alike; scattered among large ones they pin
  * pages and split the holes that large blocks free, so the mapped set grows. Kept apart, large
- * holes coalesce whole, and on a device that can only unmap whole allocations (CUDA with one
- * physical allocation per map call) the allocations of large blocks empty out and can be released.
+ * holes coalesce whole, and on a device that can only unmap whole allocations (CudaDevice's
+ * 64 MiB allocations) the allocations of large blocks empty out and can be released.
  *
  * An arena (`addArena`, a VMM address space) of at least SPLIT_MIN_BYTES is cut at a 2 MiB
  * boundary in the middle: the lower part for large blocks, the upper part for small. Other ranges
- * (segments, superblocks: sized for the blocks that asked for them) go to the large pool whole. A request that finds no room in its own pool tries the
- * other, so nothing fails that a single best fit would place.
+ * (segments, superblocks: sized for the blocks that asked for them) go to the large pool whole.
+ * A request that finds no room in its own pool tries the other, so nothing fails that a single
+ * best fit would place.
  *
  * Slots: inner slot × 2, plus 1 for the small pool.
  */

@@ -85,11 +85,12 @@ size_t CudaContext::AllocationBytes() {
 void CudaContext::SetAllocationBytes(size_t bytes) {
   size_t page = PageBytes();
   if (bytes == 0 || bytes % page != 0) {
-    throw UsageException("range",
-                         "setAllocationBytes: the allocation size must be a positive multiple of the page size");
+    throw UsageException(
+        "range", "setAllocationBytes: the allocation size must be a positive multiple of the page size");
   }
   if (!ranges_.empty())
-    throw UsageException("state", "setAllocationBytes: ranges are already reserved with the old allocation size");
+    throw UsageException("state",
+                         "setAllocationBytes: ranges are already reserved with the old allocation size");
   allocationBytes_ = bytes;
 }
 
@@ -238,15 +239,19 @@ void CudaContext::Map(int id, size_t offsetBytes, size_t bytes) {
   }
 }
 
+size_t CudaContext::AllocationEnd(const RangeRecord& range, size_t i, size_t end) noexcept {
+  size_t j = i + 1;
+  while (j < end && range.pages[j] == range.pages[i]) ++j;
+  return j;
+}
+
 void CudaContext::ReleaseAllocations(RangeRecord& range, size_t first, size_t count) noexcept {
   const DriverApi& api = Driver();
   size_t end = std::min(first + count, range.pages.size());
   for (size_t i = first; i < end;) {
-    CUmemGenericAllocationHandle handle = range.pages[i];
-    size_t j = i + 1;
-    while (j < end && range.pages[j] == handle) ++j;
-    if (handle != 0 && api.loaded) api.cuMemRelease(handle);
-    for (size_t k = i; k < j; ++k) range.pages[k] = 0;
+    size_t j = AllocationEnd(range, i, end);
+    if (range.pages[i] != 0 && api.loaded) api.cuMemRelease(range.pages[i]);
+    std::fill(range.pages.begin() + i, range.pages.begin() + j, 0);
     i = j;
   }
 }
@@ -256,10 +261,8 @@ void CudaContext::UnmapPages(RangeRecord& range, size_t first, size_t count) noe
   if (!api.loaded) return;
   size_t end = std::min(first + count, range.pages.size());
   for (size_t i = first; i < end;) {
-    CUmemGenericAllocationHandle handle = range.pages[i];
-    size_t j = i + 1;
-    while (j < end && range.pages[j] == handle) ++j;
-    if (handle != 0) api.cuMemUnmap(range.base + i * range.page, (j - i) * range.page);
+    size_t j = AllocationEnd(range, i, end);
+    if (range.pages[i] != 0) api.cuMemUnmap(range.base + i * range.page, (j - i) * range.page);
     i = j;
   }
   ReleaseAllocations(range, first, end - first);
@@ -283,17 +286,16 @@ void CudaContext::Unmap(int id, size_t offsetBytes, size_t bytes) {
   // The driver unmaps and frees only whole allocations.
   if ((first > 0 && range.pages[first - 1] == range.pages[first]) ||
       (end < range.pages.size() && range.pages[end] == range.pages[end - 1])) {
-    throw UsageException("state",
-                         "unmap: the run must cover whole allocations of earlier map calls (allocationBytes)");
+    throw UsageException(
+        "state", "unmap: the run must cover whole allocations of earlier map calls (allocationBytes)");
   }
   // Work queued on any stream, by any thread, may still read these pages.
   CUDA_TRY(cudaDeviceSynchronize());
   const DriverApi& api = RequireDriver();
-  // One cuMemUnmap per allocation: the documented form (the driver also accepts several adjacent
-  // mappings in one call, but compute-sanitizer does not survive it).
+  // One cuMemUnmap per allocation: the documented form (the driver also accepted several adjacent
+  // mappings in one call in tools/vmm-costs.cu, which the documentation does not promise).
   for (size_t i = first; i < end;) {
-    size_t j = i + 1;
-    while (j < end && range.pages[j] == range.pages[i]) ++j;
+    size_t j = AllocationEnd(range, i, end);
     CUresult unmapped = api.cuMemUnmap(range.base + i * page, (j - i) * page);
     if (unmapped != CUDA_SUCCESS) {
       // Keep the books true: what was unmapped before the failure is released; the rest stays.

@@ -110,6 +110,8 @@ class CudaContext {
   CUmemAllocationProp PageProp() const;
   // Best effort, never throws; the caller holds the record's lock.
   static void UnmapPages(RangeRecord& range, size_t first, size_t count) noexcept;
+  // The first page after the allocation that page i belongs to (equal neighbours share one), at most end.
+  static size_t AllocationEnd(const RangeRecord& range, size_t i, size_t end) noexcept;
   // Releases each distinct allocation behind [first, first + count) and zeroes its pages; the
   // caller has unmapped them. Never throws (best effort).
   static void ReleaseAllocations(RangeRecord& range, size_t first, size_t count) noexcept;
