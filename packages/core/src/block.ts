@@ -7,6 +7,7 @@ import type { ArenaRef } from './backing.js';
 import type { BlockLike, StreamHandle } from './device.js';
 import type { DType } from './dtype.js';
 import { DoubleReleaseError, ReleasedBlockError } from './errors.js';
+import { POLICY_GRANULE_BYTES } from './policies/policy.js';
 
 /** What a block needs from its pool; implemented by the pool. */
 export interface BlockOwner {
@@ -24,7 +25,11 @@ export class Block implements BlockLike, Disposable {
   stream: StreamHandle;
   /** @internal */ _owner: BlockOwner | null;
   /** @internal */ _slot: number;
-  /** @internal */ _address: number;
+  /**
+   * @internal Pool-space address in granules (addresses are granule multiples): a small integer
+   * up to 512 GiB, where the byte address above 2 GiB would make V8 box a double for every block.
+   */
+  _granule: number;
   /** @internal */ _arena: ArenaRef;
   private cachedPtr: bigint | undefined;
 
@@ -42,7 +47,7 @@ export class Block implements BlockLike, Disposable {
     this._owner = owner;
     this.id = id;
     this._slot = slot;
-    this._address = address;
+    this._granule = address / POLICY_GRANULE_BYTES;
     this._arena = arena;
     this.bytes = bytes;
     this.shape = shape;
@@ -53,14 +58,13 @@ export class Block implements BlockLike, Disposable {
   /** Device address of the first byte. Throws once the block is released. */
   get ptr(): bigint {
     if (this._owner === null) throw new ReleasedBlockError(`block #${this.id} ptr`);
-    if (this.cachedPtr === undefined)
-      this.cachedPtr = this._arena.base + BigInt(this._address - this._arena.start);
+    if (this.cachedPtr === undefined) this.cachedPtr = this._arena.base + BigInt(this.offset);
     return this.cachedPtr;
   }
 
   /** Offset of the first byte inside its arena. */
   get offset(): number {
-    return this._address - this._arena.start;
+    return this._granule * POLICY_GRANULE_BYTES - this._arena.start;
   }
 
   /** The arena this block lies in. */

@@ -21,10 +21,11 @@
  * block belongs to it alone, so those are counted per group, not per page: occupy and vacate cost
  * O(groups), not O(pages)); `groupOf[p]` is the first page of p's group, -1 when unmapped. Per
  * group (indexed by its first page g): `groupPages[g]`, `groupBusy[g]` = its pages that hold an
- * occupied byte (kept for multi-page groups; single-page groups use the bit alone), and bit g of
- * `emptyBits` is set iff the group is mapped and holds none. Invariants (checkInvariants recounts
- * them from the occupied spans): a busy page is mapped; emptyGroupPages = Σ groupPages over set
- * bits; reservedBytes = mappedPages × pageBytes ≤ limitBytes.
+ * occupied byte (kept for multi-page groups only: a single-page group's empty bit says it all),
+ * and bit g of `emptyBits` is set iff the group is mapped and holds none. `mappedBits` has bit p
+ * set iff page p is mapped. Invariants (checkInvariants recounts them from the occupied spans):
+ * a busy page is mapped; emptyGroupPages = Σ groupPages over set bits; reservedBytes =
+ * mappedPages × pageBytes ≤ limitBytes.
  */
 import type { ArenaRef, ArenaSnapshot, Backing } from './backing.js';
 import type { AddressRange, Device } from './device.js';
@@ -80,6 +81,8 @@ export class VmmBacking implements Backing {
   private epoch = 0;
   private agesTracked = false;
   private readonly emptyBits: Int32Array;
+  /** Bit p set iff page p is mapped: occupy checks a block's pages a word at a time. */
+  private readonly mappedBits: Int32Array;
   private readonly limitBytes: number;
   private readonly retainFraction: number;
   private readonly retainMinBytesOption: number;
@@ -129,6 +132,7 @@ export class VmmBacking implements Backing {
     this.groupBusy = new Int32Array(pages);
     this.emptySince = new Int32Array(pages);
     this.emptyBits = new Int32Array(Math.ceil(pages / 32));
+    this.mappedBits = new Int32Array(Math.ceil(pages / 32));
   }
 
   get reservedBytes(): number {
@@ -273,6 +277,8 @@ export class VmmBacking implements Backing {
       if (this.live[p] !== boundary[p])
         return `page ${p}: live ${this.live[p]}, but ${boundary[p]} blocks start or end there`;
       if (busy[p] === 1 && this.groupOf[p]! < 0) return `page ${p} holds a block but is not mapped`;
+      const mappedBit = (this.mappedBits[p >>> 5]! >>> (p & 31)) & 1;
+      if (mappedBit !== (this.groupOf[p]! >= 0 ? 1 : 0)) return `page ${p}: mapped bit ${mappedBit} is stale`;
     }
     for (let g = 0; g < pages; ) {
       if (this.groupOf[g]! < 0) {
@@ -321,6 +327,7 @@ export class VmmBacking implements Backing {
       }
     }
     this.emptyBits.fill(0);
+    this.mappedBits.fill(0);
     this.emptyWordMax = -1;
     this.mappedPages = 0;
     this.emptyMappedPages = 0;
@@ -329,11 +336,12 @@ export class VmmBacking implements Backing {
   }
 
   private allMapped(first: number, last: number): boolean {
-    const groupOf = this.groupOf;
-    for (let p = first; p <= last; ) {
-      const g = groupOf[p]!;
-      if (g < 0) return false;
-      p = g + this.groupPages[g]!;
+    const bits = this.mappedBits;
+    const a = first >>> 5;
+    const b = last >>> 5;
+    for (let w = a; w <= b; w++) {
+      const mask = wordMask(w === a ? first & 31 : 0, w === b ? last & 31 : 31);
+      if ((bits[w]! & mask) !== mask) return false;
     }
     return true;
   }
@@ -342,6 +350,12 @@ export class VmmBacking implements Backing {
   private touch(p: number): void {
     if (this.live[p]!++ !== 0) return;
     this.emptyMappedPages--;
+    if (this.groupWindow === 1) {
+      // Single-page groups: the page is its group, and its empty bit is the whole count.
+      this.emptyGroupPages--;
+      this.emptyBits[p >>> 5]! &= ~(1 << (p & 31));
+      return;
+    }
     const g = this.groupOf[p]!;
     if (this.groupBusy[g]!++ === 0) {
       this.emptyGroupPages -= this.groupPages[g]!;
@@ -353,6 +367,10 @@ export class VmmBacking implements Backing {
   private untouch(p: number): void {
     if (--this.live[p]! !== 0) return;
     this.emptyMappedPages++;
+    if (this.groupWindow === 1) {
+      this.markEmpty(p);
+      return;
+    }
     const g = this.groupOf[p]!;
     if (--this.groupBusy[g]! === 0) this.markEmpty(g);
   }
@@ -402,14 +420,7 @@ export class VmmBacking implements Backing {
 
   /** Sets or clears bits [a, b] of emptyBits, a word at a time. */
   private setBits(a: number, b: number, on: boolean): void {
-    const bits = this.emptyBits;
-    for (let w = a >>> 5; w <= b >>> 5; w++) {
-      const lo = w === a >>> 5 ? a & 31 : 0;
-      const hi = w === b >>> 5 ? b & 31 : 31;
-      const mask = (0xffffffff >>> (31 - (hi - lo))) << lo;
-      if (on) bits[w]! |= mask;
-      else bits[w]! &= ~mask;
-    }
+    setBitRange(this.emptyBits, a, b, on);
   }
 
   /** Pages that may be mapped without swapping: the high-water mark, or the touched peak plus slack. */
@@ -466,6 +477,7 @@ export class VmmBacking implements Backing {
         this.markEmpty(q);
       }
     }
+    setBitRange(this.mappedBits, start, end - 1, true);
     this.mappedPages += end - start;
     this.emptyMappedPages += end - start;
   }
@@ -528,8 +540,23 @@ export class VmmBacking implements Backing {
       }
       this.groupOf[q] = -1;
     }
+    setBitRange(this.mappedBits, first, first + count - 1, false);
     this.mappedPages -= count;
     this.emptyMappedPages -= count;
     return count * this.pageBytes;
+  }
+}
+
+/** Bits lo..hi (0 ≤ lo ≤ hi ≤ 31) of a word. */
+function wordMask(lo: number, hi: number): number {
+  return ((0xffffffff >>> (31 - (hi - lo))) << lo) | 0;
+}
+
+/** Sets or clears bits [a, b] of a bitmap, a word at a time. */
+function setBitRange(bits: Int32Array, a: number, b: number, on: boolean): void {
+  for (let w = a >>> 5; w <= b >>> 5; w++) {
+    const mask = wordMask(w === a >>> 5 ? a & 31 : 0, w === b >>> 5 ? b & 31 : 31);
+    if (on) bits[w]! |= mask;
+    else bits[w]! &= ~mask;
   }
 }

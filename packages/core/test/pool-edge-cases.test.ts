@@ -4,10 +4,28 @@
  * errors that come from another copy of core (recognised by their stable code).
  */
 import { describe, expect, it } from 'vitest';
-import { type AddressRange, createPool, type Device, MiB, SimulatedDevice } from '../src/index.js';
+import { type AddressRange, createPool, type Device, GiB, MiB, SimulatedDevice } from '../src/index.js';
 import { expectCode } from './conformance/pool-conformance.js';
 
 describe('pool edge cases', () => {
+  it('gives exact offsets and pointers for blocks far past 4 GiB (address kept in granules)', () => {
+    const device = new SimulatedDevice({ capacityBytes: 64 * GiB });
+    const pool = createPool({ device, detectLeaks: false });
+    const big = pool.acquire(5 * GiB);
+    const small = pool.acquire(256 + 1);
+    const snapshot = pool.snapshot();
+    const entry = snapshot.blocks.find((b) => b.id === small.id)!;
+    expect(small.offset).toBe(entry.offset);
+    expect(small.offset).toBeGreaterThanOrEqual(5 * GiB);
+    expect(small.offset % 256).toBe(0);
+    const base = BigInt(snapshot.arenas.find((a) => a.id === small.arenaId)!.base);
+    expect(small.ptr).toBe(base + BigInt(small.offset));
+    small.release();
+    expect(small.offset).toBe(entry.offset);
+    big.release();
+    pool.destroy();
+  });
+
   it('a release whose stream the device refuses throws, and the block stays live and releasable', () => {
     const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
     const pool = createPool({ device, detectLeaks: false });
