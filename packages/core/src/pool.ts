@@ -165,6 +165,17 @@ export class Pool implements BlockOwner, Disposable {
         options.swapsPerRaise,
       );
     }
+    if (
+      options.mappedFitFactor !== undefined &&
+      (typeof options.mappedFitFactor !== 'number' ||
+        !(options.mappedFitFactor === 0 || options.mappedFitFactor >= 1))
+    ) {
+      throw new ArgumentRangeError(
+        'mappedFitFactor',
+        'must be 0 (off) or a number ≥ 1 (Infinity: any size)',
+        options.mappedFitFactor,
+      );
+    }
     // Every option is checked above: only now is anything reserved on the device, so bad input
     // never leaves a reservation behind.
     if (options.backing !== undefined) {
