@@ -76,4 +76,8 @@ export type { TraceRecorderOptions } from './trace/trace-recorder.js';
 export { TraceRecorder } from './trace/trace-recorder.js';
 export { alignDown, alignUp, GiB, isPowerOfTwo, KiB, MiB } from './units.js';
 export type { VmmBackingOptions } from './vmm-backing.js';
-export { DEFAULT_MAPPED_FIT_FACTOR_GROUPED, DEFAULT_SWAPS_PER_RAISE_GROUPED, VmmBacking } from './vmm-backing.js';
+export {
+  DEFAULT_MAPPED_FIT_FACTOR_GROUPED,
+  DEFAULT_SWAPS_PER_RAISE_GROUPED,
+  VmmBacking,
+} from './vmm-backing.js';

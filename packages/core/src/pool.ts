@@ -155,6 +155,7 @@ export class Pool implements BlockOwner, Disposable {
     this.blockCache = cacheBytes > 0 && !this.policy.cachesBlocks ? new BlockCache(cacheBytes) : null;
     const releaseAfterMs = checkOptionalPositive(options.releaseAfterMs, 'releaseAfterMs');
     checkOptionalPositive(options.highWaterSlack, 'highWaterSlack', true);
+    checkOptionalFraction(options.mapAheadFraction, 'mapAheadFraction');
     if (
       options.swapsPerRaise !== undefined &&
       (typeof options.swapsPerRaise !== 'number' || !(options.swapsPerRaise >= 0))

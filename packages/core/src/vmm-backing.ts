@@ -63,6 +63,13 @@ export interface VmmBackingOptions {
    * pages (there any empty page can be unmapped, so mapped space is not worth a looser fit).
    */
   mappedFitFactor?: number;
+  /**
+   * Map ahead when the high-water mark rises (default 0: off): the run that lifts the mark goes on
+   * past the block to the end of its allocation window, while empty mapped pages stay within this
+   * fraction of the pages live blocks touch. A heap that grows block by block then pays one map
+   * call per window instead of one per block; the peak moves by at most this fraction.
+   */
+  mapAheadFraction?: number;
 }
 
 /**
@@ -102,6 +109,7 @@ export class VmmBacking implements Backing, MappedFit {
   private readonly highWaterSlack: number;
   private readonly swapsPerRaise: number;
   readonly mappedFitFactor: number;
+  private readonly mapAheadFraction: number;
   private swapsSinceRaise = 0;
   private retainMinBytes: number;
   private mappedPages = 0;
@@ -132,6 +140,7 @@ export class VmmBacking implements Backing, MappedFit {
       (this.groupWindow > 1 ? DEFAULT_SWAPS_PER_RAISE_GROUPED : Number.POSITIVE_INFINITY);
     this.mappedFitFactor =
       options.mappedFitFactor ?? (this.groupWindow > 1 ? DEFAULT_MAPPED_FIT_FACTOR_GROUPED : 0);
+    this.mapAheadFraction = options.mapAheadFraction ?? 0;
     this.retainMinBytesOption = options.retainMinBytes ?? 2 * this.pageBytes;
     this.retainMinBytes = this.retainMinBytesOption;
     this.range = options.device.reserve(options.arenaBytes);
@@ -466,14 +475,45 @@ export class VmmBacking implements Backing, MappedFit {
         `the pool's limitBytes (${this.limitBytes}) would be exceeded`,
       );
     }
+    const rising = this.mappedPages + needed > this.highWaterPages;
     for (let p = first; p <= last; p++) {
       if (groupOf[p]! >= 0) continue;
       let end = p + 1;
       while (end <= last && groupOf[end]! < 0) end++;
-      this.mapRun(p, end);
+      const ahead = end > last && rising ? this.mapAheadEnd(end, needed) : end;
+      if (ahead > end && this.tryMapRun(p, ahead)) end = ahead;
+      else this.mapRun(p, end);
       p = end;
     }
     if (this.mappedPages > this.highWaterPages) this.highWaterPages = this.mappedPages;
+  }
+
+  /**
+   * Where the last run of a block that lifts the high-water mark may end (`end`: one past the
+   * block's last page): up to its allocation window's end, over unmapped pages, as far as
+   * mapAheadFraction of the touched pages allows once the block is placed, and within limitBytes.
+   */
+  private mapAheadEnd(end: number, needed: number): number {
+    if (this.mapAheadFraction <= 0) return end;
+    const touchedAfter = this.mappedPages - this.emptyMappedPages + needed;
+    const roomPages = Math.floor(touchedAfter * this.mapAheadFraction) - this.emptyMappedPages;
+    const limitPages = Math.floor(this.limitBytes / this.pageBytes) - this.mappedPages - needed;
+    const windowEnd = end - 1 - ((end - 1) % this.groupWindow) + this.groupWindow;
+    const stop = Math.min(windowEnd, this.groupOf.length, end + Math.min(roomPages, limitPages));
+    let extended = end;
+    while (extended < stop && this.groupOf[extended]! < 0) extended++;
+    return extended;
+  }
+
+  /** mapRun, but false where the device lacks memory: pages mapped ahead are never worth an OOM. */
+  private tryMapRun(start: number, end: number): boolean {
+    try {
+      this.mapRun(start, end);
+      return true;
+    } catch (error) {
+      if (error instanceof DeviceOutOfMemoryError) return false;
+      throw error;
+    }
   }
 
   /** One device call for [start, end); its pages form one group ('run' devices) or one each. */

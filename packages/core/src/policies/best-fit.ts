@@ -12,7 +12,7 @@
  * pages of an allocation that a live block still touches, so free space in mapped pages is worth
  * filling before mapping more: one map call fewer, and one swap fewer at the high-water mark.
  */
-import { POLICY_GRANULE_BYTES, type MappedFit } from './policy.js';
+import { type MappedFit, POLICY_GRANULE_BYTES } from './policy.js';
 import { FL_COUNT, NONE, SegregatedBins, SL_COUNT } from './segregated-bins.js';
 
 export class BestFitPolicy extends SegregatedBins {
