@@ -53,7 +53,8 @@ export interface VmmBackingOptions {
    * allocations are single pages, DEFAULT_SWAPS_PER_RAISE_GROUPED where they span several). A
    * workload that keeps landing on new pages at its high-water mark pays two device calls per such
    * block; with a budget of K, after K swaps the mark rises instead, bounding the cost of churn at
-   * the price of a higher peak (0: never swap, PyTorch-expandable-like).
+   * the price of a higher peak — unless a whole allocation window of empty groups is there to swap
+   * out (grouped devices). 0: never swap, PyTorch-expandable-like.
    */
   swapsPerRaise?: number;
   /**
@@ -108,6 +109,14 @@ export class VmmBacking implements Backing, MappedFit {
   private readonly retainMinBytesOption: number;
   private readonly highWaterSlack: number;
   private readonly swapsPerRaise: number;
+  /**
+   * Empty-group pages at which a swap is taken whatever the budget: one allocation window where
+   * allocations span several pages (never on single-page devices, whose budget is unlimited by
+   * default, nor with swapsPerRaise 0).
+   * The budget is for churn at the mark, where little is empty and what a swap releases is mapped
+   * again soon; with a whole window empty the mark would rise over memory that holds nothing.
+   */
+  private readonly swapAlwaysPages: number;
   readonly mappedFitFactor: number;
   private readonly mapAheadFraction: number;
   private swapsSinceRaise = 0;
@@ -138,6 +147,8 @@ export class VmmBacking implements Backing, MappedFit {
     this.swapsPerRaise =
       options.swapsPerRaise ??
       (this.groupWindow > 1 ? DEFAULT_SWAPS_PER_RAISE_GROUPED : Number.POSITIVE_INFINITY);
+    this.swapAlwaysPages =
+      this.groupWindow > 1 && this.swapsPerRaise > 0 ? this.groupWindow : Number.POSITIVE_INFINITY;
     this.mappedFitFactor =
       options.mappedFitFactor ?? (this.groupWindow > 1 ? DEFAULT_MAPPED_FIT_FACTOR_GROUPED : 0);
     this.mapAheadFraction = options.mapAheadFraction ?? 0;
@@ -461,7 +472,7 @@ export class VmmBacking implements Backing, MappedFit {
     for (let p = first; p <= last; p++) if (groupOf[p]! < 0) needed++;
     const over = this.mappedPages + needed - this.allowancePages();
     if (over > 0 && this.emptyGroupPages > 0) {
-      if (this.swapsSinceRaise < this.swapsPerRaise) {
+      if (this.swapsSinceRaise < this.swapsPerRaise || this.emptyGroupPages >= this.swapAlwaysPages) {
         this.releaseEmpty(over, first, last);
         this.swapsSinceRaise++;
       } else {

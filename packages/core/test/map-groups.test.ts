@@ -138,6 +138,39 @@ describe('VmmBacking over map groups', () => {
   });
 });
 
+describe('swap budget (swapsPerRaise) on a device with multi-page allocations', () => {
+  function run(swapsPerRaise: number): number {
+    const device = new SimulatedDevice({ capacityBytes: 1024 * MiB, allocationBytes: 4 * PAGE });
+    const pool = createPool({
+      device,
+      policy: 'bestFit',
+      detectLeaks: false,
+      swapsPerRaise,
+      mappedFitFactor: 0,
+    });
+    const a = pool.acquire(4 * PAGE); // [0, 4)
+    const fence = pool.acquire(PAGE); // [4, 5)
+    a.release();
+    const b = pool.acquire(5 * PAGE); // [5, 10): swaps [0, 4) out, the budget of 1 is spent
+    const g = pool.acquire(4 * PAGE); // [0, 4) again: nothing empty to swap, the mark rises to 10
+    g.release(); // a whole allocation window of empty pages
+    const h = pool.acquire(5 * PAGE); // [10, 15)
+    const reservedPages = pool.stats().reservedBytes / PAGE;
+    pool.checkInvariants();
+    for (const block of [fence, b, h]) block.release();
+    pool.destroy();
+    return reservedPages;
+  }
+
+  it('swaps out a whole empty allocation window even with the budget spent', () => {
+    expect(run(1)).toBe(11); // [0, 4) unmapped for [10, 15)
+  });
+
+  it('never swaps with a budget of 0', () => {
+    expect(run(0)).toBe(15);
+  });
+});
+
 describe('mapped-aware placement (mappedFitFactor)', () => {
   /**
    * Leaves two holes: [0, 2) unmapped (trimmed) and [3, 7) mapped but empty, with live blocks at
