@@ -49,7 +49,7 @@ export { BestFitPolicy } from './policies/best-fit.js';
 export { BestFitPoolsPolicy, SMALL_BLOCK_BYTES, SPLIT_MIN_BYTES } from './policies/best-fit-pools.js';
 export type { ExactShapeOptions } from './policies/exact-shape.js';
 export { ExactShapePolicy } from './policies/exact-shape.js';
-export type { Policy, PolicyFactory } from './policies/policy.js';
+export type { MappedFit, Policy, PolicyFactory } from './policies/policy.js';
 export { POLICY_GRANULE_BYTES } from './policies/policy.js';
 export { createPolicy, DEFAULT_POLICY, policyNames, registerPolicy } from './policies/registry.js';
 export { SegregatedBins } from './policies/segregated-bins.js';
@@ -76,4 +76,8 @@ export type { TraceRecorderOptions } from './trace/trace-recorder.js';
 export { TraceRecorder } from './trace/trace-recorder.js';
 export { alignDown, alignUp, GiB, isPowerOfTwo, KiB, MiB } from './units.js';
 export type { VmmBackingOptions } from './vmm-backing.js';
-export { DEFAULT_SWAPS_PER_RAISE_GROUPED, VmmBacking } from './vmm-backing.js';
+export {
+  DEFAULT_MAPPED_FIT_FACTOR_GROUPED,
+  DEFAULT_SWAPS_PER_RAISE_GROUPED,
+  VmmBacking,
+} from './vmm-backing.js';

@@ -44,6 +44,10 @@ export interface PoolOptions {
   highWaterSlack?: number;
   /** Page swaps at the high-water mark allowed before the mark rises instead (vmm; default unlimited, 64 where the device's allocations span several pages). */
   swapsPerRaise?: number;
+  /** When the policy's choice needs new pages, take a mapped free block up to this many times the request instead (vmm; default 8 where the device's allocations span several pages, else 0: off). */
+  mappedFitFactor?: number;
+  /** Map ahead to the allocation window's end when the high-water mark rises, within this fraction of touched pages (vmm; default 0: off). */
+  mapAheadFraction?: number;
   /** Empty bytes always kept mapped (vmm; default 2 pages). */
   retainMinBytes?: number;
   /**
@@ -94,6 +98,8 @@ export function makeVmmBacking(device: Device, limitBytes: number, options: Pool
     retainMinBytes: options.retainMinBytes,
     highWaterSlack: options.highWaterSlack,
     swapsPerRaise: options.swapsPerRaise,
+    mappedFitFactor: options.mappedFitFactor,
+    mapAheadFraction: options.mapAheadFraction,
   };
   if (options.arenaBytes !== undefined) {
     const arenaBytes = checkOptionalPositive(options.arenaBytes, 'arenaBytes')!;

@@ -155,6 +155,7 @@ export class Pool implements BlockOwner, Disposable {
     this.blockCache = cacheBytes > 0 && !this.policy.cachesBlocks ? new BlockCache(cacheBytes) : null;
     const releaseAfterMs = checkOptionalPositive(options.releaseAfterMs, 'releaseAfterMs');
     checkOptionalPositive(options.highWaterSlack, 'highWaterSlack', true);
+    checkOptionalFraction(options.mapAheadFraction, 'mapAheadFraction');
     if (
       options.swapsPerRaise !== undefined &&
       (typeof options.swapsPerRaise !== 'number' || !(options.swapsPerRaise >= 0))
@@ -163,6 +164,17 @@ export class Pool implements BlockOwner, Disposable {
         'swapsPerRaise',
         'must be a number ≥ 0 (Infinity: no limit)',
         options.swapsPerRaise,
+      );
+    }
+    if (
+      options.mappedFitFactor !== undefined &&
+      (typeof options.mappedFitFactor !== 'number' ||
+        !(options.mappedFitFactor === 0 || options.mappedFitFactor >= 1))
+    ) {
+      throw new ArgumentRangeError(
+        'mappedFitFactor',
+        'must be 0 (off) or a number ≥ 1 (Infinity: any size)',
+        options.mappedFitFactor,
       );
     }
     // Every option is checked above: only now is anything reserved on the device, so bad input

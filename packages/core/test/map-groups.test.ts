@@ -137,3 +137,116 @@ describe('VmmBacking over map groups', () => {
     pool.destroy();
   });
 });
+
+describe('swap budget (swapsPerRaise) on a device with multi-page allocations', () => {
+  function run(swapsPerRaise: number): number {
+    const device = new SimulatedDevice({ capacityBytes: 1024 * MiB, allocationBytes: 4 * PAGE });
+    const pool = createPool({
+      device,
+      policy: 'bestFit',
+      detectLeaks: false,
+      swapsPerRaise,
+      mappedFitFactor: 0,
+    });
+    const a = pool.acquire(4 * PAGE); // [0, 4)
+    const fence = pool.acquire(PAGE); // [4, 5)
+    a.release();
+    const b = pool.acquire(5 * PAGE); // [5, 10): swaps [0, 4) out, the budget of 1 is spent
+    const g = pool.acquire(4 * PAGE); // [0, 4) again: nothing empty to swap, the mark rises to 10
+    g.release(); // a whole allocation window of empty pages
+    const h = pool.acquire(5 * PAGE); // [10, 15)
+    const reservedPages = pool.stats().reservedBytes / PAGE;
+    pool.checkInvariants();
+    for (const block of [fence, b, h]) block.release();
+    pool.destroy();
+    return reservedPages;
+  }
+
+  it('swaps out a whole empty allocation window even with the budget spent', () => {
+    expect(run(1)).toBe(11); // [0, 4) unmapped for [10, 15)
+  });
+
+  it('never swaps with a budget of 0', () => {
+    expect(run(0)).toBe(15);
+  });
+});
+
+describe('mapped-aware placement (mappedFitFactor)', () => {
+  /**
+   * Leaves two holes: [0, 2) unmapped (trimmed) and [3, 7) mapped but empty, with live blocks at
+   * page 2 and page 7 around them; then asks for 2 pages. Best fit alone takes [0, 2), a map call.
+   */
+  function twoHoles(allocationBytes: number, mappedFitFactor?: number) {
+    const device = new SimulatedDevice({ capacityBytes: 1024 * MiB, allocationBytes });
+    const pool = createPool({ device, policy: 'bestFit', detectLeaks: false, mappedFitFactor });
+    const x = pool.acquire(2 * PAGE); // [0, 2)
+    const y = pool.acquire(PAGE); // [2, 3)
+    const z = pool.acquire(4 * PAGE); // [3, 7)
+    const fence = pool.acquire(PAGE); // [7, 8)
+    x.release();
+    pool.trim(); // unmaps [0, 2): the only empty allocation
+    z.release(); // [3, 7) stays mapped, empty
+    const mapsBefore = device.calls.map;
+    const block = pool.acquire(2 * PAGE);
+    const result = { page: block.offset / PAGE, mapCalls: device.calls.map - mapsBefore };
+    pool.checkInvariants();
+    for (const b of [y, fence, block]) b.release();
+    pool.destroy();
+    expect(device.usedBytes).toBe(0);
+    return result;
+  }
+
+  it('on a device with multi-page allocations, fills a mapped hole instead of mapping a tighter one', () => {
+    expect(twoHoles(64 * MiB)).toEqual({ page: 3, mapCalls: 0 });
+  });
+
+  it('stays plain best fit when turned off, or where every page is an allocation of its own', () => {
+    expect(twoHoles(64 * MiB, 0)).toEqual({ page: 0, mapCalls: 1 });
+    expect(twoHoles(PAGE)).toEqual({ page: 0, mapCalls: 1 });
+  });
+
+  it('takes no mapped hole larger than mappedFitFactor times the request', () => {
+    expect(twoHoles(64 * MiB, 1.5)).toEqual({ page: 0, mapCalls: 1 });
+    expect(twoHoles(64 * MiB, 2)).toEqual({ page: 3, mapCalls: 0 });
+  });
+});
+
+describe('map-ahead (mapAheadFraction)', () => {
+  it('extends a run that lifts the high-water mark within its allocation window, as far as the fraction allows', () => {
+    const device = new SimulatedDevice({ capacityBytes: 1024 * MiB, allocationBytes: 8 * PAGE });
+    const pool = createPool({ device, policy: 'bestFit', detectLeaks: false, mapAheadFraction: 1 });
+    const a = pool.acquire(2 * PAGE); // touches 2 pages: 2 more may be mapped ahead
+    expect(device.calls.map).toBe(1);
+    expect(pool.stats().reservedBytes).toBe(4 * PAGE);
+    const b = pool.acquire(2 * PAGE); // [2, 4): mapped ahead, no call
+    expect(device.calls.map).toBe(1);
+    const c = pool.acquire(6 * PAGE); // [4, 10): 4 to the window's end, then 2 in the next window
+    expect(pool.snapshot().arenas[0]!.mappedRuns).toEqual([
+      [0, 4],
+      [4, 4],
+      [8, 8],
+    ]);
+    pool.checkInvariants();
+    for (const block of [a, b, c]) block.release();
+    expect(pool.trim()).toBe(16 * PAGE);
+    pool.destroy();
+    expect(device.usedBytes).toBe(0);
+  });
+
+  it('maps only the block when the device has no room for the pages ahead', () => {
+    // limitBytes above the device's capacity: the device, not the pool's limit, refuses the 4 pages.
+    const device = new SimulatedDevice({ capacityBytes: 3 * PAGE, allocationBytes: 8 * PAGE });
+    const pool = createPool({
+      device,
+      policy: 'bestFit',
+      detectLeaks: false,
+      mapAheadFraction: 1,
+      limitBytes: 16 * PAGE,
+    });
+    const a = pool.acquire(2 * PAGE); // 4 pages would not fit the device: 2 are mapped
+    expect(pool.stats().reservedBytes).toBe(2 * PAGE);
+    a.release();
+    pool.destroy();
+    expect(device.usedBytes).toBe(0);
+  });
+});

@@ -85,6 +85,9 @@ describe('releaseIdle', () => {
     expect(() => createPool({ device, releaseAfterMs: 'soon' as never })).toThrow(InvalidArgumentError);
     expect(() => createPool({ device, highWaterSlack: -0.1 })).toThrow(ArgumentRangeError);
     expect(() => createPool({ device, swapsPerRaise: Number.NaN })).toThrow(ArgumentRangeError);
+    expect(() => createPool({ device, mappedFitFactor: 0.5 })).toThrow(ArgumentRangeError);
+    expect(() => createPool({ device, mappedFitFactor: '8' as never })).toThrow(ArgumentRangeError);
+    expect(() => createPool({ device, mapAheadFraction: 1.5 })).toThrow(ArgumentRangeError);
     expect(() => createPool({ device, detectLeaks: 'maybe' as never })).toThrow(InvalidArgumentError);
     expect(() => createPool({ device, blockCacheBytes: -1 })).toThrow(ArgumentRangeError);
     expect(device.openAllocations).toEqual({ ranges: 0, segments: 0 });

@@ -22,6 +22,10 @@
  * Optional: `addArena(address, bytes)`: like addRange, for a range far larger than any block (a VMM
  * arena's address space, given once), which a policy may divide into regions; without it the
  * backing calls addRange.
+ *
+ * Optional: `preferMapped(fit)`: a VMM backing whose device unmaps only whole multi-page allocations
+ * hands the policy a `MappedFit` (or null to turn it off), so that it can prefer free space whose
+ * pages are mapped already to space that needs a map call (see BestFitPolicy).
  */
 
 /** Every size a policy sees is a multiple of this (CUDA guarantees 256-byte alignment too). */
@@ -33,6 +37,7 @@ export interface Policy {
   readonly cachesBlocks: boolean;
   addRange(address: number, bytes: number): void;
   addArena?(address: number, bytes: number): void;
+  preferMapped?(fit: MappedFit | null): void;
   removeRange(address: number, bytes: number): boolean;
   allocate(sizeBytes: number, alignmentBytes: number, key: string | undefined): number;
   addressOf(slot: number): number;
@@ -42,6 +47,14 @@ export interface Policy {
   freeBytes(): number;
   largestFreeBytes(): number;
   forEachFree(visit: (address: number, bytes: number) => void): void;
+}
+
+/** What a VMM backing tells a policy about mapped pages (see `Policy.preferMapped`). */
+export interface MappedFit {
+  /** True if every page that [address, address + bytes) touches is mapped. */
+  isMapped(address: number, bytes: number): boolean;
+  /** The largest free block worth taking instead of mapping new pages, as a multiple of the request. */
+  readonly mappedFitFactor: number;
 }
 
 /** Creates a fresh policy instance; each pool (and each worker slice) gets its own. */

@@ -1,0 +1,98 @@
+// Replays traces under pool configurations, each trace K times with its addresses shifted: run k
+// first acquires a block of k × 0.37 MiB that lives to the end, so every later placement starts
+// from another offset. Ratios on one layout move by several percent with any change of placement
+// (pipeline: 1.115 or 1.165 depending on the offset alone); the mean and worst over K layouts say
+// whether a configuration is better or only luckier. Prints, per trace: mean/worst ratio, mean
+// map+unmap calls, and the H100 cost model of those calls in ns per op (as backing-variants.mjs).
+// Usage: node packages/bench/scripts/backing-perturbed.mjs [--layouts 16] [--configs JSON] trace.gz...
+// A config is { name, pageMiB?, allocationMiB?, ...pool options } (default 2 MiB pages, 64 MiB allocations).
+import { createPool, GiB, MiB, readTrace, SimulatedDevice } from '@gpupool/core';
+
+const args = process.argv.slice(2);
+const flag = (name, fallback) => {
+  const i = args.indexOf(name);
+  if (i < 0) return fallback;
+  const value = args[i + 1];
+  args.splice(i, 2);
+  return value;
+};
+const layouts = Number(flag('--layouts', '16'));
+const configs = JSON.parse(flag('--configs', JSON.stringify([{ name: 'default' }])));
+const SHIFT_BYTES = Math.round(0.37 * MiB);
+
+/** Cost of one call on an H100 in µs (packages/native/tools/vmm-costs.cu; see backing-variants.mjs). */
+function modelUs(kind, allocationBytes, offsetBytes, bytes) {
+  const allocations =
+    Math.ceil((offsetBytes + bytes) / allocationBytes) - Math.floor(offsetBytes / allocationBytes);
+  const mib = bytes / MiB;
+  return kind === 'map' ? 36 + 9.5 * allocations + 0.02 * mib : 23 + 10.5 * allocations + 0.35 * mib;
+}
+
+function replay(trace, config, k) {
+  const { name: _name, pageMiB = 2, allocationMiB = 64, ...options } = config;
+  const device = new SimulatedDevice({
+    capacityBytes: 80 * GiB,
+    pageBytes: pageMiB * MiB,
+    allocationBytes: allocationMiB * MiB,
+  });
+  const spent = { calls: 0, us: 0 };
+  for (const kind of ['map', 'unmap']) {
+    const inner = device[kind].bind(device);
+    device[kind] = (range, offsetBytes, bytes) => {
+      spent.calls++;
+      spent.us += modelUs(kind, device.allocationBytes, offsetBytes, bytes);
+      return inner(range, offsetBytes, bytes);
+    };
+  }
+  const pool = createPool({ device, detectLeaks: false, ...options });
+  const shift = k > 0 ? pool.acquire(k * SHIFT_BYTES) : undefined;
+  const blocks = new Array(trace.idCount);
+  let live = shift?.bytes ?? 0;
+  let peakLive = live;
+  let peakReserved = 0;
+  for (let i = 0; i < trace.length; i++) {
+    const id = trace.ids[i];
+    if (trace.kinds[i] === 0) {
+      live += trace.bytes[i];
+      if (live > peakLive) peakLive = live;
+      blocks[id] = pool.acquire(trace.bytes[i]);
+      const reserved = pool.stats().reservedBytes;
+      if (reserved > peakReserved) peakReserved = reserved;
+    } else {
+      live -= blocks[id].bytes;
+      blocks[id].release();
+      blocks[id] = undefined;
+    }
+  }
+  pool.destroy();
+  device.destroy?.();
+  return { ratio: peakReserved / peakLive, calls: spent.calls, nsPerOp: (spent.us * 1e3) / trace.length };
+}
+
+const traces = args.map((path) => readTrace(path));
+console.log(`per trace: mean/worst ratio over ${layouts} layouts · mean map+unmap calls · H100 model ns/op`);
+for (const config of configs) {
+  const cells = [];
+  let logMean = 0;
+  let logWorst = 0;
+  for (const trace of traces) {
+    let sum = 0;
+    let worst = 0;
+    let calls = 0;
+    let ns = 0;
+    for (let k = 0; k < layouts; k++) {
+      const r = replay(trace, config, k);
+      sum += r.ratio;
+      worst = Math.max(worst, r.ratio);
+      calls += r.calls;
+      ns += r.nsPerOp;
+    }
+    cells.push(
+      `${trace.name} ${(sum / layouts).toFixed(4)}/${worst.toFixed(4)} ${(calls / layouts).toFixed(0)} ${(ns / layouts).toFixed(0)} ns`,
+    );
+    logMean += Math.log(sum / layouts);
+    logWorst += Math.log(worst);
+  }
+  const geo = (x) => Math.exp(x / traces.length).toFixed(4);
+  console.log(`${config.name}: ${cells.join(' | ')} · geomean ${geo(logMean)} (worst ${geo(logWorst)})`);
+}
