@@ -68,8 +68,9 @@ done
 step peers 170 python3 "$PEERS" "${TRACES[@]}" --runs 5 --timeout 45 >"$D/peers.jsonl"
 
 # 3. Latency: warm-pool acquire+release by size and policy, plus raw cudaMalloc, cudaMallocAsync
-#    and one VMM page map timed in C++. Each policy in its own process (the command's default).
-step latency-cuda 60 "${BENCH[@]}" latency --device cuda --json >"$D/latency-cuda.json"
+#    and one VMM page map timed in C++. Each policy in 3 fresh processes, median of their medians
+#    (the command's default: one process's figure varies by ±20 % with V8's compiled code).
+step latency-cuda 150 "${BENCH[@]}" latency --device cuda --json >"$D/latency-cuda.json"
 
 # 4. Scaling 1-8 worker threads: per-thread slices vs one lock-protected shared pool, on the GPU.
 step scaling-cuda 100 "${BENCH[@]}" scaling --device cuda --workers 1,2,4,8 --runs 5 --pairs 200000 --json \

@@ -16,7 +16,12 @@ import {
   stringOption,
 } from './args.js';
 import { runCapacity } from './commands/capacity.js';
-import { LATENCY_RUN_TARGET_MS_DEFAULT, LATENCY_SIZES_BYTES, runLatency } from './commands/latency.js';
+import {
+  LATENCY_PROCESSES_DEFAULT,
+  LATENCY_RUN_TARGET_MS_DEFAULT,
+  LATENCY_SIZES_BYTES,
+  runLatency,
+} from './commands/latency.js';
 import { mergeFiles } from './commands/merge.js';
 import { REPLAY_RUNS_DEFAULT, runReplay } from './commands/replay.js';
 import {
@@ -52,7 +57,8 @@ commands:
                          --cuda-mode vmm|malloc|mallocAsync  --capacity-gib N  --runs N (default ${REPLAY_RUNS_DEFAULT})  --detail
   latency                acquire+release pair time by size   --policy  --device  --runs  --sizes BYTES,...
                          --run-ms N  --warmup-ms N  --no-raw (skip raw CUDA timings)
-                         each policy runs in its own fresh process; --in-process: all in this one
+                         each policy runs in --processes N fresh processes (default 3; median of
+                         their medians); --in-process: all in this one
   scaling                throughput by thread count          --workers 1,2,4,8  --device host|cuda  --runs  --pairs N
                          --warmup-ms N (untimed pairs per thread first; default ${SCALING_WARMUP_MS_DEFAULT})
   capacity <trace.gz...> smallest device that completes      --policy
@@ -167,6 +173,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
           runs: 'string',
           sizes: 'string',
           'in-process': 'boolean',
+          processes: 'string',
           'no-raw': 'boolean',
           'run-ms': 'string',
           'warmup-ms': 'string',
@@ -185,6 +192,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
         runTargetMs,
         warmupMs: numberOption(args, 'warmup-ms', runTargetMs, 0, 600_000),
         isolate: !flag(args, 'in-process'),
+        processes: intOption(args, 'processes', LATENCY_PROCESSES_DEFAULT, 1, 100),
         skipRaw: flag(args, 'no-raw'),
         progress: progressFor(json)('latency', 1),
       });
@@ -349,6 +357,7 @@ async function runSuite(
       runs,
       runTargetMs: quick ? 10 : undefined,
       sizesBytes: quick ? [512, 131072, 32 * 2 ** 20] : undefined,
+      processes: quick ? 1 : undefined,
     }),
   );
   if (spec.kind === 'simulated' && !quick)

@@ -55,8 +55,10 @@ export interface MemoryMap {
 export interface LatencyRow {
   policy: string;
   bytes: number;
-  /** Median ns per acquire+release pair on a warm pool. */
+  /** Median ns per acquire+release pair on a warm pool (over processes, when several ran). */
   nsPerPair: number;
+  /** Each fresh process's median, when the policy ran in several (latency --processes). */
+  nsPerPairByProcess?: number[];
 }
 
 export interface RawLatencyRow {
@@ -81,6 +83,8 @@ export interface LatencyRecord {
    * or all in one process one after another ('in-process', `--in-process`). Absent in older records.
    */
   isolation?: 'process-per-policy' | 'in-process';
+  /** Fresh processes per policy whose medians were combined (process-per-policy only). */
+  processes?: number;
 }
 
 export interface ScalingRow {

@@ -89,6 +89,7 @@ describe('bad command lines', () => {
     [['replay', 'x.gz', '--device', 'tpu'], 2, /--device must be one of simulated, host, cuda/],
     [['replay', 'x.gz', '--policy', 'nope'], 2, /unknown policy "nope"/],
     [['latency', '--cuda-mode', 'malloc'], 2, /--cuda-mode needs --device cuda/],
+    [['latency', '--processes', '0'], 2, /--processes/],
     [['replay', join(dir, 'missing.trace.gz')], 4, /trace file not found/],
   ])('%j exits %i with a clear message', async (argv, code, message) => {
     const r = await cli(...argv);
@@ -148,6 +149,8 @@ describe('other commands', () => {
         '512,65536',
         '--policy',
         'bestFit,tlsf',
+        '--processes',
+        '3',
       );
       expect(err).toBe('');
       expect(code).toBe(0);
@@ -157,7 +160,14 @@ describe('other commands', () => {
         device: 'simulated',
         runs: 1,
         isolation: 'process-per-policy',
+        processes: 3,
       });
+      // Each row is the median of its three processes' medians.
+      for (const row of r.pool) {
+        expect(row.nsPerPairByProcess).toHaveLength(3);
+        const sorted = [...row.nsPerPairByProcess].sort((a: number, b: number) => a - b);
+        expect(row.nsPerPair).toBe(sorted[1]);
+      }
       expect(r.pool.map((x: { policy: string; bytes: number }) => `${x.policy}:${x.bytes}`)).toEqual([
         'bestFit:512',
         'bestFit:65536',
@@ -180,6 +190,8 @@ describe('other commands', () => {
         '512',
         '--policy',
         'tlsf',
+        '--processes',
+        '1',
       );
       expect(table.code).toBe(0);
       expect(table.out).toMatch(/each policy in its own process/);

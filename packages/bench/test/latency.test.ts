@@ -86,6 +86,7 @@ describe('latency: one process per policy', () => {
       runs: 1,
       runTargetMs: 1,
       warmupMs: 0,
+      processes: 1,
     });
     expect(spawned.map((s) => s.file)).toEqual([process.execPath, process.execPath, process.execPath]);
     expect(spawned.every((s) => s.args[0]!.endsWith('cli.js') && s.args.includes('--in-process'))).toBe(true);
@@ -96,6 +97,40 @@ describe('latency: one process per policy', () => {
     ]);
     expect(record.isolation).toBe('process-per-policy');
     expect(record.pool.map((r) => r.policy)).toEqual(['exactShape', 'tlsf', 'bestFit']);
+  });
+
+  it.skipIf(!builtCli)(
+    'processes: N starts N fresh processes per policy and reports their median',
+    async () => {
+      spawned.length = 0;
+      const record = await runLatency({
+        policies: ['tlsf', 'bestFit'],
+        sizesBytes: [512],
+        runs: 1,
+        runTargetMs: 1,
+        warmupMs: 0,
+        processes: 2,
+      });
+      expect(spawned.map((s) => s.args[s.args.indexOf('--policy') + 1])).toEqual([
+        'tlsf',
+        'tlsf',
+        'bestFit',
+        'bestFit',
+      ]);
+      expect(record.processes).toBe(2);
+      for (const row of record.pool) {
+        const [a, b] = row.nsPerPairByProcess!;
+        expect(row.nsPerPair).toBeCloseTo((a! + b!) / 2, 9);
+      }
+    },
+  );
+
+  it('rejects processes that are not a positive integer, before starting anything', async () => {
+    spawned.length = 0;
+    await expect(runLatency({ policies: ['tlsf'], sizesBytes: [512], processes: 0 })).rejects.toThrow(
+      /processes must be an integer ≥ 1/,
+    );
+    expect(spawned).toEqual([]);
   });
 
   it('isolate: false starts no process', async () => {

@@ -30,7 +30,7 @@ async function fullBundle(): Promise<ResultsBundle> {
     source: 'peer',
   };
   bundle.replays.push(peer);
-  bundle.latency.push(await runLatency({ runs: 1, runTargetMs: 1, sizesBytes: [512, 65536] }));
+  bundle.latency.push(await runLatency({ runs: 1, runTargetMs: 1, sizesBytes: [512, 65536], processes: 1 }));
   bundle.scaling.push({
     kind: 'scaling',
     device: 'host',

@@ -9,8 +9,11 @@
  * configuration, so if it gives pages back between pairs, that cost is measured too. The
  * iteration count is calibrated per (policy, size) so one run takes about `runTargetMs`.
  *
- * Each policy is timed in its own fresh Node process (this CLI, `latency --policy P
- * --in-process --no-raw --json`), one after another, and the rows are merged. In one process, the
+ * Each policy is timed in its own fresh Node processes (this CLI, `latency --policy P
+ * --in-process --no-raw --json`), one after another, and the rows are merged: `processes` of them
+ * per policy (default 3), and each size reports the median over those processes, because the
+ * same code measured 40 ns in one fresh process and 60 ns in the next (V8's compiled code differs
+ * from process to process) — one process's number is a draw, not the pair's cost. In one process, the
  * pool's call sites (acquire → policy.allocate, …) would have seen every policy timed before, and
  * a later policy would run on polymorphic call sites that a real program, which uses one policy,
  * never has. `isolate: false` (CLI `--in-process`) times every policy in the calling process.
@@ -30,6 +33,8 @@ import { resolvePolicies } from './replay.js';
 export const LATENCY_SIZES_BYTES: readonly number[] = [512, 8192, 131072, 2 * MiB, 32 * MiB, 256 * MiB];
 export const LATENCY_RUNS_DEFAULT = 5;
 export const LATENCY_RUN_TARGET_MS_DEFAULT = 40;
+/** Fresh processes per policy whose medians are combined (isolated runs only). */
+export const LATENCY_PROCESSES_DEFAULT = 3;
 const ITERATIONS_MAX = 2_000_000;
 /**
  * The first (policy, size) a process times warms up this many times longer: its pairs start in
@@ -58,6 +63,8 @@ export interface LatencyBenchOptions {
    * that other policies made polymorphic. false: every policy in this process, one after another.
    */
   isolate?: boolean;
+  /** Fresh processes per policy when isolated (default 3); each size reports their median. */
+  processes?: number;
   progress?: Progress;
 }
 
@@ -69,6 +76,9 @@ export async function runLatency(options: LatencyBenchOptions = {}): Promise<Lat
   const targetMs = options.runTargetMs ?? LATENCY_RUN_TARGET_MS_DEFAULT;
   const warmupMs = options.warmupMs ?? targetMs;
   const isolate = options.isolate ?? true;
+  const processes = isolate ? (options.processes ?? LATENCY_PROCESSES_DEFAULT) : 1;
+  if (!Number.isInteger(processes) || processes < 1)
+    throw new BenchUsageError(`processes must be an integer ≥ 1 (got ${options.processes})`);
   const pool: LatencyRow[] = [];
   let iterationsUsed = 0;
   const total = policies.length * sizes.length;
@@ -77,13 +87,17 @@ export async function runLatency(options: LatencyBenchOptions = {}): Promise<Lat
     if (isolate) {
       const cli = benchCliFile();
       for (const policy of policies) {
-        options.progress?.update(pool.length, `${policy} (own process)`);
-        const child = await latencyInChild(
-          cli,
-          latencyChildArgs(policy, spec, sizes, runs, targetMs, warmupMs),
-        );
-        iterationsUsed = Math.max(iterationsUsed, child.iterations);
-        pool.push(...child.pool);
+        const children: LatencyRecord[] = [];
+        for (let k = 0; k < processes; k++) {
+          options.progress?.update(pool.length, `${policy} (process ${k + 1} of ${processes})`);
+          const child = await latencyInChild(
+            cli,
+            latencyChildArgs(policy, spec, sizes, runs, targetMs, warmupMs),
+          );
+          iterationsUsed = Math.max(iterationsUsed, child.iterations);
+          children.push(child);
+        }
+        pool.push(...medianOverProcesses(policy, sizes, children));
       }
     } else {
       const device = await createDevice(spec.kind === 'host' ? { ...spec, capacityBytes: 1024 * MiB } : spec);
@@ -113,12 +127,31 @@ export async function runLatency(options: LatencyBenchOptions = {}): Promise<Lat
     raw: [],
     isolation: isolate ? 'process-per-policy' : 'in-process',
   };
+  if (isolate) record.processes = processes;
   if (spec.kind !== 'cuda' || options.skipRaw === true) {
     record.rawSkipped = spec.kind !== 'cuda' ? 'raw CUDA timings need --device cuda' : 'skipped';
   } else {
     record.raw = await rawCudaLatency(sizes, runs);
   }
   return record;
+}
+
+/** One row per size: the median over the processes' medians, with each process's value kept. */
+function medianOverProcesses(
+  policy: string,
+  sizes: readonly number[],
+  children: readonly LatencyRecord[],
+): LatencyRow[] {
+  return sizes.map((bytes) => {
+    const perProcess = children.map((c) => {
+      const row = c.pool.find((r) => r.policy === policy && r.bytes === bytes);
+      if (row === undefined) throw new Error(`latency child process gave no row for ${policy} at ${bytes} B`);
+      return row.nsPerPair;
+    });
+    const row: LatencyRow = { policy, bytes, nsPerPair: median(perProcess) };
+    if (perProcess.length > 1) row.nsPerPairByProcess = perProcess;
+    return row;
+  });
 }
 
 /** dist/cli.js (the `gpupool-bench` bin), found from dist/ (built) or from src/commands/ (tests run on sources). */

@@ -77,7 +77,10 @@ export function latencyTable(record: LatencyRecord): string {
 }
 
 function isolationNote(record: LatencyRecord): string {
-  if (record.isolation === 'process-per-policy') return '; each policy in its own process';
+  if (record.isolation === 'process-per-policy')
+    return record.processes !== undefined && record.processes > 1
+      ? `; each policy in ${record.processes} fresh processes, median of their medians`
+      : '; each policy in its own process';
   if (record.isolation === 'in-process') return '; all policies in one process';
   return '';
 }
