@@ -215,6 +215,22 @@ export class Pool implements BlockOwner, Disposable {
    */
   acquire(request: AcquireRequest, options?: AcquireOptions): Block {
     if (this.destroyedFlag) throw new PoolDestroyedError('acquire');
+    // The common call, acquire(bytes) without options, stays in this function; shapes and options
+    // are parsed out of line, which keeps it small enough for V8 to inline the placement into it.
+    if (
+      typeof request === 'number' &&
+      options === undefined &&
+      Number.isInteger(request) &&
+      request >= 0 &&
+      request <= MAX_BLOCK_BYTES
+    ) {
+      return this.acquireParsed(request, undefined, undefined, 0, POLICY_GRANULE_BYTES);
+    }
+    return this.acquireChecked(request, options);
+  }
+
+  /** acquire() for shapes, options, or input that may be invalid: checks everything first. */
+  private acquireChecked(request: AcquireRequest, options: AcquireOptions | undefined): Block {
     let bytes: number;
     let shape: readonly number[] | undefined;
     let dtype: DType | undefined;
@@ -256,13 +272,20 @@ export class Pool implements BlockOwner, Disposable {
         if (a > alignmentBytes) alignmentBytes = a;
       }
     }
+    return this.acquireParsed(bytes, shape, dtype, stream, alignmentBytes);
+  }
+
+  /** acquire() once its arguments are checked. */
+  private acquireParsed(
+    bytes: number,
+    shape: readonly number[] | undefined,
+    dtype: DType | undefined,
+    stream: StreamHandle,
+    alignmentBytes: number,
+  ): Block {
     const sizeBytes =
       bytes <= POLICY_GRANULE_BYTES ? POLICY_GRANULE_BYTES : alignUp(bytes, POLICY_GRANULE_BYTES);
-    const key = this.policy.cachesBlocks
-      ? shape === undefined
-        ? undefined
-        : `${dtype}:${shape.join(',')}`
-      : undefined;
+    const key = shape !== undefined && this.policy.cachesBlocks ? `${dtype}:${shape.join(',')}` : undefined;
 
     // Finish this stream's pending frees (and any other stream's that are done) first, so a block
     // released on this stream is reused at once. Cached blocks are safe for any stream: only frees
@@ -272,20 +295,26 @@ export class Pool implements BlockOwner, Disposable {
       this.blockCache !== null && alignmentBytes === POLICY_GRANULE_BYTES
         ? this.blockCache.take(sizeBytes)
         : -1;
-    const fromCache = slot >= 0;
-    const callsBefore = fromCache ? 0 : this.backing.deviceCalls;
-    if (!fromCache) slot = this.place(sizeBytes, alignmentBytes, key, bytes);
+    if (slot >= 0) {
+      this.reuses++; // a cached block is placed and mapped already: reserved memory is unchanged
+    } else {
+      const callsBefore = this.backing.deviceCalls;
+      slot = this.place(sizeBytes, alignmentBytes, key, bytes);
+      if (this.backing.deviceCalls === callsBefore) this.reuses++;
+      const reserved = this.backing.reservedBytes;
+      if (reserved > this.peakReservedBytes) this.peakReservedBytes = reserved;
+    }
     const id = this.nextBlockId++;
     this.slotLive[slot] = 1;
     this.slotBytes[slot] = bytes;
     this.slotBlockId[slot] = id;
     this.slotStream[slot] = stream;
-    this.slotShape[slot] = shape;
-    this.slotDtype[slot] = dtype;
-    const createdMs = this.leakAgeMs > 0 || this.captureStacks ? Date.now() : 0;
-    this.slotCreatedMs[slot] = createdMs;
-    if (this.leakAgeMs > 0) this.slotAgedReported[slot] = 0;
-    if (this.captureStacks) this.slotStack[slot] = new Error('allocated here').stack;
+    // Shapes are rare: the slot's entries are undefined unless set here (retire clears them).
+    if (shape !== undefined) {
+      this.slotShape[slot] = shape;
+      this.slotDtype[slot] = dtype;
+    }
+    if (this.leakAgeMs > 0 || this.captureStacks) this.noteCreation(slot);
     const address = this.policy.addressOf(slot);
     const block = new Block(
       this,
@@ -303,16 +332,16 @@ export class Pool implements BlockOwner, Disposable {
     this.liveBlocks++;
     this.liveBytes += bytes;
     if (this.liveBytes > this.peakLiveBytes) this.peakLiveBytes = this.liveBytes;
-    if (fromCache) {
-      this.reuses++; // a cached block is placed and mapped already: reserved memory is unchanged
-    } else {
-      if (this.backing.deviceCalls === callsBefore) this.reuses++;
-      const reserved = this.backing.reservedBytes;
-      if (reserved > this.peakReservedBytes) this.peakReservedBytes = reserved;
-    }
     if (this.leakDetector !== null && (id & this.leakSampleMask) === 0) this.leakDetector.watch(block, slot);
     if (this.recorder !== null) this.recorder.acquired(id, bytes);
     return block;
+  }
+
+  /** Creation time (leakAgeMs, snapshots) and stack (captureStacks) of a new block. */
+  private noteCreation(slot: number): void {
+    this.slotCreatedMs[slot] = Date.now();
+    if (this.leakAgeMs > 0) this.slotAgedReported[slot] = 0;
+    if (this.captureStacks) this.slotStack[slot] = new Error('allocated here').stack;
   }
 
   /** Same as `block.release()`, with a check that the block is this pool's. */
@@ -612,7 +641,10 @@ export class Pool implements BlockOwner, Disposable {
     const event =
       stream !== 0 && this.device.streams !== undefined ? this.device.streams.recordEvent(stream) : -1;
     this.slotLive[slot] = 0;
-    this.slotShape[slot] = undefined;
+    if (this.slotShape[slot] !== undefined) {
+      this.slotShape[slot] = undefined;
+      this.slotDtype[slot] = undefined;
+    }
     if (this.captureStacks) this.slotStack[slot] = undefined;
     this.liveBlocks--;
     this.liveBytes -= this.slotBytes[slot]!;
