@@ -12,11 +12,11 @@
  * Each policy is timed in its own fresh Node processes (this CLI, `latency --policy P
  * --in-process --no-raw --json`), one after another, and the rows are merged: `processes` of them
  * per policy (default 3), and each size reports the median over those processes, because the
- * same code measured 40 ns in one fresh process and 60 ns in the next (V8's compiled code differs
- * from process to process) — one process's number is a draw, not the pair's cost. In one process, the
- * pool's call sites (acquire → policy.allocate, …) would have seen every policy timed before, and
- * a later policy would run on polymorphic call sites that a real program, which uses one policy,
- * never has. `isolate: false` (CLI `--in-process`) times every policy in the calling process.
+ * same code measured 40 ns in one fresh process and 60 ns in the next (on shared machines a
+ * process's speed depends on the CPU it lands on and its neighbours' load) — one process's number
+ * is a draw, not the pair's cost. In one process, the pool's call sites (acquire →
+ * policy.allocate, …) would have seen every policy timed before, and a later policy would run on
+ * polymorphic call sites that a real program, which uses one policy, never has. `isolate: false` (CLI `--in-process`) times every policy in the calling process.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
