@@ -111,7 +111,9 @@ export class SlicePool extends Pool {
 
   /** @internal Called by Block.release(). */
   override releaseBlock(block: Block): void {
-    if (block._owner === this && this.exported.get(block.offset) === block) this.unexport(block);
+    // Most blocks never leave their thread: skip the table lookup while nothing is exported.
+    if (this.exported.size !== 0 && block._owner === this && this.exported.get(block.offset) === block)
+      this.unexport(block);
     super.releaseBlock(block);
     if (this.remoteFreesWaiting()) this.mergeRemoteFrees();
   }
