@@ -145,6 +145,24 @@ export class InjectedFaultError extends DeviceOutOfMemoryError {
   }
 }
 
+const REFUSAL_CODES: ReadonlySet<unknown> = new Set([
+  'ERR_GPUPOOL_DEVICE_OUT_OF_MEMORY',
+  'ERR_GPUPOOL_INJECTED_FAULT',
+]);
+
+/**
+ * @internal A device refused memory (DeviceOutOfMemoryError, injected faults included), recognised
+ * by its stable code as well as by class: a device may throw errors of another copy of core (a
+ * CommonJS and an ESM copy in one process, or a native package built against core's dist), which
+ * `instanceof` alone would miss.
+ */
+export function isDeviceRefusal(error: unknown): boolean {
+  return (
+    error instanceof DeviceOutOfMemoryError ||
+    (typeof error === 'object' && error !== null && REFUSAL_CODES.has((error as { code?: unknown }).code))
+  );
+}
+
 export class TraceFormatError extends GpuPoolError {
   readonly line: number;
   constructor(line: number, message: string) {

@@ -16,11 +16,11 @@ import { HostDevice } from './devices/host-device.js';
 import { bytesOfShape, checkBytes, checkDType, type DType, MAX_BLOCK_BYTES } from './dtype.js';
 import {
   ArgumentRangeError,
-  DeviceOutOfMemoryError,
   DoubleReleaseError,
   ForeignBlockError,
   InvalidArgumentError,
   InvariantError,
+  isDeviceRefusal,
   OutOfMemoryError,
   PoolDestroyedError,
 } from './errors.js';
@@ -235,8 +235,7 @@ export class Pool implements BlockOwner, Disposable {
     let shape: readonly number[] | undefined;
     let dtype: DType | undefined;
     if (typeof request === 'number') {
-      bytes = request;
-      if (!(Number.isInteger(bytes) && bytes >= 0 && bytes <= MAX_BLOCK_BYTES)) checkBytes(bytes, 'bytes');
+      bytes = checkBytes(request, 'bytes');
     } else if (typeof request === 'object' && request !== null && !Array.isArray(request)) {
       dtype = request.dtype === undefined ? 'float16' : checkDType(request.dtype, 'dtype');
       bytes = bytesOfShape(request.shape, dtype);
@@ -778,22 +777,9 @@ export class Pool implements BlockOwner, Disposable {
 /** The policy had no room and the backing could not grow: handled like a device refusal. */
 class NoFitError extends Error {}
 
-const REFUSAL_CODES: ReadonlySet<unknown> = new Set([
-  'ERR_GPUPOOL_DEVICE_OUT_OF_MEMORY',
-  'ERR_GPUPOOL_INJECTED_FAULT',
-]);
-
-/**
- * A device refusal, recognised by its stable code as well as by class, because a device may
- * throw errors of another copy of core (a CommonJS and an ESM copy in one process, or a native
- * package built against core's dist), which `instanceof` alone would miss.
- */
+/** A device refusal (any copy of core, see isDeviceRefusal) or no room in the policy. */
 function isRefusal(error: unknown): boolean {
-  return (
-    error instanceof DeviceOutOfMemoryError ||
-    error instanceof NoFitError ||
-    (typeof error === 'object' && error !== null && REFUSAL_CODES.has((error as { code?: unknown }).code))
-  );
+  return error instanceof NoFitError || isDeviceRefusal(error);
 }
 
 const globalPools = new WeakMap<Device, Pool>();

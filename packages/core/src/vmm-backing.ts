@@ -31,7 +31,7 @@
  */
 import type { ArenaRef, ArenaSnapshot, Backing } from './backing.js';
 import type { AddressRange, Device } from './device.js';
-import { DeviceError, DeviceOutOfMemoryError } from './errors.js';
+import { DeviceError, DeviceOutOfMemoryError, isDeviceRefusal } from './errors.js';
 import type { MappedFit, Policy } from './policies/policy.js';
 
 export interface VmmBackingOptions {
@@ -431,7 +431,7 @@ export class VmmBacking implements Backing, MappedFit {
     this.emptyMappedPages -= b - a + 1;
     if (this.groupWindow === 1) {
       this.emptyGroupPages -= b - a + 1;
-      this.setBits(a, b, false);
+      setBitRange(this.emptyBits, a, b, false);
       return;
     }
     for (let p = a; p <= b; ) {
@@ -452,7 +452,7 @@ export class VmmBacking implements Backing, MappedFit {
     if (this.groupWindow === 1) {
       this.emptyGroupPages += b - a + 1;
       if (this.agesTracked) this.emptySince.fill(this.epoch, a, b + 1);
-      this.setBits(a, b, true);
+      setBitRange(this.emptyBits, a, b, true);
       if (b >>> 5 > this.emptyWordMax) this.emptyWordMax = b >>> 5;
       return;
     }
@@ -463,11 +463,6 @@ export class VmmBacking implements Backing, MappedFit {
       if (this.groupBusy[g] === 0) this.markEmpty(g);
       p = end;
     }
-  }
-
-  /** Sets or clears bits [a, b] of emptyBits, a word at a time. */
-  private setBits(a: number, b: number, on: boolean): void {
-    setBitRange(this.emptyBits, a, b, on);
   }
 
   /** Pages that may be mapped without swapping: the high-water mark, or the touched peak plus slack. */
@@ -535,7 +530,7 @@ export class VmmBacking implements Backing, MappedFit {
       this.mapRun(start, end);
       return true;
     } catch (error) {
-      if (error instanceof DeviceOutOfMemoryError) return false;
+      if (isDeviceRefusal(error)) return false;
       throw error;
     }
   }

@@ -12,8 +12,8 @@
  * pages of an allocation that a live block still touches, so free space in mapped pages is worth
  * filling before mapping more: one map call fewer, and one swap fewer at the high-water mark.
  */
-import { type MappedFit, POLICY_GRANULE_BYTES } from './policy.js';
-import { FL_COUNT, NONE, SegregatedBins, SL_COUNT } from './segregated-bins.js';
+import type { MappedFit } from './policy.js';
+import { binMinBytes, FL_COUNT, NONE, SegregatedBins, SL_COUNT } from './segregated-bins.js';
 
 export class BestFitPolicy extends SegregatedBins {
   readonly name: string = 'bestFit';
@@ -88,10 +88,4 @@ export class BestFitPolicy extends SegregatedBins {
     }
     return best;
   }
-}
-
-/** The smallest size that segregated bin (fl, sl) holds (the inverse of mapInsert). */
-function binMinBytes(fl: number, sl: number): number {
-  const units = fl === 0 ? sl : (SL_COUNT + sl) * 2 ** (fl - 1);
-  return units * POLICY_GRANULE_BYTES;
 }

@@ -23,6 +23,12 @@ const UNUSED = 0;
 const USED = 1;
 const FREE = 2;
 
+/** The smallest size that bin (fl, sl) holds: the inverse of mapInsert. */
+export function binMinBytes(fl: number, sl: number): number {
+  const units = fl === 0 ? sl : (SL_COUNT + sl) * 2 ** (fl - 1);
+  return units * POLICY_GRANULE_BYTES;
+}
+
 function ctz32(x: number): number {
   return 31 - Math.clz32(x & -x);
 }
