@@ -7,26 +7,13 @@
 // Usage: node packages/bench/scripts/backing-perturbed.mjs [--layouts 16] [--configs JSON] trace.gz...
 // A config is { name, pageMiB?, allocationMiB?, ...pool options } (default 2 MiB pages, 64 MiB allocations).
 import { createPool, GiB, MiB, readTrace, SimulatedDevice } from '@gpupool/core';
+import { takeFlag, vmmCallModelUs } from './script-support.mjs';
 
 const args = process.argv.slice(2);
-const flag = (name, fallback) => {
-  const i = args.indexOf(name);
-  if (i < 0) return fallback;
-  const value = args[i + 1];
-  args.splice(i, 2);
-  return value;
-};
+const flag = (name, fallback) => takeFlag(args, name, fallback);
 const layouts = Number(flag('--layouts', '16'));
 const configs = JSON.parse(flag('--configs', JSON.stringify([{ name: 'default' }])));
 const SHIFT_BYTES = Math.round(0.37 * MiB);
-
-/** Cost of one call on an H100 in µs (packages/native/tools/vmm-costs.cu; see backing-variants.mjs). */
-function modelUs(kind, allocationBytes, offsetBytes, bytes) {
-  const allocations =
-    Math.ceil((offsetBytes + bytes) / allocationBytes) - Math.floor(offsetBytes / allocationBytes);
-  const mib = bytes / MiB;
-  return kind === 'map' ? 36 + 9.5 * allocations + 0.02 * mib : 23 + 10.5 * allocations + 0.35 * mib;
-}
 
 function replay(trace, config, k) {
   const { name: _name, pageMiB = 2, allocationMiB = 64, ...options } = config;
@@ -40,7 +27,7 @@ function replay(trace, config, k) {
     const inner = device[kind].bind(device);
     device[kind] = (range, offsetBytes, bytes) => {
       spent.calls++;
-      spent.us += modelUs(kind, device.allocationBytes, offsetBytes, bytes);
+      spent.us += vmmCallModelUs(kind, device.allocationBytes, offsetBytes, bytes);
       return inner(range, offsetBytes, bytes);
     };
   }

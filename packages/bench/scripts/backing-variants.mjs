@@ -7,15 +7,10 @@
 // A config is { name, policy?, pageMiB?, allocationMiB?, ...pool options } (page and allocation
 // sizes are the device's: CudaDevice or SimulatedDevice options).
 import { createPool, GiB, readTrace, replayTrace, SimulatedDevice } from '@gpupool/core';
+import { takeFlag, vmmCallModelUs } from './script-support.mjs';
 
 const args = process.argv.slice(2);
-const flag = (name, fallback) => {
-  const i = args.indexOf(name);
-  if (i < 0) return fallback;
-  const value = args[i + 1];
-  args.splice(i, 2);
-  return value;
-};
+const flag = (name, fallback) => takeFlag(args, name, fallback);
 const deviceKind = flag('--device', 'simulated');
 const runs = Number(flag('--runs', '3'));
 const configs = JSON.parse(
@@ -36,21 +31,12 @@ if (deviceKind === 'cuda') {
   if (!native.cuda.available) throw new Error(`CUDA unavailable: ${native.cuda.reason}`);
 }
 
-// Time spent in device calls, by kind; pages counted in 2 MiB units whatever the page size.
-// `modelUs` estimates what the calls would cost on an H100 from packages/native/tools/vmm-costs.cu
-// (2026-11-26): cuMemSetAccess ~36 µs per map call, cuMemCreate ~9 µs, cuMemUnmap ~23 µs per
-// call, cuMemRelease ~10.5 µs + 0.35 µs/MiB per allocation. 'page' devices create one per page.
+// Time spent in device calls, by kind; pages counted in 2 MiB units whatever the page size;
+// `modelUs`: what the calls would cost on an H100 (vmmCallModelUs).
 const spent = {
   map: { calls: 0, pages: 0, ns: 0, modelUs: 0 },
   unmap: { calls: 0, pages: 0, ns: 0, modelUs: 0 },
 };
-function modelUs(kind, device, bytes, offsetBytes) {
-  const mib = bytes / 2 ** 20;
-  const window = device.allocationBytes ?? device.pageBytes;
-  const allocations = Math.ceil((offsetBytes + bytes) / window) - Math.floor(offsetBytes / window);
-  if (kind === 'map') return 36 + 9.5 * allocations + 0.02 * mib;
-  return 23 + 10.5 * allocations + 0.35 * mib;
-}
 function instrument(device) {
   for (const kind of ['map', 'unmap']) {
     const inner = device[kind].bind(device);
@@ -62,7 +48,12 @@ function instrument(device) {
         spent[kind].ns += Number(process.hrtime.bigint() - t0);
         spent[kind].calls++;
         spent[kind].pages += bytes / (2 * 1024 * 1024);
-        spent[kind].modelUs += modelUs(kind, device, bytes, offsetBytes);
+        spent[kind].modelUs += vmmCallModelUs(
+          kind,
+          device.allocationBytes ?? device.pageBytes,
+          offsetBytes,
+          bytes,
+        );
       }
     };
   }

@@ -17,6 +17,9 @@ const { runCli } = await import('../src/cli-main.js');
 
 const builtCli = existsSync(new URL('../dist/cli.js', import.meta.url));
 
+/** One size, one short run, no warm-up: what these tests need of a timing. */
+const QUICK = { sizesBytes: [512], runs: 1, runTargetMs: 1, warmupMs: 0 } as const;
+
 describe('latency: one process per policy', () => {
   it('builds the child command line from the device spec', () => {
     expect(latencyChildArgs('tlsf', { kind: 'simulated' }, [512, 8192], 5, 40, 40)).toEqual([
@@ -82,10 +85,7 @@ describe('latency: one process per policy', () => {
     spawned.length = 0;
     const record = await runLatency({
       policies: ['exactShape', 'tlsf', 'bestFit'],
-      sizesBytes: [512],
-      runs: 1,
-      runTargetMs: 1,
-      warmupMs: 0,
+      ...QUICK,
       processes: 1,
     });
     expect(spawned.map((s) => s.file)).toEqual([process.execPath, process.execPath, process.execPath]);
@@ -105,10 +105,7 @@ describe('latency: one process per policy', () => {
       spawned.length = 0;
       const record = await runLatency({
         policies: ['tlsf', 'bestFit'],
-        sizesBytes: [512],
-        runs: 1,
-        runTargetMs: 1,
-        warmupMs: 0,
+        ...QUICK,
         processes: 2,
       });
       expect(spawned.map((s) => s.args[s.args.indexOf('--policy') + 1])).toEqual([
@@ -137,9 +134,7 @@ describe('latency: one process per policy', () => {
     spawned.length = 0;
     const record = await runLatency({
       policies: ['tlsf', 'bestFit'],
-      sizesBytes: [512],
-      runs: 1,
-      runTargetMs: 1,
+      ...QUICK,
       isolate: false,
     });
     expect(spawned).toEqual([]);
