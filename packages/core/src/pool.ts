@@ -568,6 +568,8 @@ export class Pool implements BlockOwner, Disposable {
     }
     if (this.backing.reservedBytes > this.limitBytes)
       throw new InvariantError('reservedBytes exceeds limitBytes');
+    const policyProblem = this.policy.checkInvariants?.();
+    if (policyProblem) throw new InvariantError(`policy ${this.policy.name}: ${policyProblem}`);
     const problem = this.backing.checkInvariants?.(occupied);
     if (problem) throw new InvariantError(`backing: ${problem}`);
   }

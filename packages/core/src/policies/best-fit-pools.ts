@@ -99,4 +99,11 @@ export class BestFitPoolsPolicy implements Policy {
     this.large.forEachFree(visit);
     this.small.forEachFree(visit);
   }
+
+  checkInvariants(): string | undefined {
+    const large = this.large.checkInvariants();
+    if (large !== undefined) return `large pool: ${large}`;
+    const small = this.small.checkInvariants();
+    return small === undefined ? undefined : `small pool: ${small}`;
+  }
 }

@@ -108,6 +108,11 @@ export class ExactShapePolicy implements Policy {
     return this.upstream.largestFreeBytes();
   }
 
+  checkInvariants(): string | undefined {
+    const upstream = this.upstream.checkInvariants();
+    return upstream === undefined ? undefined : `upstream: ${upstream}`;
+  }
+
   forEachFree(visit: (address: number, bytes: number) => void): void {
     this.upstream.forEachFree(visit);
   }

@@ -23,6 +23,10 @@
  * arena's address space, given once), which a policy may divide into regions; without it the
  * backing calls addRange.
  *
+ * Optional: `checkInvariants()`: recounts the policy's own structures (lists, bins, counters) and
+ * returns a description of the first mismatch, or undefined. Expensive: for tests and debugging;
+ * `pool.checkInvariants()` calls it.
+ *
  * Optional: `preferMapped(fit)`: a VMM backing whose device unmaps only whole multi-page allocations
  * hands the policy a `MappedFit` (or null to turn it off), so that it can prefer free space whose
  * pages are mapped already to space that needs a map call (see BestFitPolicy).
@@ -47,6 +51,7 @@ export interface Policy {
   freeBytes(): number;
   largestFreeBytes(): number;
   forEachFree(visit: (address: number, bytes: number) => void): void;
+  checkInvariants?(): string | undefined;
 }
 
 /** What a VMM backing tells a policy about mapped pages (see `Policy.preferMapped`). */

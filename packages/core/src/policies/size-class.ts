@@ -138,6 +138,11 @@ export class SizeClassPolicy implements Policy {
     return this.inner.largestFreeBytes();
   }
 
+  checkInvariants(): string | undefined {
+    const inner = this.inner.checkInvariants?.();
+    return inner === undefined ? undefined : `inner: ${inner}`;
+  }
+
   forEachFree(visit: (address: number, bytes: number) => void): void {
     this.inner.forEachFree(visit);
     for (let cls = 1; cls < CLASSES; cls++) {
