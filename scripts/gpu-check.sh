@@ -65,7 +65,9 @@ check_native() {
 
   # memcheck over every GPU test file; API errors the tests provoke on purpose are not memory errors.
   local mlog="$OUT/native-memcheck.log" mrc=0
-  if command -v compute-sanitizer >/dev/null; then
+  if [[ "${NATIVE_MEMCHECK:-1}" == 0 ]]; then
+    summary "native memcheck: skipped (NATIVE_MEMCHECK=0)"
+  elif command -v compute-sanitizer >/dev/null; then
     (cd "$dir" && GPUPOOL_GPU_LIGHT=1 timeout "${NATIVE_MEMCHECK_TIMEOUT_S:-260}" compute-sanitizer --tool memcheck --report-api-errors no \
       --target-processes all --log-file "$mlog" \
       node "$ROOT/node_modules/vitest/vitest.mjs" run test/cuda-gpu.test.ts test/cuda-conformance.test.ts --pool=threads \

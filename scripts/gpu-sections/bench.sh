@@ -21,9 +21,17 @@ if ((${#TRACES[@]} == 0)); then
   exit 1
 fi
 
+# BENCH_SKIP: step names to leave out, by prefix (e.g. "replay-sim peers scaling-pinned"), to fit
+# one device call.
 step() { # step NAME SECONDS command... : runs with a limit, logs stderr, reports failure
-  local name=$1 limit=$2
+  local name=$1 limit=$2 skip
   shift 2
+  for skip in ${BENCH_SKIP:-}; do
+    if [[ "$name" == "$skip"* ]]; then
+      echo "bench.sh: $name: skipped (BENCH_SKIP)" >&2
+      return 0
+    fi
+  done
   local t0=$SECONDS
   timeout --kill-after=10 "$limit" "$@" 2>"$D/$name.err"
   local rc=$?
@@ -80,6 +88,12 @@ if [[ ! -s "$D/scaling-cuda.json" ]]; then
     >"$D/scaling-host.json"
 fi
 
+# 4b. The same scaling with each run pinned (taskset): one thread alone on each of CPUs 0-7, then 8
+#     threads on all of them; efficiency against the sum of those CPUs alone, and the plain-JS
+#     control the same way (the host's vCPUs differ in speed). Not merged: its own file.
+step scaling-pinned 300 node packages/bench/scripts/scaling-pinned.mjs --device cuda --cpus 0-7 --json \
+  >"$D/scaling-pinned-cuda.json.txt"
+
 # 5. Merge everything into one bundle and the HTML report; the summary table is printed last.
 shopt -s nullglob
 RESULTS=()
@@ -93,3 +107,4 @@ fi
 "${BENCH[@]}" merge "$D/bundle.json" --report "$D/report.html" >"$D/summary.txt" 2>>"$D/merge.err"
 echo "== gpupool bench summary ($(head -n 3 "$D/machine.txt" | tr '\n' ' ')) =="
 cat "$D/summary.txt"
+[[ -s "$D/scaling-pinned-cuda.json.txt" ]] && echo "pinned scaling: $(cat "$D/scaling-pinned-cuda.json.txt")"

@@ -4,7 +4,8 @@
 // barrier, three times each. Prints each thread's rate: on a machine whose vCPUs differ in speed
 // (shared hosts), one thread's rate depends on the vCPU it lands on, and so does any "efficiency"
 // measured against one thread.
-// Usage: node packages/bench/scripts/thread-control.mjs
+// Usage: node packages/bench/scripts/thread-control.mjs [--threads 1,8,1,8,1,8] [--json]
+//   (--json: one line per run, { threads, perThreadOpsPerSecond, totalOpsPerSecond })
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
 const LOOP_OPS = 20_000_000;
@@ -37,12 +38,21 @@ if (isMainThread) {
         workers.push(worker);
       }
     });
-  for (const threads of [1, 8, 1, 8, 1, 8]) {
+  const args = process.argv.slice(2);
+  const json = args.includes('--json');
+  const at = args.indexOf('--threads');
+  const plan = (at >= 0 ? args[at + 1] : '1,8,1,8,1,8').split(',').map(Number);
+  if (plan.some((n) => !Number.isInteger(n) || n < 1))
+    throw new Error('--threads: a list of positive integers');
+  for (const threads of plan) {
     const rates = await run(threads);
     const total = rates.reduce((a, b) => a + b, 0);
-    console.log(
-      `threads ${threads}: per-thread M ops/s ${rates.map((r) => (r / 1e6).toFixed(1)).join(' ')} · total ${(total / 1e6).toFixed(1)}`,
-    );
+    if (json)
+      console.log(JSON.stringify({ threads, perThreadOpsPerSecond: rates, totalOpsPerSecond: total }));
+    else
+      console.log(
+        `threads ${threads}: per-thread M ops/s ${rates.map((r) => (r / 1e6).toFixed(1)).join(' ')} · total ${(total / 1e6).toFixed(1)}`,
+      );
   }
 } else {
   class Handle {

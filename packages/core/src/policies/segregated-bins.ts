@@ -339,30 +339,36 @@ export abstract class SegregatedBins implements Policy {
 
   private insertFree(r: number): void {
     this.mapInsert(this.size[r]!);
-    const fl = this.fl;
-    const bin = fl * SL_COUNT + this.sl;
+    this.insertFreeAt(r, this.fl, this.sl);
+  }
+
+  /** insertFree with the record's bin (fl, sl) known already. */
+  private insertFreeAt(r: number, fl: number, sl: number): void {
+    const bin = fl * SL_COUNT + sl;
     this.binOf[r] = bin;
     const head = this.heads[bin]!;
     this.prevFree[r] = NONE;
     this.nextFree[r] = head;
     if (head !== NONE) this.prevFree[head] = r;
     this.heads[bin] = r;
-    this.slBitmap[fl]! |= 1 << this.sl;
+    this.slBitmap[fl]! |= 1 << sl;
     if (fl < 32) this.flBitmapLow |= 1 << fl;
     else this.flBitmapHigh |= 1 << (fl - 32);
   }
 
   /**
    * A listed free record whose size changed: moved to the head of its (new) bin, as insertFree
-   * would put it — unless it is that head already, the common case, which costs no list update.
-   * Bins are LIFO either way (TLSF takes a bin's head).
+   * would put it — unless it is that head already (a large free block that small requests nibble
+   * at), which costs no list update. Bins are LIFO either way (TLSF takes a bin's head).
    */
   private rebin(r: number): void {
     this.mapInsert(this.size[r]!);
     const bin = this.fl * SL_COUNT + this.sl;
     if (bin === this.binOf[r] && this.heads[bin] === r) return;
+    const fl = this.fl;
+    const sl = this.sl;
     this.removeFree(r);
-    this.insertFree(r);
+    this.insertFreeAt(r, fl, sl);
   }
 
   private removeFree(r: number): void {
