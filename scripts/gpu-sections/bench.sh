@@ -3,7 +3,8 @@
 # PATH, every dist/ built and the native addon built; python3 with torch + cupy for the peers.
 # No npm, no registry, no internet. Writes JSON + report.html to $OUT/bench and prints a compact
 # summary table last. Each step has its own time limit and failures do not stop later steps, so a
-# slow or broken step costs only its own numbers. Total: about 5 minutes.
+# slow or broken step costs only its own numbers. Total: 5–7 minutes (the peers alone take 3–4 on a
+# slow host), plus scaling-pinned (~2); BENCH_SKIP=scaling-pinned keeps one call under 10 minutes.
 set -uo pipefail
 
 OUT="${OUT:-$PWD/out}"
@@ -73,7 +74,7 @@ done
 
 # 2. The peers: PyTorch (default, expandable_segments) and CuPy (MemoryPool, MemoryAsyncPool),
 #    each trace in a fresh process. Same JSON fields.
-step peers 170 python3 "$PEERS" "${TRACES[@]}" --runs 5 --timeout 45 >"$D/peers.jsonl"
+step peers 260 python3 "$PEERS" "${TRACES[@]}" --runs 5 --timeout 60 >"$D/peers.jsonl"
 
 # 3. Latency: warm-pool acquire+release by size and policy, plus raw cudaMalloc, cudaMallocAsync
 #    and one VMM page map timed in C++. Each policy in 3 fresh processes, median of their medians
