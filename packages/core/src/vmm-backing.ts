@@ -207,10 +207,13 @@ export class VmmBacking implements Backing, MappedFit {
     if (!this.allMapped(first, last)) this.mapFor(first, last);
     // Blocks never overlap, so the pages strictly inside this one are empty now and only its
     // boundary pages may be shared: those are counted one by one, the inside as a whole.
-    this.touch(first);
-    if (last > first) {
-      if (last > first + 1) this.fillBusy(first + 1, last - 1);
-      this.touch(last);
+    if (this.groupWindow === 1) this.occupyPages(first, last);
+    else {
+      this.touch(first);
+      if (last > first) {
+        if (last > first + 1) this.fillBusy(first + 1, last - 1);
+        this.touch(last);
+      }
     }
     const touched = this.mappedPages - this.emptyMappedPages;
     if (touched > this.peakTouchedPages) this.peakTouchedPages = touched;
@@ -220,10 +223,13 @@ export class VmmBacking implements Backing, MappedFit {
     const pageBytes = this.pageBytes;
     const first = Math.floor(address / pageBytes);
     const last = Math.floor((address + bytes - 1) / pageBytes);
-    this.untouch(first);
-    if (last > first) {
-      if (last > first + 1) this.fillEmpty(first + 1, last - 1);
-      this.untouch(last);
+    if (this.groupWindow === 1) this.vacatePages(first, last);
+    else {
+      this.untouch(first);
+      if (last > first) {
+        if (last > first + 1) this.fillEmpty(first + 1, last - 1);
+        this.untouch(last);
+      }
     }
     if (this.retainFraction < 1) {
       const retainBytes = Math.max(this.retainMinBytes, this.mappedPages * pageBytes * this.retainFraction);
@@ -391,6 +397,53 @@ export class VmmBacking implements Backing, MappedFit {
       if ((bits[w]! & mask) !== mask) return false;
     }
     return true;
+  }
+
+  /**
+   * occupy() where every page is its own group: all of [first, last] becomes busy, so its empty
+   * bits are cleared in one sweep (clearing a clear bit is harmless); only the boundary pages,
+   * which other blocks may share, decide how many pages were empty before.
+   */
+  private occupyPages(first: number, last: number): void {
+    const live = this.live;
+    let newlyBusy = live[first]!++ === 0 ? 1 : 0;
+    if (last > first) {
+      newlyBusy += last - first - 1;
+      if (live[last]!++ === 0) newlyBusy++;
+    }
+    setBitRange(this.emptyBits, first, last, false);
+    this.emptyMappedPages -= newlyBusy;
+    this.emptyGroupPages -= newlyBusy;
+  }
+
+  /** vacate() where every page is its own group (see occupyPages). */
+  private vacatePages(first: number, last: number): void {
+    const live = this.live;
+    const bits = this.emptyBits;
+    const ages = this.agesTracked;
+    let newlyEmpty = 0;
+    if (--live[first]! === 0) {
+      newlyEmpty++;
+      bits[first >>> 5]! |= 1 << (first & 31);
+      if (ages) this.emptySince[first] = this.epoch;
+    }
+    if (last > first) {
+      if (last > first + 1) {
+        newlyEmpty += last - first - 1;
+        setBitRange(bits, first + 1, last - 1, true);
+        if (ages) this.emptySince.fill(this.epoch, first + 1, last);
+      }
+      if (--live[last]! === 0) {
+        newlyEmpty++;
+        bits[last >>> 5]! |= 1 << (last & 31);
+        if (ages) this.emptySince[last] = this.epoch;
+      }
+    }
+    if (newlyEmpty === 0) return;
+    this.emptyMappedPages += newlyEmpty;
+    this.emptyGroupPages += newlyEmpty;
+    // A hint that may run high: releaseEmpty lowers it past words that are empty.
+    if (last >>> 5 > this.emptyWordMax) this.emptyWordMax = last >>> 5;
   }
 
   /** One more block touches mapped page p. */

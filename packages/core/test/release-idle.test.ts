@@ -34,6 +34,16 @@ describe('releaseIdle', () => {
     pool.destroy();
   });
 
+  it('dates every page of a block freed once ages are tracked, the inside as well as the ends', () => {
+    const { pool } = setup();
+    expect(pool.releaseIdle()).toBe(0); // ages are tracked from here on
+    pool.acquire(4 * PAGE - 4096).release(); // pages 0–3: two ends and an inside of two
+    expect(pool.releaseIdle()).toBe(0); // all four emptied in this period
+    expect(pool.releaseIdle()).toBe(4 * PAGE); // all four empty for a whole period
+    pool.checkInvariants();
+    pool.destroy();
+  });
+
   it('keeps live pages and pages reused in between', () => {
     const { pool } = setup();
     const held = pool.acquire(PAGE);
