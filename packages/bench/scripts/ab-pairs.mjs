@@ -32,8 +32,12 @@ for (let w = 0; w < 10; w++) {
 const onPolicy = policies.map(() => []);
 const onPool = pools.map(() => []);
 for (let r = 0; r < 15; r++) {
-  policies.forEach((p, i) => onPolicy[i].push(policyBatch(p, 200_000)));
-  pools.forEach((p, i) => onPool[i].push(poolBatch(p, 200_000)));
+  policies.forEach((p, i) => {
+    onPolicy[i].push(policyBatch(p, 200_000));
+  });
+  pools.forEach((p, i) => {
+    onPool[i].push(poolBatch(p, 200_000));
+  });
 }
 const stat = (a) => {
   const s = a.sort((x, y) => x - y);

@@ -56,7 +56,10 @@ for (const cpu of cpus) {
     ].concat(['--processes', '1', '--no-raw', '--json']),
     { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  for (const row of JSON.parse(out).pool) (perCpu[row.bytes] ??= []).push(row.nsPerPair);
+  for (const row of JSON.parse(out).pool) {
+    perCpu[row.bytes] ??= [];
+    perCpu[row.bytes].push(row.nsPerPair);
+  }
 }
 const result = {
   device,
