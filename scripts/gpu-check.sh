@@ -39,6 +39,8 @@ setup() {
       ln -sfn "$ROOT/$pkg" "$consumer/node_modules/@gpupool/$(basename "$pkg")"
     done
   done
+  # bench.sh's `commit:` line: the commit the bundle was built from, not this copy's git metadata.
+  [[ -f "$CARRY/commit" ]] && export GPUPOOL_COMMIT="$(cat "$CARRY/commit")"
   CARD="$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
   echo "gpu-check: node $(node --version); card: ${CARD:-none}; $(date -u +%Y-%m-%dT%H:%MZ)"
 }

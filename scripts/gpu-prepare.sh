@@ -3,6 +3,7 @@
 #   .carry/node.xz        this machine's Node binary (the GPU machine has none)
 #   .carry/bundle.tar.xz  built dist folders, the CUDA addon, and a flat node_modules with the
 #                         test runner and the runtime dependencies of the chosen sections
+#   .carry/commit         the commit they were built from
 # Then, from the session: run(command="bash scripts/gpu-check.sh native", carry=[".carry"]).
 #
 # Usage: bash scripts/gpu-prepare.sh [section...]   (default: native)
@@ -118,6 +119,9 @@ for p in "${CARRY_PATHS[@]}"; do
 done
 tar -C "$STAGE" -cf - node_modules files | xz -T2 -6 >"$CARRY/bundle.tar.xz"
 printf '%s\n' "${SECTIONS[@]}" >"$CARRY/sections"
+# The commit the bundle was built from (the GPU machine's copy has no usable git history); "+" marks
+# uncommitted changes in tracked files.
+echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' 2>/dev/null || echo +)" >"$CARRY/commit"
 du -sh "$CARRY"/* | sed 's/^/gpu-prepare: /'
 total=$(du -sb "$CARRY" | cut -f1)
 if ((total > 60 * 1024 * 1024)); then

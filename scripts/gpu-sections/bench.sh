@@ -43,7 +43,7 @@ step() { # step NAME SECONDS command... : runs with a limit, logs stderr, report
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "commit: ${GPUPOOL_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "nvidia-smi: unavailable"
   echo "node: $(node --version)  cpu: $(node -p 'os.cpus()[0].model + " x" + os.cpus().length')"
   lscpu 2>/dev/null | grep -E 'Thread\(s\) per core|Core\(s\) per socket|Socket\(s\)' | tr -s ' ' | paste -sd ';' -
