@@ -40,7 +40,10 @@ export interface Backing {
   readonly pageBytes: number;
   /** Device memory held now (mapped pages or segments). */
   readonly reservedBytes: number;
-  /** Device calls that obtained memory, made by this backing. */
+  /**
+   * Device calls that obtained memory, made by this backing. reservedBytes rises only together with
+   * this count (the pool checks its reserved peak only then).
+   */
   readonly deviceCalls: number;
   /** Gives the policy its initial free space. Called once. */
   attach(policy: Policy): void;

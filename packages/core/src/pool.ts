@@ -300,8 +300,10 @@ export class Pool implements BlockOwner, Disposable {
       const callsBefore = this.backing.deviceCalls;
       slot = this.place(sizeBytes, alignmentBytes, key, bytes);
       if (this.backing.deviceCalls === callsBefore) this.reuses++;
-      const reserved = this.backing.reservedBytes;
-      if (reserved > this.peakReservedBytes) this.peakReservedBytes = reserved;
+      else if (this.backing.reservedBytes > this.peakReservedBytes) {
+        // Reserved memory rises only with a call that obtains memory (Backing.deviceCalls).
+        this.peakReservedBytes = this.backing.reservedBytes;
+      }
     }
     const id = this.nextBlockId++;
     this.slotLive[slot] = 1;

@@ -205,16 +205,8 @@ export class VmmBacking implements Backing, MappedFit {
     const last = Math.floor((address + bytes - 1) / pageBytes);
     // Map what is missing first, so a refusal leaves every live count untouched.
     if (!this.allMapped(first, last)) this.mapFor(first, last);
-    // Blocks never overlap, so the pages strictly inside this one are empty now and only its
-    // boundary pages may be shared: those are counted one by one, the inside as a whole.
     if (this.groupWindow === 1) this.occupyPages(first, last);
-    else {
-      this.touch(first);
-      if (last > first) {
-        if (last > first + 1) this.fillBusy(first + 1, last - 1);
-        this.touch(last);
-      }
-    }
+    else this.occupyGroups(first, last);
     const touched = this.mappedPages - this.emptyMappedPages;
     if (touched > this.peakTouchedPages) this.peakTouchedPages = touched;
   }
@@ -224,13 +216,7 @@ export class VmmBacking implements Backing, MappedFit {
     const first = Math.floor(address / pageBytes);
     const last = Math.floor((address + bytes - 1) / pageBytes);
     if (this.groupWindow === 1) this.vacatePages(first, last);
-    else {
-      this.untouch(first);
-      if (last > first) {
-        if (last > first + 1) this.fillEmpty(first + 1, last - 1);
-        this.untouch(last);
-      }
-    }
+    else this.vacateGroups(first, last);
     if (this.retainFraction < 1) {
       const retainBytes = Math.max(this.retainMinBytes, this.mappedPages * pageBytes * this.retainFraction);
       if (this.emptyGroupPages * pageBytes > retainBytes) {
@@ -446,16 +432,32 @@ export class VmmBacking implements Backing, MappedFit {
     if (last >>> 5 > this.emptyWordMax) this.emptyWordMax = last >>> 5;
   }
 
-  /** One more block touches mapped page p. */
+  /**
+   * occupy() where allocations span several pages. Blocks never overlap, so the pages strictly
+   * inside this one are empty now and only its boundary pages may be shared: those are counted one
+   * by one (`live`), the inside group by group.
+   */
+  private occupyGroups(first: number, last: number): void {
+    this.touch(first);
+    if (last > first) {
+      if (last > first + 1) this.fillBusy(first + 1, last - 1);
+      this.touch(last);
+    }
+  }
+
+  /** vacate() where allocations span several pages (see occupyGroups). */
+  private vacateGroups(first: number, last: number): void {
+    this.untouch(first);
+    if (last > first) {
+      if (last > first + 1) this.fillEmpty(first + 1, last - 1);
+      this.untouch(last);
+    }
+  }
+
+  /** One more block touches mapped page p (multi-page groups). */
   private touch(p: number): void {
     if (this.live[p]!++ !== 0) return;
     this.emptyMappedPages--;
-    if (this.groupWindow === 1) {
-      // Single-page groups: the page is its group, and its empty bit is the whole count.
-      this.emptyGroupPages--;
-      this.emptyBits[p >>> 5]! &= ~(1 << (p & 31));
-      return;
-    }
     const g = this.groupOf[p]!;
     if (this.groupBusy[g]!++ === 0) {
       this.emptyGroupPages -= this.groupPages[g]!;
@@ -463,14 +465,10 @@ export class VmmBacking implements Backing, MappedFit {
     }
   }
 
-  /** One block fewer touches page p. */
+  /** One block fewer touches page p (multi-page groups). */
   private untouch(p: number): void {
     if (--this.live[p]! !== 0) return;
     this.emptyMappedPages++;
-    if (this.groupWindow === 1) {
-      this.markEmpty(p);
-      return;
-    }
     const g = this.groupOf[p]!;
     if (--this.groupBusy[g]! === 0) this.markEmpty(g);
   }
@@ -478,15 +476,10 @@ export class VmmBacking implements Backing, MappedFit {
   /**
    * Pages [a, b], mapped and empty, become busy: the inside of one block. No other block can touch
    * them while it lives, so `live` stays 0 there (it counts blocks at their boundary pages) and only
-   * the group counts change — group by group, or a bitmap word at a time for single-page groups.
+   * the group counts change, group by group.
    */
   private fillBusy(a: number, b: number): void {
     this.emptyMappedPages -= b - a + 1;
-    if (this.groupWindow === 1) {
-      this.emptyGroupPages -= b - a + 1;
-      setBitRange(this.emptyBits, a, b, false);
-      return;
-    }
     for (let p = a; p <= b; ) {
       const g = this.groupOf[p]!;
       const end = Math.min(b + 1, g + this.groupPages[g]!);
@@ -502,13 +495,6 @@ export class VmmBacking implements Backing, MappedFit {
   /** Pages [a, b], the inside of one block (see fillBusy), become empty. */
   private fillEmpty(a: number, b: number): void {
     this.emptyMappedPages += b - a + 1;
-    if (this.groupWindow === 1) {
-      this.emptyGroupPages += b - a + 1;
-      if (this.agesTracked) this.emptySince.fill(this.epoch, a, b + 1);
-      setBitRange(this.emptyBits, a, b, true);
-      if (b >>> 5 > this.emptyWordMax) this.emptyWordMax = b >>> 5;
-      return;
-    }
     for (let p = a; p <= b; ) {
       const g = this.groupOf[p]!;
       const end = Math.min(b + 1, g + this.groupPages[g]!);

@@ -102,73 +102,56 @@ export abstract class SegregatedBins implements Policy {
   allocate(sizeBytes: number, alignmentBytes: number, _key?: string): number {
     if (alignmentBytes > POLICY_GRANULE_BYTES) return this.allocateAligned(sizeBytes, alignmentBytes);
     const b = this.findFit(sizeBytes);
+    return b === NONE ? NONE : this.takeFront(b, sizeBytes);
+  }
+
+  /** allocate() with an alignment above the granule: the bytes before the aligned start stay free. */
+  private allocateAligned(sizeBytes: number, alignmentBytes: number): number {
+    const b = this.findFit(sizeBytes + alignmentBytes - POLICY_GRANULE_BYTES);
     if (b === NONE) return NONE;
-    const rest = this.size[b]! - sizeBytes;
-    if (rest < POLICY_GRANULE_BYTES) {
+    const front = Math.ceil(this.addr[b]! / alignmentBytes) * alignmentBytes - this.addr[b]!;
+    if (front > 0) {
+      // Its physical predecessor is in use (free neighbours merge), so the front stays a block.
+      const f = this.splitFront(b, front);
+      this.state[f] = FREE;
+      this.insertFree(f);
+    }
+    return this.takeFront(b, sizeBytes);
+  }
+
+  /**
+   * Places `sizeBytes` at the start of listed free record b: all of b if little would be left,
+   * else a new record for the front, b staying free as the remainder — in its bin when its bin
+   * does not change (a large free block split by small requests: no list is touched).
+   */
+  private takeFront(b: number, sizeBytes: number): number {
+    if (this.size[b]! - sizeBytes < POLICY_GRANULE_BYTES) {
       this.removeFree(b);
       this.state[b] = USED;
       this.freeTotal -= this.size[b]!;
       return b;
     }
-    // Split: a new record takes the front; b stays free as the remainder, in its bin when its bin
-    // does not change (a large free block split by small requests: no list is touched).
-    const u = this.newRecord(); // may grow the arrays: read them after this
-    const start = this.addr[b]!;
-    const prev = this.prevPhys[b]!;
-    this.addr[u] = start;
-    this.size[u] = sizeBytes;
-    this.prevPhys[u] = prev;
-    this.nextPhys[u] = b;
-    if (prev !== NONE) this.nextPhys[prev] = u;
-    this.prevPhys[b] = u;
-    this.addr[b] = start + sizeBytes;
-    this.size[b] = rest;
+    const u = this.splitFront(b, sizeBytes);
     this.state[u] = USED;
     this.freeTotal -= sizeBytes;
     this.rebin(b);
     return u;
   }
 
-  /** allocate() with an alignment above the granule: a front remainder may stay free too. */
-  private allocateAligned(sizeBytes: number, alignmentBytes: number): number {
-    const b = this.findFit(sizeBytes + alignmentBytes - POLICY_GRANULE_BYTES);
-    if (b === NONE) return NONE;
-    this.removeFree(b);
+  /** A new record for the first `bytes` of record b, linked before it; b keeps the rest. */
+  private splitFront(b: number, bytes: number): number {
+    const f = this.newRecord(); // may grow the arrays: read them after this
     const start = this.addr[b]!;
-    const aligned = Math.ceil(start / alignmentBytes) * alignmentBytes;
-    const front = aligned - start;
-    if (front > 0) {
-      // The front remainder stays free; its physical predecessor is in use (free neighbours merge).
-      const f = this.newRecord();
-      this.addr[f] = start;
-      this.size[f] = front;
-      const prev = this.prevPhys[b]!;
-      this.prevPhys[f] = prev;
-      this.nextPhys[f] = b;
-      if (prev !== NONE) this.nextPhys[prev] = f;
-      this.prevPhys[b] = f;
-      this.addr[b] = aligned;
-      this.size[b]! -= front;
-      this.state[f] = FREE;
-      this.insertFree(f);
-    }
-    const rest = this.size[b]! - sizeBytes;
-    if (rest >= POLICY_GRANULE_BYTES) {
-      const r = this.newRecord();
-      this.addr[r] = this.addr[b]! + sizeBytes;
-      this.size[r] = rest;
-      const next = this.nextPhys[b]!;
-      this.prevPhys[r] = b;
-      this.nextPhys[r] = next;
-      if (next !== NONE) this.prevPhys[next] = r;
-      this.nextPhys[b] = r;
-      this.size[b] = sizeBytes;
-      this.state[r] = FREE;
-      this.insertFree(r);
-    }
-    this.state[b] = USED;
-    this.freeTotal -= this.size[b]!;
-    return b;
+    const prev = this.prevPhys[b]!;
+    this.addr[f] = start;
+    this.size[f] = bytes;
+    this.prevPhys[f] = prev;
+    this.nextPhys[f] = b;
+    if (prev !== NONE) this.nextPhys[prev] = f;
+    this.prevPhys[b] = f;
+    this.addr[b] = start + bytes;
+    this.size[b]! -= bytes;
+    return f;
   }
 
   addressOf(slot: number): number {
