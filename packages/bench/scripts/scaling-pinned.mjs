@@ -7,43 +7,22 @@
 // Not part of the bench contract. Needs Linux taskset.
 // Usage: node packages/bench/scripts/scaling-pinned.mjs [--device cuda|host] [--cpus 0-7]
 //          [--runs 5] [--pairs 200000] [--json]
-import { execFileSync } from 'node:child_process';
-import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { takeFlag } from './script-support.mjs';
+import { median } from '@gpupool/bench';
+import { runPinned, takeCpus, takeFlag } from './script-support.mjs';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
 const device = takeFlag(args, '--device', 'host');
-const cpuCount = os.cpus().length;
-const cpus = parseCpus(takeFlag(args, '--cpus', `0-${Math.min(8, cpuCount) - 1}`));
+const cpus = takeCpus(args);
 const runs = takeFlag(args, '--runs', '5');
 const pairs = takeFlag(args, '--pairs', '200000');
 const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const control = fileURLToPath(new URL('./thread-control.mjs', import.meta.url));
 
-/** "0-3,6" → [0, 1, 2, 3, 6]. */
-function parseCpus(spec) {
-  const list = [];
-  for (const part of spec.split(',')) {
-    const [a, b = a] = part.split('-').map(Number);
-    if (!Number.isInteger(a) || !Number.isInteger(b) || a > b || b >= cpuCount)
-      throw new Error(`--cpus: "${spec}" is not a list of CPUs 0..${cpuCount - 1}`);
-    for (let c = a; c <= b; c++) list.push(c);
-  }
-  return list;
-}
-
-function pinned(cpuList, command) {
-  return execFileSync('taskset', ['-c', cpuList.join(','), process.execPath, ...command], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-}
-
 /** gpupool slices: pairs per second of `threads` threads, pinned to `cpuList`. */
 function poolRate(cpuList, threads) {
-  const out = pinned(cpuList, [
+  const out = runPinned(cpuList, [
     cli,
     'scaling',
     '--device',
@@ -62,12 +41,13 @@ function poolRate(cpuList, threads) {
 
 /** Plain JavaScript: total ops per second of `threads` threads (median of 3), pinned to `cpuList`. */
 function controlRate(cpuList, threads) {
-  const out = pinned(cpuList, [control, '--threads', `${threads},${threads},${threads}`, '--json']);
-  const totals = out
-    .trim()
-    .split('\n')
-    .map((line) => JSON.parse(line).totalOpsPerSecond);
-  return totals.sort((a, b) => a - b)[1];
+  const out = runPinned(cpuList, [control, '--threads', `${threads},${threads},${threads}`, '--json']);
+  return median(
+    out
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line).totalOpsPerSecond),
+  );
 }
 
 const result = { device, cpus, runs: Number(runs), pairsPerThread: Number(pairs) };

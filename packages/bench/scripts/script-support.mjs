@@ -1,5 +1,8 @@
-// What the configuration scripts (backing-variants.mjs, backing-perturbed.mjs) share: their flag
-// parsing and the H100 cost model of VMM device calls.
+// What the scripts share: flag parsing, CPU sets and pinned runs (scaling-pinned.mjs,
+// latency-pinned.mjs), and the H100 cost model of VMM device calls (backing-variants.mjs,
+// backing-perturbed.mjs).
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
 import { MiB } from '@gpupool/core';
 
 /** Removes `--name value` from `args` and returns the value, or `fallback` when absent. */
@@ -9,6 +12,31 @@ export function takeFlag(args, name, fallback) {
   const value = args[i + 1];
   args.splice(i, 2);
   return value;
+}
+
+/**
+ * Removes `--cpus LIST` from `args` ("0-3,6" → [0, 1, 2, 3, 6]); default: the first 8 CPUs (or
+ * all, where there are fewer).
+ */
+export function takeCpus(args) {
+  const cpuCount = os.cpus().length;
+  const spec = takeFlag(args, '--cpus', `0-${Math.min(8, cpuCount) - 1}`);
+  const list = [];
+  for (const part of spec.split(',')) {
+    const [a, b = a] = part.split('-').map(Number);
+    if (!Number.isInteger(a) || !Number.isInteger(b) || a > b || b >= cpuCount)
+      throw new Error(`--cpus: "${spec}" is not a list of CPUs 0..${cpuCount - 1}`);
+    for (let c = a; c <= b; c++) list.push(c);
+  }
+  return list;
+}
+
+/** Runs `node ...nodeArgs` pinned to `cpus` with taskset (Linux); returns its stdout. */
+export function runPinned(cpus, nodeArgs) {
+  return execFileSync('taskset', ['-c', cpus.join(','), process.execPath, ...nodeArgs], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
 }
 
 /**

@@ -19,9 +19,8 @@
  * polymorphic call sites that a real program, which uses one policy, never has. `isolate: false` (CLI `--in-process`) times every policy in the calling process.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { createPool, type Device, MiB } from '@gpupool/core';
+import { builtFile } from '../built-file.js';
 import { createDevice, type DeviceSpec, deviceLabel, loadNative } from '../devices.js';
 import { BenchDeviceError, BenchInputError, BenchUsageError } from '../errors.js';
 import type { Progress } from '../progress.js';
@@ -154,14 +153,10 @@ function medianOverProcesses(
   });
 }
 
-/** dist/cli.js (the `gpupool-bench` bin), found from dist/ (built) or from src/commands/ (tests run on sources). */
+/** dist/cli.js, the `gpupool-bench` bin that times each policy in a child process. */
 export function benchCliFile(): string {
-  const candidates = [new URL('./cli.js', import.meta.url), new URL('../../dist/cli.js', import.meta.url)];
-  for (const c of candidates) {
-    const path = fileURLToPath(c);
-    if (existsSync(path)) return path;
-  }
-  throw new BenchDeviceError(
+  return builtFile(
+    'cli.js',
     'latency runs each policy in its own process of the built CLI, dist/cli.js: run `npx tsup` in ' +
       'packages/bench, or pass --in-process to time every policy in this process',
   );

@@ -17,10 +17,9 @@
  * slowed each other down (shared cache lines, a lock). During the rounds the main thread
  * only awaits the tasks. @gpupool/workers is imported lazily.
  */
-import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { type Device, MiB } from '@gpupool/core';
+import { builtFile } from '../built-file.js';
 import { createDevice, deviceLabel } from '../devices.js';
 import { BenchDeviceError, BenchUsageError } from '../errors.js';
 import type { Progress } from '../progress.js';
@@ -49,17 +48,10 @@ export interface ScalingBenchOptions {
   progress?: Progress;
 }
 
-/** dist/scaling-worker.js, found from dist/ (built) or from src/commands/ (tests run on sources). */
+/** dist/scaling-worker.js (Node 20 workers cannot load .ts). */
 export function scalingWorkerFile(): string {
-  const candidates = [
-    new URL('./scaling-worker.js', import.meta.url),
-    new URL('../../dist/scaling-worker.js', import.meta.url),
-  ];
-  for (const c of candidates) {
-    const path = fileURLToPath(c);
-    if (existsSync(path)) return path;
-  }
-  throw new BenchDeviceError(
+  return builtFile(
+    'scaling-worker.js',
     'scaling needs the built worker file dist/scaling-worker.js: run `npx tsup` in packages/bench',
   );
 }
