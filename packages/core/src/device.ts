@@ -14,6 +14,7 @@
  * failure throws `DeviceError` (or a subclass); a failed call changes no device state.
  * Devices validate their inputs with typed errors and never crash the process.
  */
+import { ArgumentRangeError } from './errors.js';
 
 /** Counts of device calls, since creation. `map + allocateSegment` is what benchmarks call deviceCalls. */
 export interface DeviceCallCounts {
@@ -121,4 +122,19 @@ export function newCallCounts(): DeviceCallCounts {
 /** The calls that obtained memory: what benchmarks report as `deviceCalls`. */
 export function memoryObtainingCalls(calls: Readonly<DeviceCallCounts>): number {
   return calls.map + calls.allocateSegment;
+}
+
+/**
+ * Checks a device's `allocationBytes` option against the contract above: a positive multiple of
+ * `pageBytes`. Returns it; throws ArgumentRangeError naming the option otherwise.
+ */
+export function checkAllocationBytes(value: unknown, pageBytes: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0 || value % pageBytes !== 0) {
+    throw new ArgumentRangeError(
+      'allocationBytes',
+      `must be a positive multiple of the page size (${pageBytes})`,
+      value,
+    );
+  }
+  return value;
 }

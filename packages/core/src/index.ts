@@ -16,7 +16,7 @@ export type {
   Segment,
   StreamHandle,
 } from './device.js';
-export { memoryObtainingCalls, newCallCounts } from './device.js';
+export { checkAllocationBytes, memoryObtainingCalls, newCallCounts } from './device.js';
 export type { FaultableCall, FaultPredicate } from './devices/fault-plan.js';
 export { failCalls, failFrom } from './devices/fault-plan.js';
 export type { HostDeviceHandle, HostDeviceOptions } from './devices/host-device.js';

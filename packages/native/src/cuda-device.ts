@@ -27,6 +27,7 @@ import {
   type AddressRange,
   ArgumentRangeError,
   type BlockLike,
+  checkAllocationBytes,
   type Device,
   type DeviceCallCounts,
   type DeviceData,
@@ -82,7 +83,8 @@ export interface CudaDeviceOptions {
    * Most bytes one physical allocation (cuMemCreate) covers: a map call makes one per aligned
    * window of this size that it touches, and unmap takes whole allocations only. Larger: fewer,
    * cheaper device calls; smaller: memory can be released in finer pieces. A multiple of pageBytes;
-   * default DEFAULT_ALLOCATION_BYTES (64 MiB). Set it to pageBytes for one allocation per page.
+   * default DEFAULT_ALLOCATION_BYTES in whole pages (64 MiB with 2 MiB pages). Set it to pageBytes
+   * for one allocation per page.
    */
   allocationBytes?: number;
 }
@@ -239,18 +241,11 @@ export class CudaDevice implements Device {
             );
           }
           if (pageBytes !== granularity) this.#native.setPageBytes(pageBytes);
-          allocationBytes = options.allocationBytes ?? Math.max(pageBytes, DEFAULT_ALLOCATION_BYTES);
-          if (
-            !Number.isSafeInteger(allocationBytes) ||
-            allocationBytes <= 0 ||
-            allocationBytes % pageBytes !== 0
-          ) {
-            throw new ArgumentRangeError(
-              'allocationBytes',
-              `must be a positive multiple of the page size (${pageBytes})`,
-              options.allocationBytes,
-            );
-          }
+          // Default: as many whole pages as fit DEFAULT_ALLOCATION_BYTES (pageBytes need not divide it).
+          allocationBytes =
+            options.allocationBytes === undefined
+              ? Math.max(1, Math.floor(DEFAULT_ALLOCATION_BYTES / pageBytes)) * pageBytes
+              : checkAllocationBytes(options.allocationBytes, pageBytes);
           this.#native.setAllocationBytes(allocationBytes);
         } else {
           allocationBytes = pageBytes;

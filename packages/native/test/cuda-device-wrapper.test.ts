@@ -683,6 +683,10 @@ describe('CudaDevice ranges shared across devices of one process (adoptRange)', 
       expect(() => new CudaDevice({ pageBytes: bad }, addon)).toThrow(ArgumentRangeError);
     }
     expect(byDefault.allocationBytes).toBe(DEFAULT_ALLOCATION_BYTES);
+    // A page size that does not divide the default: the default becomes the largest multiple below it.
+    const odd = new CudaDevice({ pageBytes: 3 * PAGE }, addon);
+    expect(odd.allocationBytes).toBe(Math.floor(DEFAULT_ALLOCATION_BYTES / (3 * PAGE)) * 3 * PAGE);
+    odd.destroy();
     for (const bad of [PAGE / 2, 3 * PAGE, 0, -PAGE, Number.NaN]) {
       expect(() => new CudaDevice({ pageBytes: 2 * PAGE, allocationBytes: bad }, addon)).toThrow(
         /allocationBytes/,

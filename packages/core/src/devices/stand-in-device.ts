@@ -7,6 +7,7 @@
  */
 import {
   type AddressRange,
+  checkAllocationBytes,
   type Device,
   type DeviceCallCounts,
   type DeviceStreams,
@@ -73,14 +74,8 @@ export function checkCapacity(
   }
   const vmm = o.vmm ?? true;
   if (typeof vmm !== 'boolean') throw new InvalidArgumentError('vmm', 'must be a boolean', vmm);
-  const allocationBytes = o.allocationBytes ?? pageBytes;
-  if (!Number.isSafeInteger(allocationBytes) || allocationBytes <= 0 || allocationBytes % pageBytes !== 0) {
-    throw new ArgumentRangeError(
-      'allocationBytes',
-      `must be a positive multiple of the page size (${pageBytes})`,
-      o.allocationBytes,
-    );
-  }
+  const allocationBytes =
+    o.allocationBytes === undefined ? pageBytes : checkAllocationBytes(o.allocationBytes, pageBytes);
   if (o.failOn !== undefined && typeof o.failOn !== 'function') {
     throw new InvalidArgumentError('failOn', 'must be a function (call, callIndex) => boolean', o.failOn);
   }
