@@ -1,0 +1,203 @@
+/**
+ * Property-based tests over the option space: property.test.ts runs every policy with default
+ * options; here each run draws its own configuration (policy, allocation size, mode, limit, leak
+ * detection, retainFraction, highWaterSlack, swapsPerRaise, mappedFitFactor, mapAheadFraction,
+ * blockCacheBytes) and a sequence that also frees on other streams, lets queued work finish,
+ * calls releaseIdle(), trim() and prewarm(), and makes every memory-obtaining device call of an
+ * operation fail (fault ops). After every operation:
+ * - live blocks never overlap, and each is aligned as asked;
+ * - live bytes and blocks equal the model's; a failed acquire changed neither;
+ * - reservedBytes equals what the device has handed out, never above limitBytes; device calls agree;
+ * - trim() and releaseIdle() return exactly the drop in reservedBytes;
+ * and pool.checkInvariants() (blocks, policy books, page books) every few operations. At the end,
+ * with every block released, trim() leaves nothing reserved and destroy() nothing on the device.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  type Block,
+  createPool,
+  MiB,
+  memoryObtainingCalls,
+  type PoolOptions,
+  policyNames,
+  SimulatedDevice,
+} from '../src/index.js';
+
+const PAGE_BYTES = 2 * MiB;
+const RUNS = 300;
+const INVARIANTS_EVERY = 16;
+
+const configArb = fc.record({
+  policy: fc.constantFrom(...policyNames()),
+  allocationPages: fc.constantFrom(1, 4, 32),
+  mode: fc.constantFrom('vmm' as const, 'vmm' as const, 'segments' as const),
+  limitBytes: fc.constantFrom(48 * MiB, 96 * MiB, 256 * MiB),
+  detectLeaks: fc.constantFrom(false, 'sampled' as const, 'all' as const),
+  retainFraction: fc.option(fc.constantFrom(0, 0.1, 0.5), { nil: undefined }),
+  highWaterSlack: fc.option(fc.constantFrom(0, 0.1, 1), { nil: undefined }),
+  swapsPerRaise: fc.option(fc.constantFrom(0, 1, 64, Number.POSITIVE_INFINITY), { nil: undefined }),
+  mappedFitFactor: fc.option(fc.constantFrom(0, 1, 8, Number.POSITIVE_INFINITY), { nil: undefined }),
+  mapAheadFraction: fc.option(fc.constantFrom(0, 0.1, 1), { nil: undefined }),
+  blockCacheBytes: fc.option(fc.constantFrom(0, 4096, MiB), { nil: undefined }),
+});
+type Config = typeof configArb extends fc.Arbitrary<infer T> ? T : never;
+
+type Op =
+  | { kind: 'acquire'; bytes: number; stream: number; alignmentBytes: number; fault: boolean }
+  | { kind: 'release'; pick: number }
+  | { kind: 'trim' }
+  | { kind: 'releaseIdle' }
+  | { kind: 'completeWork' }
+  | { kind: 'prewarm'; elements: number; count: number; fault: boolean };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 12,
+    arbitrary: fc.record({
+      kind: fc.constant('acquire' as const),
+      bytes: fc.oneof(
+        fc.integer({ min: 0, max: 8192 }),
+        fc.integer({ min: 8193, max: 512 * 1024 }),
+        fc.integer({ min: 512 * 1024, max: 12 * MiB }),
+      ),
+      stream: fc.constantFrom(0, 0, 1, 2),
+      alignmentBytes: fc.constantFrom(256, 256, 4096, 65536, PAGE_BYTES),
+      fault: fc.constant(false),
+    }),
+  },
+  {
+    // Every memory-obtaining device call of the acquire fails (OOM recovery runs, then the error).
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('acquire' as const),
+      bytes: fc.integer({ min: 1, max: 12 * MiB }),
+      stream: fc.constant(0),
+      alignmentBytes: fc.constant(256),
+      fault: fc.constant(true),
+    }),
+  },
+  { weight: 10, arbitrary: fc.record({ kind: fc.constant('release' as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'trim' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'releaseIdle' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'completeWork' as const }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('prewarm' as const),
+      elements: fc.integer({ min: 1, max: 300_000 }),
+      count: fc.integer({ min: 1, max: 4 }),
+      fault: fc.boolean(),
+    }),
+  },
+);
+
+function same(what: string, actual: number, expected: number): void {
+  if (actual !== expected) throw new Error(`${what}: pool says ${actual}, the model ${expected}`);
+}
+
+function runSequence(config: Config, ops: readonly Op[]): void {
+  let faulting = false;
+  const device = new SimulatedDevice({
+    capacityBytes: 256 * MiB,
+    pageBytes: PAGE_BYTES,
+    allocationBytes: config.allocationPages * PAGE_BYTES,
+    failOn: () => faulting,
+  });
+  const { policy, mode, limitBytes, detectLeaks, allocationPages: _pages, ...rest } = config;
+  // Options the configuration leaves out (undefined) take their defaults.
+  const chosen = Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined));
+  const options: PoolOptions = { device, policy, mode, limitBytes, detectLeaks, ...chosen };
+  const pool = createPool(options);
+  const streams = [0, device.streams.createStream(), device.streams.createStream()];
+  const live: { block: Block; start: number; end: number }[] = [];
+  let liveBytes = 0;
+
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    if (op.kind === 'acquire') {
+      const before = pool.stats();
+      faulting = op.fault;
+      let block: Block | undefined;
+      try {
+        block = pool.acquire(op.bytes, { stream: streams[op.stream]!, alignmentBytes: op.alignmentBytes });
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ERR_GPUPOOL_OUT_OF_MEMORY') throw error;
+        same('liveBytes after a failed acquire', pool.stats().liveBytes, before.liveBytes);
+      } finally {
+        faulting = false;
+      }
+      if (block !== undefined) {
+        if (block.ptr % BigInt(op.alignmentBytes) !== 0n) throw new Error(`block #${block.id} misaligned`);
+        const start = Number(block.ptr);
+        const end = start + Math.max(block.bytes, 1);
+        for (const other of live) {
+          if (start < other.end && other.start < end)
+            throw new Error(`block #${block.id} overlaps #${other.block.id}`);
+        }
+        live.push({ block, start, end });
+        liveBytes += block.bytes;
+      }
+    } else if (op.kind === 'release') {
+      if (live.length === 0) continue;
+      const index = op.pick % live.length;
+      const entry = live[index]!;
+      live[index] = live[live.length - 1]!;
+      live.pop();
+      entry.block.release();
+      liveBytes -= entry.block.bytes;
+    } else if (op.kind === 'trim' || op.kind === 'releaseIdle') {
+      const before = pool.stats().reservedBytes;
+      const returned = op.kind === 'trim' ? pool.trim() : pool.releaseIdle();
+      same(`${op.kind}() result`, returned, before - pool.stats().reservedBytes);
+    } else if (op.kind === 'completeWork') {
+      device.completeAllWork();
+    } else {
+      faulting = op.fault;
+      try {
+        pool.prewarm([{ shape: [op.elements], dtype: 'float32', count: op.count }]);
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ERR_GPUPOOL_OUT_OF_MEMORY') throw error;
+      } finally {
+        faulting = false;
+      }
+    }
+    const stats = pool.stats();
+    same('liveBytes', stats.liveBytes, liveBytes);
+    same('liveBlocks', stats.liveBlocks, live.length);
+    same('reservedBytes (device)', stats.reservedBytes, device.usedBytes);
+    same('allocations (device calls)', stats.allocations, memoryObtainingCalls(device.calls));
+    if (stats.reservedBytes > limitBytes) throw new Error(`reservedBytes ${stats.reservedBytes} > limit`);
+    if (i % INVARIANTS_EVERY === 0) pool.checkInvariants();
+  }
+  pool.checkInvariants();
+  for (const entry of live) entry.block.release();
+  device.completeAllWork();
+  pool.trim();
+  pool.checkInvariants();
+  same('reserved after releasing everything and trim()', pool.stats().reservedBytes, 0);
+  pool.destroy();
+  same('device bytes after destroy()', device.usedBytes, 0);
+  expect(device.openAllocations).toEqual({ ranges: 0, segments: 0 });
+}
+
+describe('random configurations and sequences against a model', () => {
+  it(`keeps the books in ${RUNS} configurations (streams, faults, releaseIdle, prewarm)`, () => {
+    const details = fc.check(
+      fc.property(configArb, fc.array(opArb, { minLength: 1, maxLength: 600, size: 'max' }), (config, ops) =>
+        runSequence(config, ops),
+      ),
+      { numRuns: RUNS },
+    );
+    if (details.failed) {
+      const cause =
+        details.errorInstance instanceof Error
+          ? details.errorInstance.message
+          : String(details.errorInstance);
+      throw new Error(
+        `property failed (seed ${details.seed}, path "${details.counterexamplePath}"): ${cause}\n${JSON.stringify(details.counterexample?.[0])}\n${(details.counterexample?.[1] as Op[] | undefined)?.length} ops`,
+      );
+    }
+    expect(details.numRuns).toBe(RUNS);
+  });
+});
