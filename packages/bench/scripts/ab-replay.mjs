@@ -5,6 +5,8 @@
 // first — the median and quartiles of its per-round time over the first build's. Compare builds
 // only this way on a shared VM: one process's figure moves by 2× from minute to minute
 // (docs/benchmarks.md); a ratio's quartiles say whether a difference stands out of that noise.
+// Run both orders (A B and B A): which build is loaded first moved results by ~9 % on an H100
+// host's Xeon, more than some changes do.
 // Usage: node packages/bench/scripts/ab-replay.mjs TRACE.gz ROUNDS build/index.js...
 const [, , tracePath, rounds = '15', ...paths] = process.argv;
 const libs = await Promise.all(paths.map((p) => import(p)));
