@@ -31,7 +31,7 @@ prepare_native() {
 prepare_workers() {
   [[ " ${SECTIONS[*]} " == *" native "* ]] || prepare_native
   (cd packages/workers && npx tsup >/dev/null)
-  MODULE_ROOTS+=(packages/workers:piscina)
+  MODULE_ROOTS+=(packages/workers:piscina fast-check)
   CARRY_PATHS+=(packages/workers/dist)
 }
 
