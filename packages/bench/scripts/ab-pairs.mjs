@@ -1,7 +1,8 @@
 // A/B of core builds on a warm acquire+release pair of one size, for the policy alone (bestFit,
 // allocate+free) and for a pool: builds (paths to copies of packages/core/dist/index.js) side by
 // side in one process, batches interleaved; min and median of 15 batches of 200 000 pairs. The
-// SimulatedDevice is 6.3 GB so that its arena's free block does not sit on a bin boundary.
+// SimulatedDevice is 6.3 GB so that its arena's free block does not sit on a bin boundary. Run both
+// orders of the builds: load order alone can move a result by several percent (see ab-replay.mjs).
 // Usage: node packages/bench/scripts/ab-pairs.mjs BYTES build/index.js...
 const [, , bytesArg, ...paths] = process.argv;
 const bytes = +bytesArg;
