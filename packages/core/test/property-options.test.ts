@@ -23,6 +23,7 @@ import {
   policyNames,
   SimulatedDevice,
 } from '../src/index.js';
+import { assertApart, checkProperty, type LiveSpan, same, takeAt } from './helpers/model.js';
 
 const PAGE_BYTES = 2 * MiB;
 const RUNS = 300;
@@ -92,10 +93,6 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   },
 );
 
-function same(what: string, actual: number, expected: number): void {
-  if (actual !== expected) throw new Error(`${what}: pool says ${actual}, the model ${expected}`);
-}
-
 function runSequence(config: Config, ops: readonly Op[]): void {
   let faulting = false;
   const device = new SimulatedDevice({
@@ -110,7 +107,7 @@ function runSequence(config: Config, ops: readonly Op[]): void {
   const options: PoolOptions = { device, policy, mode, limitBytes, detectLeaks, ...chosen };
   const pool = createPool(options);
   const streams = [0, device.streams.createStream(), device.streams.createStream()];
-  const live: { block: Block; start: number; end: number }[] = [];
+  const live: (LiveSpan & { block: Block })[] = [];
   let liveBytes = 0;
 
   for (let i = 0; i < ops.length; i++) {
@@ -131,19 +128,13 @@ function runSequence(config: Config, ops: readonly Op[]): void {
         if (block.ptr % BigInt(op.alignmentBytes) !== 0n) throw new Error(`block #${block.id} misaligned`);
         const start = Number(block.ptr);
         const end = start + Math.max(block.bytes, 1);
-        for (const other of live) {
-          if (start < other.end && other.start < end)
-            throw new Error(`block #${block.id} overlaps #${other.block.id}`);
-        }
+        assertApart(live, block.id, start, end);
         live.push({ block, start, end });
         liveBytes += block.bytes;
       }
     } else if (op.kind === 'release') {
       if (live.length === 0) continue;
-      const index = op.pick % live.length;
-      const entry = live[index]!;
-      live[index] = live[live.length - 1]!;
-      live.pop();
+      const entry = takeAt(live, op.pick);
       entry.block.release();
       liveBytes -= entry.block.bytes;
     } else if (op.kind === 'trim' || op.kind === 'releaseIdle') {
@@ -183,21 +174,12 @@ function runSequence(config: Config, ops: readonly Op[]): void {
 
 describe('random configurations and sequences against a model', () => {
   it(`keeps the books in ${RUNS} configurations (streams, faults, releaseIdle, prewarm)`, () => {
-    const details = fc.check(
+    const runs = checkProperty(
       fc.property(configArb, fc.array(opArb, { minLength: 1, maxLength: 600, size: 'max' }), (config, ops) =>
         runSequence(config, ops),
       ),
-      { numRuns: RUNS },
+      RUNS,
     );
-    if (details.failed) {
-      const cause =
-        details.errorInstance instanceof Error
-          ? details.errorInstance.message
-          : String(details.errorInstance);
-      throw new Error(
-        `property failed (seed ${details.seed}, path "${details.counterexamplePath}"): ${cause}\n${JSON.stringify(details.counterexample?.[0])}\n${(details.counterexample?.[1] as Op[] | undefined)?.length} ops`,
-      );
-    }
-    expect(details.numRuns).toBe(RUNS);
+    expect(runs).toBe(RUNS);
   });
 });

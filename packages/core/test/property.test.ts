@@ -24,6 +24,7 @@ import {
   policyNames,
   SimulatedDevice,
 } from '../src/index.js';
+import { assertApart, checkProperty, type LiveSpan, same, takeAt } from './helpers/model.js';
 
 const OPS_PER_RUN_MAX = 2000;
 const RUNS_PER_BATCH = 10;
@@ -59,13 +60,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ kind: 'trim' as const }) },
 );
 
-function same(what: string, actual: number, expected: number): void {
-  if (actual !== expected) throw new Error(`${what}: pool says ${actual}, the model ${expected}`);
-}
-
-interface LiveEntry {
+interface LiveEntry extends LiveSpan {
   block: Block;
-  start: number;
   bytes: number;
 }
 
@@ -192,21 +188,13 @@ function runSequence(policy: string, deviceMode: Mode, ops: readonly Op[]): void
         if (block.ptr % BigInt(op.alignmentBytes) !== 0n) throw new Error(`block #${block.id} misaligned`);
         const start = Number(block.ptr);
         const end = start + Math.max(block.bytes, 1);
-        for (const other of live) {
-          const otherEnd = other.start + Math.max(other.bytes, 1);
-          if (start < otherEnd && other.start < end) {
-            throw new Error(`block #${block.id} [${start}, ${end}) overlaps #${other.block.id}`);
-          }
-        }
-        live.push({ block, start, bytes: block.bytes });
+        assertApart(live, block.id, start, end);
+        live.push({ block, start, end, bytes: block.bytes });
         liveBytes += block.bytes;
       }
     } else if (op.kind === 'release') {
       if (live.length === 0) continue;
-      const index = op.pick % live.length;
-      const entry = live[index]!;
-      live[index] = live[live.length - 1]!;
-      live.pop();
+      const entry = takeAt(live, op.pick);
       entry.block.release();
       liveBytes -= entry.bytes;
       returns++;
@@ -240,21 +228,6 @@ function runSequence(policy: string, deviceMode: Mode, ops: readonly Op[]): void
   expect(device.openAllocations).toEqual({ ranges: 0, segments: 0 });
 }
 
-/** Runs the property; on failure reports the seed, the shrunk sequence's length and the first error. */
-function check(property: fc.IProperty<[Op[]]>, numRuns: number): void {
-  const details = fc.check(property, { numRuns });
-  if (!details.failed) return;
-  const ops = details.counterexample?.[0] ?? [];
-  const shown = ops.length <= 40 ? JSON.stringify(ops) : `${ops.length} ops (re-run with the seed)`;
-  const cause =
-    details.errorInstance instanceof Error
-      ? (details.errorInstance.stack ?? details.errorInstance.message)
-      : String(details.errorInstance);
-  throw new Error(
-    `property failed (seed ${details.seed}, path "${details.counterexamplePath}"): ${cause}\n${shown}`,
-  );
-}
-
 describe.each(policyNames())('policy %s: random sequences against a model', (policy) => {
   it.each(['vmm', 'vmm-groups', 'vmm-groups-ahead', 'segments'] as const)('in %s mode', (mode) => {
     let total = 0;
@@ -266,7 +239,7 @@ describe.each(policyNames())('policy %s: random sequences against a model', (pol
       },
     );
     // Batches of runs until the mode has seen its share of operations (lengths vary, so failures shrink).
-    while (total < OPS_PER_MODE_MIN) check(property, RUNS_PER_BATCH);
+    while (total < OPS_PER_MODE_MIN) checkProperty(property, RUNS_PER_BATCH);
     expect(total).toBeGreaterThanOrEqual(OPS_PER_MODE_MIN);
   });
 });

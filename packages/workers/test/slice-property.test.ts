@@ -12,6 +12,7 @@
 import { type Block, MiB } from '@gpupool/core';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
+import { assertApart, checkProperty, type LiveSpan, same, takeAt } from '../../core/test/helpers/model.js';
 import { createWorkerPool, fromDescriptor, toDescriptor } from '../dist/index.js';
 import { DEVICE_KIND, makeDevice, WORKER_FILE } from './test-device.js';
 
@@ -57,14 +58,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('descriptor' as const), pick: fc.nat() }) },
 );
 
-function same(what: string, actual: number, expected: number): void {
-  if (actual !== expected) throw new Error(`${what}: pool says ${actual}, the model ${expected}`);
-}
-
-interface Live {
+interface Live extends LiveSpan {
   block: Block;
-  start: number;
-  end: number;
   /** The byte written at the block's first and last bytes (blocks of 0 bytes: none). */
   mark: number;
 }
@@ -99,10 +94,7 @@ function runSequence(ops: readonly Op[]): void {
         const end = start + Math.max(block.bytes, 1);
         if (start < arenaStart || end > arenaEnd)
           throw new Error(`block #${block.id} lies outside the arena`);
-        for (const other of live) {
-          if (start < other.end && other.start < end)
-            throw new Error(`block #${block.id} overlaps #${other.block.id}`);
-        }
+        assertApart(live, block.id, start, end);
         const mark = (block.id % 251) + 1;
         if (block.bytes > 0) {
           one[0] = mark;
@@ -114,10 +106,7 @@ function runSequence(ops: readonly Op[]): void {
       }
     } else if (op.kind === 'release') {
       if (live.length === 0) continue;
-      const index = op.pick % live.length;
-      const entry = live[index]!;
-      live[index] = live[live.length - 1]!;
-      live.pop();
+      const entry = takeAt(live, op.pick);
       if (entry.block.bytes > 0) {
         // Nothing else wrote into this block while it was live.
         same(`block #${entry.block.id} first byte`, readByte(entry.block, 0), entry.mark);
@@ -160,20 +149,10 @@ function runSequence(ops: readonly Op[]): void {
 
 describe(`main-thread slice: random sequences against a model (${DEVICE_KIND})`, () => {
   it(`keeps blocks apart, bytes intact and the directory true over ${RUNS} sequences`, () => {
-    const details = fc.check(
+    const runs = checkProperty(
       fc.property(fc.array(opArb, { minLength: 1, maxLength: 400, size: 'max' }), (ops) => runSequence(ops)),
-      { numRuns: RUNS },
+      RUNS,
     );
-    if (details.failed) {
-      const ops = details.counterexample?.[0] ?? [];
-      const cause =
-        details.errorInstance instanceof Error
-          ? details.errorInstance.message
-          : String(details.errorInstance);
-      throw new Error(
-        `property failed (seed ${details.seed}, path "${details.counterexamplePath}"): ${cause}\n${ops.length <= 40 ? JSON.stringify(ops) : `${ops.length} ops`}`,
-      );
-    }
-    expect(details.numRuns).toBe(RUNS);
+    expect(runs).toBe(RUNS);
   });
 });
