@@ -58,16 +58,16 @@ function controlRate(cpuList, threads) {
 
 /** One round for one workload: each CPU alone, and all together (together first when `flip`). */
 function measure(rate, flip) {
-  const together = flip ? rate(cpus, cpus.length) : undefined;
+  const togetherFirst = flip ? rate(cpus, cpus.length) : undefined;
   const alone = cpus.map((c) => rate([c], 1));
-  const all = together ?? rate(cpus, cpus.length);
+  const together = togetherFirst ?? rate(cpus, cpus.length);
   const sum = alone.reduce((a, b) => a + b, 0);
   return {
     alonePerCpu: alone,
-    together: all,
-    efficiency: all / sum,
-    againstFastest: all / (cpus.length * Math.max(...alone)),
-    againstSlowest: all / (cpus.length * Math.min(...alone)),
+    together,
+    efficiency: together / sum,
+    againstFastest: together / (cpus.length * Math.max(...alone)),
+    againstSlowest: together / (cpus.length * Math.min(...alone)),
   };
 }
 
@@ -76,7 +76,7 @@ const workloads = [
   ['gpupool', poolRate],
   ['control', controlRate],
 ];
-const perRound = { gpupool: [], control: [] };
+const perRound = Object.fromEntries(workloads.map(([name]) => [name, []]));
 for (let k = 0; k < rounds; k++) {
   const flip = k % 2 === 1;
   for (const [name, rate] of flip ? [...workloads].reverse() : workloads)
@@ -93,7 +93,7 @@ if (json) console.log(JSON.stringify(result));
 else {
   const m = (x) => (x / 1e6).toFixed(2);
   console.log(`pinned scaling, ${device} device, CPUs ${cpus.join(',')}:`);
-  for (const name of ['gpupool', 'control']) {
+  for (const [name] of workloads) {
     const r = result[name];
     console.log(
       `${name.padEnd(8)} alone (M/s per CPU) ${r.alonePerCpu.map(m).join(' ')} · ${cpus.length} together ${m(r.together)} · efficiency ${r.efficiency.toFixed(2)} (against the fastest CPU ${r.againstFastest.toFixed(2)}, the slowest ${r.againstSlowest.toFixed(2)})${rounds > 1 ? ` · median of ${rounds} rounds: ${r.roundEfficiencies.map((e) => e.toFixed(2)).join(' ')}` : ''}`,
