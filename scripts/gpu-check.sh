@@ -127,6 +127,17 @@ check_variants() {
   return "$rc"
 }
 
+# Held-out real traces: records PyTorch workloads, replays them through the default pool and the
+# peers (scripts/gpu-sections/traces.sh); the traces come back under $OUT/traces.
+check_traces() {
+  local log="$OUT/traces.log" rc=0
+  OUT="$OUT" bash scripts/gpu-sections/traces.sh >"$log" 2>&1 || rc=1
+  grep -E '^(traces.sh|[a-z_]+: [0-9]+ ops)' "$log"
+  sed -n '/== held-out traces/,$p' "$log" | head -30
+  summary "traces: $( ((rc == 0)) && echo ran || echo 'had failures (see traces.log)'); $(ls "$OUT"/traces/*.trace.gz 2>/dev/null | wc -l) recorded"
+  return "$rc"
+}
+
 # The example app on CUDA, with the pool and with --no-pool (scripts/gpu-sections/example.sh).
 check_example() {
   local log="$OUT/example.log"

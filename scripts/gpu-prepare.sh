@@ -48,6 +48,11 @@ prepare_variants() {
   [[ " ${SECTIONS[*]} " == *" bench "* ]] || prepare_bench
 }
 
+# Held-out real traces (scripts/gpu-sections/traces.sh): what bench carries.
+prepare_traces() {
+  [[ " ${SECTIONS[*]} " == *" bench "* ]] || prepare_bench
+}
+
 # The example app on CUDA (workers slices, native kernels).
 prepare_example() {
   [[ " ${SECTIONS[*]} " == *" workers "* || " ${SECTIONS[*]} " == *" bench "* ]] || prepare_workers
