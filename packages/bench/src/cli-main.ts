@@ -23,7 +23,7 @@ import {
   runLatency,
 } from './commands/latency.js';
 import { mergeFiles } from './commands/merge.js';
-import { REPLAY_RUNS_DEFAULT, runReplay } from './commands/replay.js';
+import { REPLAY_RUNS_DEFAULT, REPLAY_WARMUP_DEFAULT, runReplay } from './commands/replay.js';
 import {
   runScaling,
   SCALING_PAIRS_PER_THREAD_DEFAULT,
@@ -55,6 +55,7 @@ export const USAGE = `usage: gpupool-bench <command> [options]
 commands:
   replay <trace.gz...>   replay traces through policies      --policy NAME[,NAME]|all  --device simulated|host|cuda
                          --cuda-mode vmm|malloc|mallocAsync  --capacity-gib N  --runs N (default ${REPLAY_RUNS_DEFAULT})  --detail
+                         --warmup N (untimed replays first, each trace and policy; default ${REPLAY_WARMUP_DEFAULT})
   latency                acquire+release pair time by size   --policy  --device  --runs  --sizes BYTES,...
                          --run-ms N  --warmup-ms N  --no-raw (skip raw CUDA timings)
                          each policy runs in --processes N fresh processes (default 3; median of
@@ -142,7 +143,14 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
     case 'replay': {
       args = parseArgs(
         rest,
-        { ...COMMON, ...DEVICE_OPTIONS, policy: 'string', runs: 'string', detail: 'boolean' },
+        {
+          ...COMMON,
+          ...DEVICE_OPTIONS,
+          policy: 'string',
+          runs: 'string',
+          warmup: 'string',
+          detail: 'boolean',
+        },
         command,
       );
       if (flag(args, 'help')) return help(io);
@@ -155,6 +163,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
         policies: policies(args),
         device: spec,
         runs,
+        warmup: intOption(args, 'warmup', REPLAY_WARMUP_DEFAULT, 1, 1000),
         detail: flag(args, 'detail') || stringOption(args, 'report') !== undefined,
         progress: progressFor(json)('replay', 1),
       });
@@ -265,6 +274,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
           ...DEVICE_OPTIONS,
           policy: 'string',
           runs: 'string',
+          warmup: 'string',
           quick: 'boolean',
           workers: 'string',
         },
@@ -337,6 +347,7 @@ async function runSuite(
       `suite found no traces in ${traceDirCandidates().join(', ')}; pass trace files`,
     );
   const runs = intOption(args, 'runs', quick ? 3 : REPLAY_RUNS_DEFAULT, 1, 1000);
+  const warmup = intOption(args, 'warmup', quick ? 1 : REPLAY_WARMUP_DEFAULT, 1, 1000);
   const chosen = policies(args);
   const bundle = await bundleWith(spec.kind === 'cuda', () => {}, args);
   io.stderr(`suite: ${files.length} traces, ${runs} timed runs each, device ${spec.kind}\n`);
@@ -346,6 +357,7 @@ async function runSuite(
       policies: chosen,
       device: spec,
       runs,
+      warmup,
       detail: true,
       progress: progress('replay', 1),
     })),

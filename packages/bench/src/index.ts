@@ -32,6 +32,7 @@ export {
   detailPass,
   memoryMapOf,
   REPLAY_RUNS_DEFAULT,
+  REPLAY_WARMUP_DEFAULT,
   replayOne,
   resolvePolicies,
   runReplay,

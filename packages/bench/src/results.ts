@@ -21,6 +21,8 @@ export interface ReplayRecord {
   deviceCalls: number | null;
   /** How many timed replays the median is over. */
   runs?: number;
+  /** How many untimed replays ran before them in the same process (gpupool only). */
+  warmup?: number;
   /** 'gpupool' for this package, 'peer' for replay_peers.py. */
   source?: 'gpupool' | 'peer';
   /** Set when the replay failed (e.g. out of memory); the numbers are then NaN or null. */

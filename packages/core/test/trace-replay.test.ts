@@ -1,11 +1,13 @@
 /**
- * Every shared trace (test/fixtures, copied from shared/traces) replays through every registered
+ * Every shared trace (test/fixtures, copied from shared/traces) and every held-out trace
+ * (test/fixtures/held-out, recorded by packages/bench/peers/record_traces.py) replays through every registered
  * policy on an 80 GiB SimulatedDevice with exact accounting: the pool's peak live bytes equal the
  * trace's, invariants hold at sampled points, everything released leaves nothing live, and
  * destroy() returns every byte to the device. Not a benchmark: no timing is asserted.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import {
   createPool,
@@ -18,9 +20,14 @@ import {
 } from '../src/index.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
-const TRACE_FILES = readdirSync(FIXTURES)
-  .filter((f) => f.endsWith('.trace.gz'))
-  .sort();
+const listTraces = (dir: string): string[] =>
+  readdirSync(FIXTURES + dir)
+    .filter((f) => f.endsWith('.trace.gz'))
+    .sort()
+    .map((f) => dir + f);
+const SHARED_FILES = listTraces('');
+const HELD_OUT_FILES = listTraces('held-out/');
+const TRACE_FILES = [...SHARED_FILES, ...HELD_OUT_FILES];
 /** checkInvariants is O(slots + free runs): sampled, not run after every operation. */
 const CHECK_EVERY = 20_000;
 
@@ -36,16 +43,39 @@ function trace(file: string): Trace {
 
 describe('shared traces', () => {
   it('are all present (four of them, each with operations and a peak)', () => {
-    expect(TRACE_FILES).toEqual([
+    expect(SHARED_FILES).toEqual([
       'kv_decode.trace.gz',
       'pipeline.trace.gz',
       'train_resnet.trace.gz',
       'transformer_varlen.trace.gz',
     ]);
-    for (const file of TRACE_FILES) {
+    for (const file of SHARED_FILES) {
       const t = trace(file);
       expect(t.length).toBeGreaterThan(50_000);
       expect(t.peakLiveBytes).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('held-out traces', () => {
+  it('are all present, each with its header and the peak it states', () => {
+    expect(HELD_OUT_FILES).toEqual([
+      'held-out/bert_train_adamw.trace.gz',
+      'held-out/gnn_train.trace.gz',
+      'held-out/mixed_serving.trace.gz',
+      'held-out/unet_sampling.trace.gz',
+    ]);
+    for (const file of HELD_OUT_FILES) {
+      const t = trace(file);
+      const header = gunzipSync(readFileSync(FIXTURES + file))
+        .toString('utf8', 0, 400)
+        .split('\n')[0]!;
+      // "# workload NAME: recorded from PyTorch … memory history on CARD; ops N; peak live B bytes"
+      const stated = /; ops (\d+); peak live (\d+) bytes$/.exec(header);
+      expect(header.startsWith(`# workload ${t.name}: recorded from PyTorch`)).toBe(true);
+      expect(stated).not.toBeNull();
+      expect(t.length).toBe(Number(stated![1]));
+      expect(t.peakLiveBytes).toBe(Number(stated![2]));
     }
   });
 });
@@ -85,4 +115,33 @@ describe.each(policyNames())('policy %s replays', (policy) => {
       expect(device.openAllocations).toEqual({ ranges: 0, segments: 0 });
     },
   );
+});
+
+// CudaDevice's default shape: 2 MiB pages inside 64 MiB physical allocations, unmapped only whole
+// (SimulatedDevice enforces the same rule), where the default policy places mapped-aware.
+describe('the default pool on a CUDA-like device (64 MiB allocations) replays', () => {
+  it.each(TRACE_FILES)('%s with exact accounting', (file) => {
+    const t = trace(file);
+    const device = new SimulatedDevice({ capacityBytes: 80 * GiB, allocationBytes: 64 * 2 ** 20 });
+    const pool = createPool({ device, detectLeaks: false });
+    let checks = 0;
+    const replayed = replayTrace(t, pool, {
+      afterEach: (index) => {
+        if (index % CHECK_EVERY !== 0) return;
+        pool.checkInvariants();
+        checks++;
+      },
+    });
+    expect(checks).toBeGreaterThan(0);
+    expect(replayed.peakLiveBytes).toBe(t.peakLiveBytes);
+    expect(replayed.peakReservedBytes).toBeGreaterThanOrEqual(replayed.peakLiveBytes);
+    expect(pool.stats().liveBytes).toBe(0);
+    expect(pool.stats().reservedBytes).toBe(device.usedBytes);
+    pool.checkInvariants();
+    pool.trim();
+    expect(pool.stats().reservedBytes).toBe(0);
+    pool.destroy();
+    expect(device.usedBytes).toBe(0);
+    expect(device.openAllocations).toEqual({ ranges: 0, segments: 0 });
+  });
 });

@@ -1,6 +1,6 @@
 /**
  * `gpupool-bench replay`: each trace through each policy on one device. The trace is parsed
- * before any timing. Per (trace, policy): WARMUP_PASSES untimed warm-up passes (the first, with `detail`, also
+ * before any timing. Per (trace, policy): `warmup` untimed warm-up passes (the first, with `detail`, also
  * samples reserved/live bytes and snapshots the pool at the peak of live bytes), then `runs`
  * timed replays, each on a fresh pool; `nsPerOp` is their median, the other numbers come from the
  * first timed replay (they are deterministic). A replay that fails (out of memory) yields a
@@ -23,6 +23,14 @@ import { median } from '../stats.js';
 import { loadTrace, peakLiveIndex } from '../traces.js';
 
 export const REPLAY_RUNS_DEFAULT = 5;
+/**
+ * Untimed replays before the timed ones. V8 keeps tiering code and adjusting its heap over the
+ * first replays of a fresh process, by count more than by length: gnn_train (6 427 operations)
+ * replayed at 350–1 600 ns per op in replays 4–9 and ~90 ns from the 10th on; mixed_serving's
+ * median of replays 4–8 was 220–228 ns in three processes, of replays 11–15 72–128 ns
+ * (docs/benchmarks.md). Ten put the timed replays past that on every trace measured.
+ */
+export const REPLAY_WARMUP_DEFAULT = 10;
 /** Samples in a --detail timeline. */
 export const TIMELINE_SAMPLES = 400;
 /** Blocks kept in a memory map (the rest are counted, not drawn). */
@@ -36,6 +44,8 @@ export interface ReplayBenchOptions {
   device?: DeviceSpec;
   /** Timed replays per (trace, policy); default 5. */
   runs?: number;
+  /** Untimed replays before them; default REPLAY_WARMUP_DEFAULT (at least 1: it gives the detail pass). */
+  warmup?: number;
   /** Add a timeline and a memory map to each record. */
   detail?: boolean;
   progress?: Progress;
@@ -58,6 +68,9 @@ export async function runReplay(options: ReplayBenchOptions): Promise<ReplayReco
   const runs = options.runs ?? REPLAY_RUNS_DEFAULT;
   if (!Number.isInteger(runs) || runs < 1)
     throw new BenchUsageError(`runs must be a positive integer (got ${runs})`);
+  const warmup = options.warmup ?? REPLAY_WARMUP_DEFAULT;
+  if (!Number.isInteger(warmup) || warmup < 1)
+    throw new BenchUsageError(`warmup must be a positive integer (got ${warmup})`);
   const traces = options.traces.map((t) => (typeof t === 'string' ? loadTrace(t) : t));
   const records: ReplayRecord[] = [];
   options.progress?.setTotal(traces.length * policies.length * (runs + 1));
@@ -81,7 +94,7 @@ export async function runReplay(options: ReplayBenchOptions): Promise<ReplayReco
           const label = `${trace.name}/${policy}`;
           options.progress?.update(done, label);
           records.push(
-            replayOne(trace, policy, device, deviceLabel(spec), runs, options.detail === true, () => {
+            replayOne(trace, policy, device, deviceLabel(spec), runs, options.detail === true, warmup, () => {
               done++;
               options.progress?.update(done, label);
             }),
@@ -98,10 +111,7 @@ export async function runReplay(options: ReplayBenchOptions): Promise<ReplayReco
   return records;
 }
 
-/** Untimed replays before the timed ones. */
-export const WARMUP_PASSES = 3;
-
-/** One (trace, policy): warm-up passes (the first doubles as the detail pass), then `runs` timed replays on fresh pools. */
+/** One (trace, policy): `warmup` untimed passes (the first doubles as the detail pass), then `runs` timed replays on fresh pools. */
 export function replayOne(
   trace: Trace,
   policy: string,
@@ -109,6 +119,7 @@ export function replayOne(
   deviceName: string,
   runs: number,
   detail: boolean,
+  warmup: number = REPLAY_WARMUP_DEFAULT,
   onRunDone: () => void = () => {},
 ): ReplayRecord {
   const base = {
@@ -120,10 +131,8 @@ export function replayOne(
   };
   let extra: Pick<ReplayRecord, 'timeline' | 'memoryMap'> = {};
   try {
-    // Warm-up: V8 tiers code up over the first replays (a single pass left kv_decode 2.5× slower
-    // in the timed runs), so WARMUP_PASSES untimed replays run first; the first one also gives the
-    // detail pass.
-    for (let w = 0; w < WARMUP_PASSES; w++) {
+    // Warm-up (REPLAY_WARMUP_DEFAULT says why); the first pass also gives the detail pass.
+    for (let w = 0; w < Math.max(1, warmup); w++) {
       const warm = createPool({ device, policy, name: `bench:${trace.name}:${policy}` });
       try {
         if (detail && w === 0) extra = detailPass(trace, warm);
@@ -154,6 +163,7 @@ export function replayOne(
       nsPerOp: median(nsPerOpRuns),
       deviceCalls: first!.deviceCalls,
       runs,
+      warmup,
       source: 'gpupool',
       ...extra,
     };
