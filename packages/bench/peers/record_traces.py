@@ -22,6 +22,14 @@ Workloads:
                     every step, 20 000–200 000 nodes, mean degree 4–12; Adam; 30 steps
   mixed_serving     one process serving two models (a ResNet-style CNN and a text encoder, fp16,
                     no grad): 160 requests in random order, random batch sizes and lengths
+A second set, recorded later to check a default chosen with the first one in view:
+  vit_train         Vision Transformer (12 layers, d=768, 16×16 patches) training at 224² or 160²
+                    with a batch size that changes every step (16–96), AdamW, bf16 autocast; 20 steps
+  llm_static_kv     decoder inference (16 layers, d=2048) with a KV cache allocated whole per batch
+                    (as a static cache does): 6 batches of different size, prompt and output length
+  lstm_seq2seq      LSTM encoder-decoder training (2 layers, 1 024 units, cuDNN) on batches of
+                    different lengths, Adam; 30 steps
+  video_3dconv      3D-convolution network inference on clips of 8–32 frames at three resolutions
 
 Usage: python3 record_traces.py OUT_DIR [--only NAME[,NAME]]   (one trace file per workload)
        python3 record_traces.py --one NAME OUT_DIR              (worker: one workload, this process)
@@ -35,7 +43,16 @@ import subprocess
 import sys
 import time
 
-WORKLOADS = ("unet_sampling", "bert_train_adamw", "gnn_train", "mixed_serving")
+WORKLOADS = (
+    "unet_sampling",
+    "bert_train_adamw",
+    "gnn_train",
+    "mixed_serving",
+    "vit_train",
+    "llm_static_kv",
+    "lstm_seq2seq",
+    "video_3dconv",
+)
 
 
 # ---- workloads (torch is imported inside, so the driver mode needs no torch) ----
@@ -285,6 +302,166 @@ def mixed_serving(torch):
                 out = text(emb(ids)).mean(1)
             out.float().cpu()
             del out
+
+
+def vit_train(torch):
+    nn = torch.nn
+    F = torch.nn.functional
+    dev = torch.device("cuda")
+    d = 768
+
+    class Vit(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch = nn.Conv2d(3, d, 16, stride=16)
+            self.cls = nn.Parameter(torch.zeros(1, 1, d))
+            self.pos = nn.Parameter(torch.zeros(1, 1 + 14 * 14, d))
+            layer = nn.TransformerEncoderLayer(d, 12, 4 * d, dropout=0.0, batch_first=True, norm_first=True, activation="gelu")
+            self.blocks = nn.TransformerEncoder(layer, 12, enable_nested_tensor=False)
+            self.head = nn.Linear(d, 1000)
+
+        def forward(self, x):
+            h = self.patch(x).flatten(2).transpose(1, 2)
+            h = torch.cat([self.cls.expand(h.shape[0], -1, -1), h], dim=1)
+            h = h + self.pos[:, : h.shape[1]]
+            return self.head(self.blocks(h)[:, 0])
+
+    model = Vit().to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    rng = random.Random(13)
+    for step in range(20):
+        side = rng.choice([224, 160])
+        batch = rng.randrange(16, 97)
+        x = torch.randn(batch, 3, side, side, device=dev)
+        y = torch.randint(0, 1000, (batch,), device=dev)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()
+        del x, y, loss
+
+
+def llm_static_kv(torch):
+    nn = torch.nn
+    F = torch.nn.functional
+    dev = torch.device("cuda")
+    d, heads, n_layers, vocab = 2048, 16, 16, 32000
+    hd = d // heads
+
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.n1 = nn.LayerNorm(d)
+            self.qkv = nn.Linear(d, 3 * d, bias=False)
+            self.o = nn.Linear(d, d, bias=False)
+            self.n2 = nn.LayerNorm(d)
+            self.up = nn.Linear(d, 4 * d, bias=False)
+            self.down = nn.Linear(4 * d, d, bias=False)
+
+        def forward(self, x, cache_k, cache_v, pos):
+            b, t, _ = x.shape
+            q, k, v = self.qkv(self.n1(x)).view(b, t, 3, heads, hd).unbind(2)
+            cache_k[:, pos : pos + t] = k
+            cache_v[:, pos : pos + t] = v
+            keys = cache_k[:, : pos + t].transpose(1, 2)
+            values = cache_v[:, : pos + t].transpose(1, 2)
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, is_causal=t > 1)
+            x = x + self.o(y.transpose(1, 2).reshape(b, t, d))
+            return x + self.down(F.gelu(self.up(self.n2(x))))
+
+    emb = nn.Embedding(vocab, d).to(dev, torch.float16)
+    layers = nn.ModuleList([Layer() for _ in range(n_layers)]).to(dev, torch.float16).eval()
+    head = nn.Linear(d, vocab, bias=False).to(dev, torch.float16)
+    rng = random.Random(17)
+    with torch.no_grad():
+        for _ in range(6):
+            batch = rng.choice([1, 4, 8, 16, 32])
+            prompt = rng.randrange(64, 1025)
+            new = rng.randrange(32, 129)
+            total = prompt + new
+            # The whole cache for this batch at once, as a static cache allocates it.
+            caches = [
+                (torch.empty(batch, total, heads, hd, device=dev, dtype=torch.float16),
+                 torch.empty(batch, total, heads, hd, device=dev, dtype=torch.float16))
+                for _ in range(n_layers)
+            ]
+            ids = torch.randint(0, vocab, (batch, prompt), device=dev)
+            pos = 0
+            for step in range(new):
+                x = emb(ids)
+                for layer, (ck, cv) in zip(layers, caches):
+                    x = layer(x, ck, cv, pos)
+                pos += ids.shape[1]
+                ids = head(x[:, -1:]).argmax(-1)
+            ids.cpu()
+            del caches, ids, x
+
+
+def lstm_seq2seq(torch):
+    nn = torch.nn
+    F = torch.nn.functional
+    dev = torch.device("cuda")
+    vocab, hidden = 16000, 1024
+    emb = nn.Embedding(vocab, 512).to(dev)
+    enc = nn.LSTM(512, hidden, num_layers=2, batch_first=True).to(dev)
+    dec = nn.LSTM(512, hidden, num_layers=2, batch_first=True).to(dev)
+    out = nn.Linear(hidden, vocab).to(dev)
+    params = [*emb.parameters(), *enc.parameters(), *dec.parameters(), *out.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    rng = random.Random(19)
+    for step in range(30):
+        batch = rng.choice([16, 32, 64, 128])
+        src_len = rng.randrange(10, 121)
+        tgt_len = rng.randrange(10, 121)
+        src = torch.randint(0, vocab, (batch, src_len), device=dev)
+        tgt = torch.randint(0, vocab, (batch, tgt_len), device=dev)
+        _, state = enc(emb(src))
+        y, _ = dec(emb(tgt[:, :-1]), state)
+        loss = F.cross_entropy(out(y).reshape(-1, vocab), tgt[:, 1:].reshape(-1))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()
+        del src, tgt, y, state, loss
+
+
+def video_3dconv(torch):
+    nn = torch.nn
+    dev = torch.device("cuda")
+
+    def stage(cin, cout, stride):
+        return nn.Sequential(
+            nn.Conv3d(cin, cout, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm3d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm3d(cout),
+            nn.ReLU(inplace=True),
+        )
+
+    net = nn.Sequential(
+        nn.Conv3d(3, 64, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
+        nn.BatchNorm3d(64),
+        nn.ReLU(inplace=True),
+        stage(64, 64, 1),
+        stage(64, 128, 2),
+        stage(128, 256, 2),
+        stage(256, 512, 2),
+        nn.AdaptiveAvgPool3d(1),
+        nn.Flatten(),
+        nn.Linear(512, 400),
+    ).to(dev, torch.float16).eval()
+    rng = random.Random(23)
+    with torch.no_grad():
+        for _ in range(40):
+            frames = rng.choice([8, 16, 32])
+            side = rng.choice([112, 160, 224])
+            batch = rng.choice([1, 2, 4, 8])
+            clip = torch.randn(batch, 3, frames, side, side, device=dev, dtype=torch.float16)
+            net(clip).float().cpu()
+            del clip
 
 
 # ---- recording ----
