@@ -62,8 +62,12 @@ describe('held-out traces', () => {
     expect(HELD_OUT_FILES).toEqual([
       'held-out/bert_train_adamw.trace.gz',
       'held-out/gnn_train.trace.gz',
+      'held-out/llm_static_kv.trace.gz',
+      'held-out/lstm_seq2seq.trace.gz',
       'held-out/mixed_serving.trace.gz',
       'held-out/unet_sampling.trace.gz',
+      'held-out/video_3dconv.trace.gz',
+      'held-out/vit_train.trace.gz',
     ]);
     for (const file of HELD_OUT_FILES) {
       const t = trace(file);
