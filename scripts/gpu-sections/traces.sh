@@ -12,6 +12,7 @@ D="$OUT/traces-bench"
 mkdir -p "$T" "$D"
 BENCH=(node packages/bench/dist/cli.js)
 RUNS="${TRACES_RUNS:-3}"
+POLICIES=(${TRACES_POLICIES:-bestFit})   # gpupool policies to replay (default: the default pool's)
 
 step() { # step NAME SECONDS command... : runs with a limit; a failure costs only its own numbers
   local name=$1 limit=$2 t0=$SECONDS
@@ -39,13 +40,18 @@ if ((${#RECORDED[@]} == 0)); then
 fi
 for t in "${RECORDED[@]}"; do
   n=$(basename "$t" .trace.gz)
-  for device in cuda simulated; do
-    step "replay-$device-$n" 90 "${BENCH[@]}" replay "$t" --policy bestFit --device "$device" --runs "$RUNS" --json \
-      >"$D/replay-$device-$n.jsonl"
+  for p in "${POLICIES[@]}"; do
+    for device in cuda simulated; do
+      step "replay-$device-$n-$p" 90 "${BENCH[@]}" replay "$t" --policy "$p" --device "$device" --runs "$RUNS" --json \
+        >"$D/replay-$device-$n-$p.jsonl"
+    done
   done
 done
-step peers "${TRACES_PEERS_TIMEOUT_S:-240}" python3 packages/bench/peers/replay_peers.py "${RECORDED[@]}" --runs "$RUNS" \
-  --timeout 60 >"$D/peers.jsonl"
+# TRACES_SKIP_PEERS=1 leaves the peers out (their ratios do not change from call to call).
+if [[ "${TRACES_SKIP_PEERS:-0}" != 1 ]]; then
+  step peers "${TRACES_PEERS_TIMEOUT_S:-240}" python3 packages/bench/peers/replay_peers.py "${RECORDED[@]}" --runs "$RUNS" \
+    --timeout 60 >"$D/peers.jsonl"
+fi
 
 shopt -s nullglob
 RESULTS=()
