@@ -34,7 +34,7 @@ Options:
   --frames N           frames per camera (default 60)
   --cameras K          cameras (default 2)
   --workers W          worker threads (default: one per core, at most 8; 0 = main thread)
-  --policy NAME        pool placement policy (default bestFit)
+  --policy NAME        pool placement policy (default: core's default for the device)
   --json               print one JSON object with the statistics at the end
   --report FILE.html   where to write the HTML memory report (default gpupool-report.html)
   -h, --help           this text

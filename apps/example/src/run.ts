@@ -310,7 +310,8 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
     deviceKind: options.device,
     kernels,
     pool: options.pool,
-    policy: options.pool ? (options.policy ?? DEFAULT_POLICY) : 'none',
+    // What the pools actually placed with: core's default depends on the device (defaultPolicyName).
+    policy: options.pool ? ([...snapshots.values()][0]?.policy ?? options.policy ?? DEFAULT_POLICY) : 'none',
     memory: runner.memory,
     workers: options.workers,
     cameras: options.cameras,

@@ -40,7 +40,7 @@ export type DeviceKind = 'host' | 'cuda';
 export interface ThreadOptions {
   device: DeviceKind;
   pool: boolean;
-  /** Placement policy of the pool (default: the core default, bestFit). */
+  /** Placement policy of the pool (default: core's default for the device, defaultPolicyName). */
   policy?: string;
   /** Host device capacity per thread, when the thread opens its own HostDevice. */
   hostCapacityBytes?: number;

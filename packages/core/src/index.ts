@@ -51,12 +51,19 @@ export type { ExactShapeOptions } from './policies/exact-shape.js';
 export { ExactShapePolicy } from './policies/exact-shape.js';
 export type { MappedFit, Policy, PolicyFactory } from './policies/policy.js';
 export { POLICY_GRANULE_BYTES } from './policies/policy.js';
-export { createPolicy, DEFAULT_POLICY, policyNames, registerPolicy } from './policies/registry.js';
+export {
+  createPolicy,
+  DEFAULT_POLICY,
+  DEFAULT_POLICY_GROUPED,
+  policyNames,
+  registerPolicy,
+} from './policies/registry.js';
 export { SegregatedBins } from './policies/segregated-bins.js';
 export { SizeClassPolicy } from './policies/size-class.js';
 export { TlsfPolicy } from './policies/tlsf.js';
 export type { AcquireOptions, AcquireRequest, PoolOptions, PrewarmSpec } from './pool.js';
 export { createPool, getGlobalPool, Pool, setDefaultDevice } from './pool.js';
+export { defaultPolicyName } from './pool-options.js';
 export type { SegmentBackingOptions } from './segment-backing.js';
 export { SegmentBacking } from './segment-backing.js';
 export type { BlockSnapshot, PoolSnapshot } from './snapshot.js';

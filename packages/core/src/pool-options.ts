@@ -9,7 +9,7 @@ import type { DType } from './dtype.js';
 import { ArgumentRangeError, InvalidArgumentError } from './errors.js';
 import type { LeakReport } from './leak-detector.js';
 import type { Policy, PolicyFactory } from './policies/policy.js';
-import { createPolicy, DEFAULT_POLICY } from './policies/registry.js';
+import { createPolicy, DEFAULT_POLICY, DEFAULT_POLICY_GROUPED } from './policies/registry.js';
 import { alignUp } from './units.js';
 import { VmmBacking } from './vmm-backing.js';
 
@@ -30,7 +30,11 @@ export interface PrewarmSpec {
 
 export interface PoolOptions {
   device: Device;
-  /** A registered policy name ('bestFit' default, 'sizeClass', 'tlsf', 'exactShape'), a factory, or an instance. */
+  /**
+   * A registered policy name ('bestFit', 'bestFitPools', 'sizeClass', 'tlsf', 'exactShape'), a
+   * factory, or an instance. Default: 'bestFitPools' where the pool maps pages on a device whose
+   * allocations span several pages (CudaDevice), else 'bestFit' (defaultPolicyName).
+   */
   policy?: string | Policy | PolicyFactory;
   /** Most device memory the pool may hold. Default: the device's total. */
   limitBytes?: number;
@@ -44,7 +48,12 @@ export interface PoolOptions {
   highWaterSlack?: number;
   /** Page swaps at the high-water mark allowed before the mark rises instead (vmm; default unlimited, 64 where the device's allocations span several pages). */
   swapsPerRaise?: number;
-  /** When the policy's choice needs new pages, take a mapped free block up to this many times the request instead (vmm; default 8 where the device's allocations span several pages, else 0: off). */
+  /**
+   * When the policy's choice needs new pages, take a mapped free block up to this many times the
+   * request instead (vmm; default 8 where the device's allocations span several pages, else 0: off).
+   * Used by bestFit; bestFitPools, the default there, places without it (it measured worse inside
+   * the two pools: docs/benchmarks.md).
+   */
   mappedFitFactor?: number;
   /** Map ahead to the allocation window's end when the high-water mark rises, within this fraction of touched pages (vmm; default 0: off). */
   mapAheadFraction?: number;
@@ -81,8 +90,19 @@ export interface PoolOptions {
   name?: string;
 }
 
-export function resolvePolicy(policy: PoolOptions['policy']): Policy {
-  if (policy === undefined) return createPolicy(DEFAULT_POLICY);
+/**
+ * The policy a pool gets when none is given: DEFAULT_POLICY_GROUPED where the pool maps pages
+ * itself (vmm mode, its own backing) on a device whose allocations span several pages, since only
+ * whole allocations unmap there; DEFAULT_POLICY elsewhere.
+ */
+export function defaultPolicyName(device: Device, options: Pick<PoolOptions, 'mode' | 'backing'>): string {
+  const vmm = (options.mode ?? (device.vmm ? 'vmm' : 'segments')) === 'vmm';
+  const grouped = (device.allocationBytes ?? device.pageBytes) > device.pageBytes;
+  return vmm && grouped && options.backing === undefined ? DEFAULT_POLICY_GROUPED : DEFAULT_POLICY;
+}
+
+export function resolvePolicy(policy: PoolOptions['policy'], defaultName: string = DEFAULT_POLICY): Policy {
+  if (policy === undefined) return createPolicy(defaultName);
   if (typeof policy === 'string') return createPolicy(policy);
   if (typeof policy === 'function') return policy();
   if (typeof policy === 'object' && policy !== null && typeof policy.allocate === 'function') return policy;

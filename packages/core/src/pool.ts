@@ -31,6 +31,7 @@ import {
   type AcquireRequest,
   checkOptionalFraction,
   checkOptionalPositive,
+  defaultPolicyName,
   makeVmmBacking,
   type PoolOptions,
   type PrewarmSpec,
@@ -119,7 +120,7 @@ export class Pool implements BlockOwner, Disposable {
     this.device = device;
     this.limitBytes = checkOptionalPositive(options.limitBytes, 'limitBytes') ?? device.totalBytes;
     this.name = options.name ?? `pool(${device.name})`;
-    this.policy = resolvePolicy(options.policy);
+    this.policy = resolvePolicy(options.policy, defaultPolicyName(device, options));
     checkOptionalFraction(options.retainFraction, 'retainFraction');
     checkOptionalPositive(options.retainMinBytes, 'retainMinBytes', true);
     this.leakAgeMs = checkOptionalPositive(options.leakAgeMs, 'leakAgeMs') ?? 0;
