@@ -30,7 +30,8 @@ const RUNS = 300;
 const INVARIANTS_EVERY = 16;
 
 const configArb = fc.record({
-  policy: fc.constantFrom(...policyNames()),
+  // undefined: the pool's default for the device and mode (defaultPolicyName).
+  policy: fc.constantFrom(undefined, ...policyNames()),
   allocationPages: fc.constantFrom(1, 4, 32),
   mode: fc.constantFrom('vmm' as const, 'vmm' as const, 'segments' as const),
   limitBytes: fc.constantFrom(48 * MiB, 96 * MiB, 256 * MiB),
