@@ -96,9 +96,15 @@ export interface PoolOptions {
  * whole allocations unmap there; DEFAULT_POLICY elsewhere.
  */
 export function defaultPolicyName(device: Device, options: Pick<PoolOptions, 'mode' | 'backing'>): string {
-  const vmm = (options.mode ?? (device.vmm ? 'vmm' : 'segments')) === 'vmm';
   const grouped = (device.allocationBytes ?? device.pageBytes) > device.pageBytes;
-  return vmm && grouped && options.backing === undefined ? DEFAULT_POLICY_GROUPED : DEFAULT_POLICY;
+  return grouped && options.backing === undefined && mapsPages(device, options.mode)
+    ? DEFAULT_POLICY_GROUPED
+    : DEFAULT_POLICY;
+}
+
+/** Whether a pool maps pages itself ('vmm') rather than taking segments: `mode`, else what the device offers. */
+export function mapsPages(device: Device, mode: PoolOptions['mode']): boolean {
+  return (mode ?? (device.vmm ? 'vmm' : 'segments')) === 'vmm';
 }
 
 export function resolvePolicy(policy: PoolOptions['policy'], defaultName: string = DEFAULT_POLICY): Policy {

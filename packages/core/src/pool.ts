@@ -33,6 +33,7 @@ import {
   checkOptionalPositive,
   defaultPolicyName,
   makeVmmBacking,
+  mapsPages,
   type PoolOptions,
   type PrewarmSpec,
   resolvePolicy,
@@ -182,7 +183,7 @@ export class Pool implements BlockOwner, Disposable {
     // never leaves a reservation behind.
     if (options.backing !== undefined) {
       this.backing = options.backing;
-    } else if ((options.mode ?? (device.vmm ? 'vmm' : 'segments')) === 'vmm') {
+    } else if (mapsPages(device, options.mode)) {
       this.backing = makeVmmBacking(device, this.limitBytes, options);
     } else {
       this.backing = new SegmentBacking({ device, limitBytes: this.limitBytes });

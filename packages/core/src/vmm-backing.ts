@@ -402,34 +402,30 @@ export class VmmBacking implements Backing, MappedFit {
     this.emptyGroupPages -= newlyBusy;
   }
 
-  /** vacate() where every page is its own group (see occupyPages). */
+  /**
+   * vacate() where every page is its own group (see occupyPages): a boundary page empties as any
+   * group does (markEmpty); the inside, which no other block touches, in one sweep.
+   */
   private vacatePages(first: number, last: number): void {
     const live = this.live;
-    const bits = this.emptyBits;
-    const ages = this.agesTracked;
-    let newlyEmpty = 0;
     if (--live[first]! === 0) {
-      newlyEmpty++;
-      bits[first >>> 5]! |= 1 << (first & 31);
-      if (ages) this.emptySince[first] = this.epoch;
+      this.emptyMappedPages++;
+      this.markEmpty(first);
     }
-    if (last > first) {
-      if (last > first + 1) {
-        newlyEmpty += last - first - 1;
-        setBitRange(bits, first + 1, last - 1, true);
-        if (ages) this.emptySince.fill(this.epoch, first + 1, last);
-      }
-      if (--live[last]! === 0) {
-        newlyEmpty++;
-        bits[last >>> 5]! |= 1 << (last & 31);
-        if (ages) this.emptySince[last] = this.epoch;
-      }
+    if (last === first) return;
+    if (last > first + 1) {
+      const inside = last - first - 1;
+      this.emptyMappedPages += inside;
+      this.emptyGroupPages += inside;
+      setBitRange(this.emptyBits, first + 1, last - 1, true);
+      if (this.agesTracked) this.emptySince.fill(this.epoch, first + 1, last);
+      // A hint that may run high: releaseEmpty lowers it past words that are empty.
+      if ((last - 1) >>> 5 > this.emptyWordMax) this.emptyWordMax = (last - 1) >>> 5;
     }
-    if (newlyEmpty === 0) return;
-    this.emptyMappedPages += newlyEmpty;
-    this.emptyGroupPages += newlyEmpty;
-    // A hint that may run high: releaseEmpty lowers it past words that are empty.
-    if (last >>> 5 > this.emptyWordMax) this.emptyWordMax = last >>> 5;
+    if (--live[last]! === 0) {
+      this.emptyMappedPages++;
+      this.markEmpty(last);
+    }
   }
 
   /**
