@@ -13,7 +13,9 @@ import {
   createPool,
   DEFAULT_POLICY_GROUPED,
   GiB,
+  type Pool,
   policyNames,
+  type ReplayResult,
   readTrace,
   replayTrace,
   SimulatedDevice,
@@ -40,6 +42,35 @@ function trace(file: string): Trace {
     traces.set(file, t);
   }
   return t;
+}
+
+/** Replays `t`, checking the pool's invariants every CHECK_EVERY operations (at least once). */
+function replayChecked(t: Trace, pool: Pool): ReplayResult {
+  let checks = 0;
+  const replayed = replayTrace(t, pool, {
+    afterEach: (index) => {
+      if (index % CHECK_EVERY !== 0) return;
+      pool.checkInvariants();
+      checks++;
+    },
+  });
+  expect(checks).toBeGreaterThan(0);
+  expect(replayed.ops).toBe(t.length);
+  expect(replayed.peakLiveBytes).toBe(t.peakLiveBytes);
+  expect(replayed.peakReservedBytes).toBeGreaterThanOrEqual(replayed.peakLiveBytes);
+  return replayed;
+}
+
+/** After a replay released everything: nothing live, trim() gives all back, destroy() every byte. */
+function expectAllReturned(pool: Pool, device: SimulatedDevice): void {
+  expect(pool.stats().liveBytes).toBe(0);
+  expect(pool.stats().reservedBytes).toBe(device.usedBytes);
+  pool.checkInvariants();
+  pool.trim();
+  expect(pool.stats().reservedBytes).toBe(0);
+  pool.destroy();
+  expect(device.usedBytes).toBe(0);
+  expect(device.openAllocations).toEqual({ ranges: 0, segments: 0 });
 }
 
 describe('shared traces', () => {
@@ -94,30 +125,12 @@ describe.each(policyNames())('policy %s replays', (policy) => {
       const t = trace(file);
       const device = new SimulatedDevice({ capacityBytes: 80 * GiB });
       const pool = createPool({ device, policy, mode, detectLeaks: false });
-      let checks = 0;
-      const replayed = replayTrace(t, pool, {
-        afterEach: (index) => {
-          if (index % CHECK_EVERY !== 0) return;
-          pool.checkInvariants();
-          checks++;
-        },
-      });
-      expect(checks).toBeGreaterThan(0);
-      expect(replayed.ops).toBe(t.length);
-      expect(replayed.peakLiveBytes).toBe(t.peakLiveBytes);
-      expect(replayed.peakReservedBytes).toBeGreaterThanOrEqual(replayed.peakLiveBytes);
+      replayChecked(t, pool);
       const stats = pool.stats();
-      expect(stats.liveBytes).toBe(0);
       expect(stats.liveBlocks).toBe(0);
       expect(stats.acquires).toBe(t.allocations);
       expect(stats.returns).toBe(t.allocations);
-      expect(stats.reservedBytes).toBe(device.usedBytes);
-      pool.checkInvariants();
-      pool.trim();
-      expect(pool.stats().reservedBytes).toBe(0);
-      pool.destroy();
-      expect(device.usedBytes).toBe(0);
-      expect(device.openAllocations).toEqual({ ranges: 0, segments: 0 });
+      expectAllReturned(pool, device);
     },
   );
 });
@@ -155,25 +168,7 @@ describe('the default pool on a CUDA-like device (64 MiB allocations) replays', 
     const device = new SimulatedDevice({ capacityBytes: 80 * GiB, allocationBytes: 64 * 2 ** 20 });
     const pool = createPool({ device, detectLeaks: false });
     expect(pool.snapshot().policy).toBe(DEFAULT_POLICY_GROUPED);
-    let checks = 0;
-    const replayed = replayTrace(t, pool, {
-      afterEach: (index) => {
-        if (index % CHECK_EVERY !== 0) return;
-        pool.checkInvariants();
-        checks++;
-      },
-    });
-    expect(checks).toBeGreaterThan(0);
-    expect(replayed.peakLiveBytes).toBe(t.peakLiveBytes);
-    expect(replayed.peakReservedBytes).toBeGreaterThanOrEqual(replayed.peakLiveBytes);
-    expect(replayed.ratio).toBeLessThanOrEqual(BEST_PEER_RATIO[t.name]!);
-    expect(pool.stats().liveBytes).toBe(0);
-    expect(pool.stats().reservedBytes).toBe(device.usedBytes);
-    pool.checkInvariants();
-    pool.trim();
-    expect(pool.stats().reservedBytes).toBe(0);
-    pool.destroy();
-    expect(device.usedBytes).toBe(0);
-    expect(device.openAllocations).toEqual({ ranges: 0, segments: 0 });
+    expect(replayChecked(t, pool).ratio).toBeLessThanOrEqual(BEST_PEER_RATIO[t.name]!);
+    expectAllReturned(pool, device);
   });
 });
