@@ -6,8 +6,8 @@
 // map+unmap calls, and the H100 cost model of those calls in ns per op (as backing-variants.mjs).
 // Usage: node packages/bench/scripts/backing-perturbed.mjs [--layouts 16] [--configs JSON] trace.gz...
 // A config is { name, pageMiB?, allocationMiB?, ...pool options } (default 2 MiB pages, 64 MiB allocations).
-import { createPool, GiB, MiB, readTrace, SimulatedDevice } from '@gpupool/core';
-import { takeFlag, vmmCallModelUs } from './script-support.mjs';
+import { createPool, GiB, MiB, readTrace, replayTrace, SimulatedDevice } from '@gpupool/core';
+import { takeFlag, vmmCallModelUs, watchMapCalls } from './script-support.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => takeFlag(args, name, fallback);
@@ -23,37 +23,17 @@ function replay(trace, config, k) {
     allocationBytes: allocationMiB * MiB,
   });
   const spent = { calls: 0, us: 0 };
-  for (const kind of ['map', 'unmap']) {
-    const inner = device[kind].bind(device);
-    device[kind] = (range, offsetBytes, bytes) => {
-      spent.calls++;
-      spent.us += vmmCallModelUs(kind, device.allocationBytes, offsetBytes, bytes);
-      return inner(range, offsetBytes, bytes);
-    };
-  }
+  watchMapCalls(device, (kind, offsetBytes, bytes) => {
+    spent.calls++;
+    spent.us += vmmCallModelUs(kind, device.allocationBytes, offsetBytes, bytes);
+  });
   const pool = createPool({ device, detectLeaks: false, ...options });
-  const shift = k > 0 ? pool.acquire(k * SHIFT_BYTES) : undefined;
-  const blocks = new Array(trace.idCount);
-  let live = shift?.bytes ?? 0;
-  let peakLive = live;
-  let peakReserved = 0;
-  for (let i = 0; i < trace.length; i++) {
-    const id = trace.ids[i];
-    if (trace.kinds[i] === 0) {
-      live += trace.bytes[i];
-      if (live > peakLive) peakLive = live;
-      blocks[id] = pool.acquire(trace.bytes[i]);
-      const reserved = pool.stats().reservedBytes;
-      if (reserved > peakReserved) peakReserved = reserved;
-    } else {
-      live -= blocks[id].bytes;
-      blocks[id].release();
-      blocks[id] = undefined;
-    }
-  }
+  // The shift block lives to the end; replayTrace counts it in peak live bytes (resetPeaks).
+  if (k > 0) pool.acquire(k * SHIFT_BYTES);
+  const { ratio } = replayTrace(trace, pool, { releaseAtEnd: false });
   pool.destroy();
   device.destroy?.();
-  return { ratio: peakReserved / peakLive, calls: spent.calls, nsPerOp: (spent.us * 1e3) / trace.length };
+  return { ratio, calls: spent.calls, nsPerOp: (spent.us * 1e3) / trace.length };
 }
 
 const traces = args.map((path) => readTrace(path));

@@ -7,7 +7,7 @@
 // A config is { name, policy?, pageMiB?, allocationMiB?, ...pool options } (page and allocation
 // sizes are the device's: CudaDevice or SimulatedDevice options).
 import { createPool, GiB, readTrace, replayTrace, SimulatedDevice } from '@gpupool/core';
-import { takeFlag, vmmCallModelUs } from './script-support.mjs';
+import { takeFlag, vmmCallModelUs, watchMapCalls } from './script-support.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => takeFlag(args, name, fallback);
@@ -38,26 +38,17 @@ const spent = {
   unmap: { calls: 0, pages: 0, ns: 0, modelUs: 0 },
 };
 function instrument(device) {
-  for (const kind of ['map', 'unmap']) {
-    const inner = device[kind].bind(device);
-    device[kind] = (range, offsetBytes, bytes) => {
-      const t0 = process.hrtime.bigint();
-      try {
-        return inner(range, offsetBytes, bytes);
-      } finally {
-        spent[kind].ns += Number(process.hrtime.bigint() - t0);
-        spent[kind].calls++;
-        spent[kind].pages += bytes / (2 * 1024 * 1024);
-        spent[kind].modelUs += vmmCallModelUs(
-          kind,
-          device.allocationBytes ?? device.pageBytes,
-          offsetBytes,
-          bytes,
-        );
-      }
-    };
-  }
-  return device;
+  return watchMapCalls(device, (kind, offsetBytes, bytes, ns) => {
+    spent[kind].ns += ns;
+    spent[kind].calls++;
+    spent[kind].pages += bytes / (2 * 1024 * 1024);
+    spent[kind].modelUs += vmmCallModelUs(
+      kind,
+      device.allocationBytes ?? device.pageBytes,
+      offsetBytes,
+      bytes,
+    );
+  });
 }
 
 // One device per (page size, allocation size) asked for.

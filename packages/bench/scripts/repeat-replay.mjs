@@ -5,8 +5,8 @@
 // repetitions show what a long-running process keeps paying and how its peak settles.
 // Usage: node packages/bench/scripts/repeat-replay.mjs [--repeats 4] [--allocation-mib 64]
 //        [--policy NAME] trace.gz...   (no --policy: the pool's default for the device)
-import { createPool, GiB, MiB, readTrace, SimulatedDevice } from '@gpupool/core';
-import { takeFlag } from './script-support.mjs';
+import { createPool, GiB, MiB, readTrace, replayTrace, SimulatedDevice } from '@gpupool/core';
+import { takeFlag, watchMapCalls } from './script-support.mjs';
 
 const args = process.argv.slice(2);
 const repeats = Number(takeFlag(args, '--repeats', '4'));
@@ -23,41 +23,17 @@ for (const path of args) {
     allocationBytes: allocationMiB * MiB,
   });
   let calls = 0;
-  for (const kind of ['map', 'unmap']) {
-    const inner = device[kind].bind(device);
-    device[kind] = (...callArgs) => {
-      calls++;
-      return inner(...callArgs);
-    };
-  }
+  watchMapCalls(device, () => calls++);
   const pool = createPool({ device, policy, detectLeaks: false });
   const perRepetition = [];
-  let live = 0;
   let peakLive = 0;
   let peakReserved = 0;
   for (let r = 0; r < repeats; r++) {
     const before = calls;
-    const blocks = new Array(trace.idCount);
-    for (let i = 0; i < trace.length; i++) {
-      const id = trace.ids[i];
-      if (trace.kinds[i] === 0) {
-        blocks[id] = pool.acquire(trace.bytes[i]);
-        live += trace.bytes[i];
-        if (live > peakLive) peakLive = live;
-        const reserved = pool.stats().reservedBytes;
-        if (reserved > peakReserved) peakReserved = reserved;
-      } else {
-        live -= blocks[id].bytes;
-        blocks[id].release();
-        blocks[id] = undefined;
-      }
-    }
-    // Blocks the trace leaves live end with its repetition, as they would with a new request.
-    for (const b of blocks) {
-      if (b === undefined) continue;
-      live -= b.bytes;
-      b.release();
-    }
+    // Blocks the trace leaves live end with its repetition (releaseAtEnd), as with a new request.
+    const replayed = replayTrace(trace, pool);
+    peakLive = Math.max(peakLive, replayed.peakLiveBytes);
+    peakReserved = Math.max(peakReserved, replayed.peakReservedBytes);
     perRepetition.push(calls - before);
   }
   const name = pool.snapshot().policy;

@@ -1,6 +1,6 @@
 // What the scripts share: flag parsing, CPU sets and pinned runs (scaling-pinned.mjs,
-// latency-pinned.mjs), and the H100 cost model of VMM device calls (backing-variants.mjs,
-// backing-perturbed.mjs).
+// latency-pinned.mjs), watching a device's map and unmap calls, and the H100 cost model of those
+// calls (backing-variants.mjs, backing-perturbed.mjs, repeat-replay.mjs).
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { MiB } from '@gpupool/core';
@@ -50,4 +50,23 @@ export function vmmCallModelUs(kind, allocationBytes, offsetBytes, bytes) {
     Math.ceil((offsetBytes + bytes) / allocationBytes) - Math.floor(offsetBytes / allocationBytes);
   const mib = bytes / MiB;
   return kind === 'map' ? 36 + 9.5 * allocations + 0.02 * mib : 23 + 10.5 * allocations + 0.35 * mib;
+}
+
+/**
+ * Wraps `device.map` and `device.unmap` so that `visit(kind, offsetBytes, bytes, ns)` runs after
+ * each call (a failed one too), with the time the call took. Returns the device.
+ */
+export function watchMapCalls(device, visit) {
+  for (const kind of ['map', 'unmap']) {
+    const inner = device[kind].bind(device);
+    device[kind] = (range, offsetBytes, bytes) => {
+      const t0 = process.hrtime.bigint();
+      try {
+        return inner(range, offsetBytes, bytes);
+      } finally {
+        visit(kind, offsetBytes, bytes, Number(process.hrtime.bigint() - t0));
+      }
+    };
+  }
+  return device;
 }
