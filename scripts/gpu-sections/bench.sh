@@ -24,22 +24,8 @@ fi
 
 # BENCH_SKIP: step names to leave out, by prefix (e.g. "replay-sim peers scaling-pinned"), to fit
 # one device call.
-step() { # step NAME SECONDS command... : runs with a limit, logs stderr, reports failure
-  local name=$1 limit=$2 skip
-  shift 2
-  for skip in ${BENCH_SKIP:-}; do
-    if [[ "$name" == "$skip"* ]]; then
-      echo "bench.sh: $name: skipped (BENCH_SKIP)" >&2
-      return 0
-    fi
-  done
-  local t0=$SECONDS
-  timeout --kill-after=10 "$limit" "$@" 2>"$D/$name.err"
-  local rc=$?
-  echo "bench.sh: $name: exit $rc in $((SECONDS - t0)) s" >&2
-  ((rc != 0)) && tail -n 5 "$D/$name.err" >&2
-  return 0
-}
+STEP_SKIP="${BENCH_SKIP:-}"
+source "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -96,16 +82,7 @@ step scaling-pinned 300 node packages/bench/scripts/scaling-pinned.mjs --device 
   >"$D/scaling-pinned-cuda.json.txt"
 
 # 5. Merge everything into one bundle and the HTML report; the summary table is printed last.
-shopt -s nullglob
-RESULTS=()
-for f in "$D"/*.json "$D"/*.jsonl; do [[ -s "$f" && "$f" != "$D/bundle.json" ]] && RESULTS+=("$f"); done
-shopt -u nullglob
-if ((${#RESULTS[@]} == 0)); then
-  echo "bench.sh: no results were produced; see $D/*.err" >&2
-  exit 1
-fi
-"${BENCH[@]}" merge "${RESULTS[@]}" --json >"$D/bundle.json" 2>"$D/merge.err"
-"${BENCH[@]}" merge "$D/bundle.json" --report "$D/report.html" >"$D/summary.txt" 2>>"$D/merge.err"
+merge_results --report "$D/report.html" || exit 1
 echo "== gpupool bench summary ($(head -n 3 "$D/machine.txt" | tr '\n' ' ')) =="
 cat "$D/summary.txt"
 # An if, not `[[ ]] &&`: with scaling-pinned skipped, the test's status would be the script's.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU section: held-out real traces. Records PyTorch workloads of kinds the four shared traces do
-# not cover (packages/bench/peers/record_traces.py), then replays each through gpupool's default
-# pool (bestFit on CudaDevice and on SimulatedDevice) and through the peers, in this one call.
-# Nothing is tuned on these traces: they check that the defaults carry over.
+# not cover (packages/bench/peers/record_traces.py), then replays each through gpupool
+# (TRACES_POLICIES, on CudaDevice and on SimulatedDevice) and through the peers, in this one call:
+# a check that the defaults carry over to workloads they were not chosen on.
 # Needs: node (20) on PATH, the bench dist and native addon built; python3 with torch + cupy.
 # Writes $OUT/traces/*.trace.gz, $OUT/traces-bench/*.json(l) and a summary table (printed last).
 set -uo pipefail
@@ -12,17 +12,9 @@ D="$OUT/traces-bench"
 mkdir -p "$T" "$D"
 BENCH=(node packages/bench/dist/cli.js)
 RUNS="${TRACES_RUNS:-3}"
-POLICIES=(${TRACES_POLICIES:-bestFit})   # gpupool policies to replay (default: the default pool's)
+POLICIES=(${TRACES_POLICIES:-bestFitPools})   # gpupool policies to replay (default: CudaDevice's default)
 
-step() { # step NAME SECONDS command... : runs with a limit; a failure costs only its own numbers
-  local name=$1 limit=$2 t0=$SECONDS
-  shift 2
-  timeout --kill-after=10 "$limit" "$@" 2>"$D/$name.err"
-  local rc=$?
-  echo "traces.sh: $name: exit $rc in $((SECONDS - t0)) s" >&2
-  ((rc != 0)) && tail -n 5 "$D/$name.err" >&2
-  return 0
-}
+source "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
 
 if [[ -n "${TRACES_FROM:-}" ]]; then
   cp "$TRACES_FROM"/*.trace.gz "$T/"            # replay traces recorded earlier
@@ -53,11 +45,6 @@ if [[ "${TRACES_SKIP_PEERS:-0}" != 1 ]]; then
     --timeout 60 >"$D/peers.jsonl"
 fi
 
-shopt -s nullglob
-RESULTS=()
-for f in "$D"/*.jsonl; do [[ -s "$f" ]] && RESULTS+=("$f"); done
-shopt -u nullglob
-"${BENCH[@]}" merge "${RESULTS[@]}" --json >"$D/bundle.json" 2>"$D/merge.err"
-"${BENCH[@]}" merge "$D/bundle.json" >"$D/summary.txt" 2>>"$D/merge.err"
+merge_results || exit 1
 echo "== held-out traces ($(date -u +%Y-%m-%dT%H:%MZ), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)) =="
 cat "$D/summary.txt"
