@@ -58,6 +58,14 @@ WORKLOADS = (
 # ---- workloads (torch is imported inside, so the driver mode needs no torch) ----
 
 
+def train_step(opt, loss):
+    """One optimizer step of a training workload; reading the loss waits for the step's kernels."""
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    loss.item()
+
+
 def unet_sampling(torch):
     nn = torch.nn
     F = torch.nn.functional
@@ -207,10 +215,7 @@ def bert_train_adamw(torch):
         with torch.autocast("cuda", dtype=torch.bfloat16):
             logits = model(ids, pad_mask)
             loss = F.cross_entropy(logits.float().view(-1, vocab), labels.view(-1), ignore_index=-100)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        loss.item()
+        train_step(opt, loss)
         del logits, loss
 
 
@@ -248,10 +253,7 @@ def gnn_train(torch):
             if i < len(layers) - 1:
                 h = F.dropout(F.relu(h), 0.5)
         loss = F.cross_entropy(h, y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        loss.item()
+        train_step(opt, loss)
         del x, src, dst, deg, inv_deg, y, h, loss
 
 
@@ -336,10 +338,7 @@ def vit_train(torch):
         y = torch.randint(0, 1000, (batch,), device=dev)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        loss.item()
+        train_step(opt, loss)
         del x, y, loss
 
 
@@ -420,10 +419,7 @@ def lstm_seq2seq(torch):
         _, state = enc(emb(src))
         y, _ = dec(emb(tgt[:, :-1]), state)
         loss = F.cross_entropy(out(y).reshape(-1, vocab), tgt[:, 1:].reshape(-1))
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        loss.item()
+        train_step(opt, loss)
         del src, tgt, y, state, loss
 
 
