@@ -30,6 +30,23 @@ A second set, recorded later to check a default chosen with the first one in vie
   lstm_seq2seq      LSTM encoder-decoder training (2 layers, 1 024 units, cuDNN) on batches of
                     different lengths, Adam; 30 steps
   video_3dconv      3D-convolution network inference on clips of 8–32 frames at three resolutions
+A third set, recorded after bestFitPools became CudaDevice's default, to check that default on
+workloads it was not chosen on:
+  moe_train         decoder-style transformer (4 layers, d=512) whose feed-forward is a mixture of
+                    8 experts with top-2 routing: each expert gets a different number of tokens
+                    every step; batch and length change every step; AdamW, bf16 autocast; 24 steps
+  beam_search_kv    decoder inference (12 layers, d=1024, fp16) with beam search (4 beams) and a
+                    KV cache that grows by concatenation every token and is reordered by beam
+                    every token (as a dynamic cache does): 6 requests of different size
+  detect_multiscale detector training (CNN backbone, feature pyramid, dense class + box heads) at
+                    a new input size every step (320–640 px, batch 8–48), SGD, bf16 autocast;
+                    30 steps
+  asr_ctc_train     speech recognition training: convolutional subsampling, 8 transformer layers
+                    (d=256), CTC loss; utterances of 4–30 s of 10 ms frames, padded per batch;
+                    Adam, bf16 autocast; 30 steps
+  dlrm_sparse_train recommendation model training (8 embedding-bag tables of 400 000 rows with
+                    sparse gradients, MLPs, pairwise feature interaction); batch 2 048–16 384 with
+                    1–40 lookups per bag; Adagrad; 30 steps
 
 Usage: python3 record_traces.py OUT_DIR [--only NAME[,NAME]]   (one trace file per workload)
        python3 record_traces.py --one NAME OUT_DIR              (worker: one workload, this process)
@@ -52,6 +69,11 @@ WORKLOADS = (
     "llm_static_kv",
     "lstm_seq2seq",
     "video_3dconv",
+    "moe_train",
+    "beam_search_kv",
+    "detect_multiscale",
+    "asr_ctc_train",
+    "dlrm_sparse_train",
 )
 
 
@@ -458,6 +480,249 @@ def video_3dconv(torch):
             clip = torch.randn(batch, 3, frames, side, side, device=dev, dtype=torch.float16)
             net(clip).float().cpu()
             del clip
+
+
+def moe_train(torch):
+    nn = torch.nn
+    F = torch.nn.functional
+    dev = torch.device("cuda")
+    d, n_experts, vocab = 512, 8, 32000
+
+    class Experts(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate = nn.Linear(d, n_experts, bias=False)
+            self.up = nn.ModuleList([nn.Linear(d, 4 * d) for _ in range(n_experts)])
+            self.down = nn.ModuleList([nn.Linear(4 * d, d) for _ in range(n_experts)])
+
+        def forward(self, x):
+            flat = x.reshape(-1, d)
+            weights, chosen = self.gate(flat).float().softmax(-1).topk(2, dim=-1)
+            out = torch.zeros_like(flat)
+            for e in range(n_experts):
+                rows, slot = (chosen == e).nonzero(as_tuple=True)  # a different count every step
+                if rows.numel() == 0:
+                    continue
+                h = self.down[e](F.gelu(self.up[e](flat[rows])))
+                out = out.index_add(0, rows, (h * weights[rows, slot].unsqueeze(1)).to(out.dtype))
+            return out.view_as(x)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.n1 = nn.LayerNorm(d)
+            self.attn = nn.MultiheadAttention(d, 8, batch_first=True)
+            self.n2 = nn.LayerNorm(d)
+            self.moe = Experts()
+
+        def forward(self, x, causal):
+            h = self.n1(x)
+            x = x + self.attn(h, h, h, attn_mask=causal, need_weights=False)[0]
+            return x + self.moe(self.n2(x))
+
+    emb = nn.Embedding(vocab, d).to(dev)
+    blocks = nn.ModuleList([Block() for _ in range(4)]).to(dev)
+    head = nn.Linear(d, vocab, bias=False).to(dev)
+    opt = torch.optim.AdamW([*emb.parameters(), *blocks.parameters(), *head.parameters()], lr=1e-4)
+    rng = random.Random(29)
+    for step in range(24):
+        length = rng.choice([128, 256, 384, 512, 768, 1024])
+        batch = max(2, 8192 // length - rng.randrange(0, 4))
+        ids = torch.randint(0, vocab, (batch, length + 1), device=dev)
+        causal = torch.ones(length, length, device=dev, dtype=torch.bool).triu(1)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            h = emb(ids[:, :-1])
+            for block in blocks:
+                h = block(h, causal)
+            logits = head(h)
+            loss = F.cross_entropy(logits.float().view(-1, vocab), ids[:, 1:].reshape(-1))
+        train_step(opt, loss)
+        del ids, causal, h, logits, loss
+
+
+def beam_search_kv(torch):
+    nn = torch.nn
+    F = torch.nn.functional
+    dev = torch.device("cuda")
+    d, heads, n_layers, vocab, beams = 1024, 16, 12, 32000, 4
+    hd = d // heads
+
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.n1 = nn.LayerNorm(d)
+            self.qkv = nn.Linear(d, 3 * d, bias=False)
+            self.o = nn.Linear(d, d, bias=False)
+            self.n2 = nn.LayerNorm(d)
+            self.up = nn.Linear(d, 4 * d, bias=False)
+            self.down = nn.Linear(4 * d, d, bias=False)
+
+        def forward(self, x, cache):
+            b, t, _ = x.shape
+            q, k, v = (z.transpose(1, 2) for z in self.qkv(self.n1(x)).view(b, t, 3, heads, hd).unbind(2))
+            if cache is not None:  # the cache grows by one token: a new, larger tensor each step
+                k = torch.cat([cache[0], k], dim=2)
+                v = torch.cat([cache[1], v], dim=2)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1)
+            x = x + self.o(y.transpose(1, 2).reshape(b, t, d))
+            return x + self.down(F.gelu(self.up(self.n2(x)))), (k, v)
+
+    emb = nn.Embedding(vocab, d).to(dev, torch.float16)
+    layers = nn.ModuleList([Layer() for _ in range(n_layers)]).to(dev, torch.float16).eval()
+    head = nn.Linear(d, vocab, bias=False).to(dev, torch.float16)
+    rng = random.Random(31)
+    with torch.no_grad():
+        for _ in range(6):
+            batch = rng.choice([1, 2, 4])
+            prompt = rng.randrange(32, 513)
+            new = rng.randrange(32, 97)
+            ids = torch.randint(0, vocab, (batch, prompt), device=dev).repeat_interleave(beams, 0)
+            scores = torch.zeros(batch, beams, device=dev)
+            scores[:, 1:] = -1e9  # the beams start identical: keep one until they diverge
+            base = torch.arange(batch, device=dev)[:, None] * beams
+            caches = [None] * n_layers
+            for step in range(new):
+                x = emb(ids)
+                grown = []
+                for layer, cache in zip(layers, caches):
+                    x, kv = layer(x, cache)
+                    grown.append(kv)
+                logp = head(x[:, -1]).float().log_softmax(-1)
+                total = (scores.view(-1, 1) + logp).view(batch, beams * vocab)
+                scores, flat = total.topk(beams, dim=-1)
+                origin = (flat // vocab + base).view(-1)
+                ids = (flat % vocab).view(-1, 1)
+                caches = [(k.index_select(0, origin), v.index_select(0, origin)) for k, v in grown]
+                del grown, logp, total, x
+            ids.cpu()
+            del caches, ids, scores
+
+
+def detect_multiscale(torch):
+    nn = torch.nn
+    F = torch.nn.functional
+    dev = torch.device("cuda")
+    classes = 80
+
+    def conv(cin, cout, stride=1):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.SiLU(inplace=True))
+
+    class Detector(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stages = nn.ModuleList([
+                nn.Sequential(conv(3, 32, 2), conv(32, 64, 2), conv(64, 64)),
+                nn.Sequential(conv(64, 128, 2), conv(128, 128)),
+                nn.Sequential(conv(128, 256, 2), conv(256, 256)),
+                nn.Sequential(conv(256, 512, 2), conv(512, 512)),
+            ])
+            self.lateral = nn.ModuleList([nn.Conv2d(c, 128, 1) for c in (128, 256, 512)])
+            self.head = nn.Sequential(conv(128, 128), conv(128, 128), nn.Conv2d(128, classes + 4, 1))
+
+        def forward(self, x):
+            feats = []
+            for i, stage in enumerate(self.stages):
+                x = stage(x)
+                if i >= 1:
+                    feats.append(x)  # strides 8, 16, 32
+            p = self.lateral[2](feats[2])
+            outs = [p]
+            for i in (1, 0):
+                p = F.interpolate(p, size=feats[i].shape[-2:], mode="nearest") + self.lateral[i](feats[i])
+                outs.append(p)
+            return [self.head(o) for o in outs]
+
+    model = Detector().to(dev).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    rng = random.Random(37)
+    for step in range(30):
+        side = rng.choice(range(320, 641, 32))
+        batch = max(8, int(48 * (320 / side) ** 2))
+        images = torch.randn(batch, 3, side, side, device=dev).to(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = 0
+            for out in model(images):
+                b, _, h, w = out.shape
+                cls = torch.randint(0, classes, (b, h, w), device=dev)
+                box = torch.rand(b, 4, h, w, device=dev)
+                loss = loss + F.cross_entropy(out[:, :classes].float(), cls) + F.smooth_l1_loss(out[:, classes:].float(), box)
+        train_step(opt, loss)
+        del images, loss, out, cls, box
+
+
+def asr_ctc_train(torch):
+    nn = torch.nn
+    F = torch.nn.functional
+    dev = torch.device("cuda")
+    d, vocab, mels = 256, 500, 80
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.sub = nn.Sequential(nn.Conv2d(1, d, 3, 2), nn.ReLU(), nn.Conv2d(d, d, 3, 2), nn.ReLU())
+            self.proj = nn.Linear(d * (((mels - 1) // 2 - 1) // 2), d)
+            layer = nn.TransformerEncoderLayer(d, 4, 1024, dropout=0.1, batch_first=True, norm_first=True)
+            self.enc = nn.TransformerEncoder(layer, 8, enable_nested_tensor=False)
+            self.out = nn.Linear(d, vocab)
+
+        def forward(self, feats, pad_mask):
+            h = self.sub(feats.unsqueeze(1))  # (batch, d, frames / 4, mels / 4)
+            b, c, t, f = h.shape
+            h = self.proj(h.transpose(1, 2).reshape(b, t, c * f))
+            return self.out(self.enc(h, src_key_padding_mask=pad_mask))
+
+    model = Model().to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    rng = random.Random(41)
+    for step in range(30):
+        frames = rng.randrange(400, 3001)
+        batch = max(2, 48_000 // frames)
+        feats = torch.randn(batch, frames, mels, device=dev)
+        lengths = torch.randint(frames // 2, frames + 1, (batch,), device=dev)
+        lengths[0] = frames
+        out_lengths = ((lengths - 1) // 2 - 1) // 2
+        t = ((frames - 1) // 2 - 1) // 2
+        pad_mask = torch.arange(t, device=dev)[None] >= out_lengths[:, None]
+        target_lengths = torch.randint(1, t // 4 + 1, (batch,), device=dev)
+        targets = torch.randint(1, vocab, (batch, t // 4), device=dev)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(feats, pad_mask)
+        log_probs = logits.float().log_softmax(-1).transpose(0, 1)
+        loss = F.ctc_loss(log_probs, targets, out_lengths, target_lengths, zero_infinity=True)
+        train_step(opt, loss)
+        del feats, lengths, out_lengths, pad_mask, target_lengths, targets, logits, log_probs, loss
+
+
+def dlrm_sparse_train(torch):
+    nn = torch.nn
+    F = torch.nn.functional
+    dev = torch.device("cuda")
+    n_tables, rows, dim, dense_features = 8, 400_000, 64, 13
+    tables = nn.ModuleList([nn.EmbeddingBag(rows, dim, mode="sum", sparse=True) for _ in range(n_tables)]).to(dev)
+    bottom = nn.Sequential(nn.Linear(dense_features, 256), nn.ReLU(), nn.Linear(256, dim), nn.ReLU()).to(dev)
+    n = n_tables + 1
+    pairs = n * (n - 1) // 2
+    top = nn.Sequential(nn.Linear(dim + pairs, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 1)).to(dev)
+    params = [*tables.parameters(), *bottom.parameters(), *top.parameters()]
+    opt = torch.optim.Adagrad(params, lr=0.01, foreach=False)  # Adagrad takes the sparse gradients
+    li, lj = torch.tril_indices(n, n, -1, device=dev)
+    rng = random.Random(43)
+    for step in range(30):
+        batch = rng.choice([2048, 4096, 8192, 16384])
+        dense = torch.randn(batch, dense_features, device=dev)
+        features = [bottom(dense)]
+        for table in tables:
+            bag = torch.randint(1, 41, (batch,), device=dev)
+            offsets = torch.cumsum(bag, 0) - bag
+            indices = torch.randint(0, rows, (int(bag.sum()),), device=dev)
+            features.append(table(indices, offsets))
+        stacked = torch.stack(features, 1)
+        interactions = torch.bmm(stacked, stacked.transpose(1, 2))[:, li, lj]
+        logits = top(torch.cat([features[0], interactions], 1)).squeeze(1)
+        labels = torch.randint(0, 2, (batch,), device=dev).float()
+        loss = F.binary_cross_entropy_with_logits(logits, labels)
+        train_step(opt, loss)
+        del dense, features, bag, offsets, indices, stacked, interactions, logits, labels, loss
 
 
 # ---- recording ----
