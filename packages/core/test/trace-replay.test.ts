@@ -92,11 +92,16 @@ describe('shared traces', () => {
 describe('held-out traces', () => {
   it('are all present, each with its header and the peak it states', () => {
     expect(HELD_OUT_FILES).toEqual([
+      'held-out/asr_ctc_train.trace.gz',
+      'held-out/beam_search_kv.trace.gz',
       'held-out/bert_train_adamw.trace.gz',
+      'held-out/detect_multiscale.trace.gz',
+      'held-out/dlrm_sparse_train.trace.gz',
       'held-out/gnn_train.trace.gz',
       'held-out/llm_static_kv.trace.gz',
       'held-out/lstm_seq2seq.trace.gz',
       'held-out/mixed_serving.trace.gz',
+      'held-out/moe_train.trace.gz',
       'held-out/unet_sampling.trace.gz',
       'held-out/video_3dconv.trace.gz',
       'held-out/vit_train.trace.gz',
@@ -138,7 +143,8 @@ describe.each(policyNames())('policy %s replays', (policy) => {
 /**
  * The lowest peak-reserved / peak-live ratio any peer (PyTorch default and expandable segments,
  * CuPy's MemoryPool and cudaMallocAsync pool) reached on each trace, measured on an H100 on
- * 2026-11-27 (docs/benchmarks.md): the same in every call. SimulatedDevice with CudaDevice's page
+ * 2026-11-27 (the third held-out set, from asr_ctc_train, on an H200: docs/benchmarks.md), cut to
+ * four decimals: the same in every call. SimulatedDevice with CudaDevice's page
  * and allocation sizes gives the default pool the ratio it has on the GPU (unshifted layout).
  */
 const BEST_PEER_RATIO: Record<string, number> = {
@@ -154,6 +160,12 @@ const BEST_PEER_RATIO: Record<string, number> = {
   unet_sampling: 1.2238,
   video_3dconv: 1.0071,
   vit_train: 1.0038,
+  // Third held-out set: recorded after the default was chosen, so unseen by it.
+  asr_ctc_train: 1.3196,
+  beam_search_kv: 1.0633,
+  detect_multiscale: 1.0327,
+  dlrm_sparse_train: 1.0583,
+  moe_train: 1.0309,
 };
 
 // CudaDevice's default shape: 2 MiB pages inside 64 MiB physical allocations, unmapped only whole
