@@ -80,6 +80,24 @@ WORKLOADS = (
 # ---- workloads (torch is imported inside, so the driver mode needs no torch) ----
 
 
+def decoder_layer(torch, d):
+    """A pre-norm decoder layer's modules (attention projections and MLP, no biases), for the two
+    decoder-inference workloads; each gives it the forward of its own KV cache."""
+    nn = torch.nn
+
+    class DecoderLayer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.n1 = nn.LayerNorm(d)
+            self.qkv = nn.Linear(d, 3 * d, bias=False)
+            self.o = nn.Linear(d, d, bias=False)
+            self.n2 = nn.LayerNorm(d)
+            self.up = nn.Linear(d, 4 * d, bias=False)
+            self.down = nn.Linear(4 * d, d, bias=False)
+
+    return DecoderLayer
+
+
 def train_step(opt, loss):
     """One optimizer step of a training workload; reading the loss waits for the step's kernels."""
     loss.backward()
@@ -371,16 +389,7 @@ def llm_static_kv(torch):
     d, heads, n_layers, vocab = 2048, 16, 16, 32000
     hd = d // heads
 
-    class Layer(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.n1 = nn.LayerNorm(d)
-            self.qkv = nn.Linear(d, 3 * d, bias=False)
-            self.o = nn.Linear(d, d, bias=False)
-            self.n2 = nn.LayerNorm(d)
-            self.up = nn.Linear(d, 4 * d, bias=False)
-            self.down = nn.Linear(4 * d, d, bias=False)
-
+    class Layer(decoder_layer(torch, d)):
         def forward(self, x, cache_k, cache_v, pos):
             b, t, _ = x.shape
             q, k, v = self.qkv(self.n1(x)).view(b, t, 3, heads, hd).unbind(2)
@@ -547,16 +556,7 @@ def beam_search_kv(torch):
     d, heads, n_layers, vocab, beams = 1024, 16, 12, 32000, 4
     hd = d // heads
 
-    class Layer(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.n1 = nn.LayerNorm(d)
-            self.qkv = nn.Linear(d, 3 * d, bias=False)
-            self.o = nn.Linear(d, d, bias=False)
-            self.n2 = nn.LayerNorm(d)
-            self.up = nn.Linear(d, 4 * d, bias=False)
-            self.down = nn.Linear(4 * d, d, bias=False)
-
+    class Layer(decoder_layer(torch, d)):
         def forward(self, x, cache):
             b, t, _ = x.shape
             q, k, v = (z.transpose(1, 2) for z in self.qkv(self.n1(x)).view(b, t, 3, heads, hd).unbind(2))
