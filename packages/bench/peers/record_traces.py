@@ -47,6 +47,21 @@ workloads it was not chosen on:
   dlrm_sparse_train recommendation model training (8 embedding-bag tables of 400 000 rows with
                     sparse gradients, MLPs, pairwise feature interaction); batch 2 048–16 384 with
                     1–40 lookups per bag; Adagrad; 30 steps
+A fourth set, recorded after the third had been measured, with nothing in the pool changed:
+  unet_train_ckpt   image-to-image UNet training with activation checkpointing (each block's
+                    activations recomputed in the backward pass) at a new size every step
+                    (128–256 px, batch 4–32), AdamW, bf16 autocast; 24 steps
+  gpt_grad_accum    GPT-style decoder training (6 layers, d=768, 50 257-token vocabulary) with
+                    gradient accumulation over 4 micro-batches of different lengths (256–1 024
+                    tokens); AdamW, bf16 autocast; 10 optimizer steps
+  stft_denoise      audio denoising inference: STFT of 1–10 s clips at three FFT sizes, a small
+                    CNN mask on the magnitude, inverse STFT; 80 requests, batch 1–8
+  pointcloud_dgcnn  point-cloud segmentation training (DGCNN-style EdgeConv: a k-nearest-neighbour
+                    graph rebuilt from the features at every layer) on clouds of 1 024–8 192
+                    points; Adam; 30 steps
+  clip_contrastive  two-tower contrastive training (image and text transformers, 4 layers each,
+                    d=512) with a batch × batch similarity matrix, batch 64–512 and text length
+                    16–77 changing every step; AdamW, bf16 autocast; 24 steps
 
 Usage: python3 record_traces.py OUT_DIR [--only NAME[,NAME]]   (one trace file per workload)
        python3 record_traces.py --one NAME OUT_DIR              (worker: one workload, this process)
@@ -74,6 +89,11 @@ WORKLOADS = (
     "detect_multiscale",
     "asr_ctc_train",
     "dlrm_sparse_train",
+    "unet_train_ckpt",
+    "gpt_grad_accum",
+    "stft_denoise",
+    "pointcloud_dgcnn",
+    "clip_contrastive",
 )
 
 
@@ -723,6 +743,192 @@ def dlrm_sparse_train(torch):
         loss = F.binary_cross_entropy_with_logits(logits, labels)
         train_step(opt, loss)
         del dense, features, bag, offsets, indices, stacked, interactions, logits, labels, loss
+
+
+def unet_train_ckpt(torch):
+    nn = torch.nn
+    F = torch.nn.functional
+    from torch.utils.checkpoint import checkpoint
+
+    dev = torch.device("cuda")
+
+    def block(cin, cout):
+        return nn.Sequential(
+            nn.GroupNorm(8, cin), nn.SiLU(), nn.Conv2d(cin, cout, 3, padding=1),
+            nn.GroupNorm(8, cout), nn.SiLU(), nn.Conv2d(cout, cout, 3, padding=1),
+        )
+
+    class Net(nn.Module):
+        def __init__(self, chans=(64, 128, 256, 256)):
+            super().__init__()
+            self.inp = nn.Conv2d(3, chans[0], 3, padding=1)
+            self.down = nn.ModuleList()
+            self.up = nn.ModuleList()
+            c = chans[0]
+            for co in chans:
+                self.down.append(block(c, co))
+                c = co
+            for co in reversed(chans):
+                self.up.append(block(c + co, co))
+                c = co
+            self.out = nn.Conv2d(c, 3, 3, padding=1)
+
+        def forward(self, x):
+            h = self.inp(x)
+            skips = []
+            for i, b in enumerate(self.down):
+                h = checkpoint(b, h, use_reentrant=False)  # activations recomputed in backward
+                skips.append(h)
+                if i < len(self.down) - 1:
+                    h = F.avg_pool2d(h, 2)
+            for b in self.up:
+                s = skips.pop()
+                if h.shape[-2:] != s.shape[-2:]:
+                    h = F.interpolate(h, size=s.shape[-2:], mode="nearest")
+                h = checkpoint(b, torch.cat([h, s], 1), use_reentrant=False)
+            return self.out(h)
+
+    model = Net().to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    rng = random.Random(47)
+    for step in range(24):
+        side = rng.choice([128, 160, 192, 224, 256])
+        batch = max(4, int(32 * (128 / side) ** 2))
+        noisy = torch.randn(batch, 3, side, side, device=dev)
+        clean = torch.randn(batch, 3, side, side, device=dev)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.mse_loss(model(noisy).float(), clean)
+        train_step(opt, loss)
+        del noisy, clean, loss
+
+
+def gpt_grad_accum(torch):
+    nn = torch.nn
+    F = torch.nn.functional
+    dev = torch.device("cuda")
+    d, vocab, micro_batches = 768, 50257, 4
+    emb = nn.Embedding(vocab, d).to(dev)
+    pos = nn.Embedding(1024, d).to(dev)
+    layer = nn.TransformerEncoderLayer(d, 12, 4 * d, dropout=0.0, batch_first=True, norm_first=True, activation="gelu")
+    blocks = nn.TransformerEncoder(layer, 6, enable_nested_tensor=False).to(dev)
+    norm = nn.LayerNorm(d).to(dev)
+    head = nn.Linear(d, vocab, bias=False).to(dev)
+    params = [*emb.parameters(), *pos.parameters(), *blocks.parameters(), *norm.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    rng = random.Random(53)
+    for step in range(10):
+        for micro in range(micro_batches):  # gradients add up across the micro-batches
+            length = rng.choice([256, 512, 768, 1024])
+            batch = max(1, 4096 // length)
+            ids = torch.randint(0, vocab, (batch, length + 1), device=dev)
+            causal = torch.ones(length, length, device=dev, dtype=torch.bool).triu(1)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                h = emb(ids[:, :-1]) + pos(torch.arange(length, device=dev))
+                h = blocks(h, mask=causal)
+                logits = head(norm(h))
+                loss = F.cross_entropy(logits.float().view(-1, vocab), ids[:, 1:].reshape(-1)) / micro_batches
+            loss.backward()
+            del ids, causal, h, logits
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()
+        del loss
+
+
+def stft_denoise(torch):
+    nn = torch.nn
+    dev = torch.device("cuda")
+    net = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 1, 3, padding=1)
+    ).to(dev).eval()
+    rng = random.Random(59)
+    with torch.no_grad():
+        for _ in range(80):
+            batch = rng.choice([1, 2, 4, 8])
+            samples = int(16000 * rng.uniform(1, 10))
+            n_fft = rng.choice([512, 1024, 2048])
+            window = torch.hann_window(n_fft, device=dev)
+            audio = torch.randn(batch, samples, device=dev)
+            spec = torch.stft(audio, n_fft, hop_length=n_fft // 4, window=window, return_complex=True)
+            mag = spec.abs()
+            mask = torch.sigmoid(net(mag.unsqueeze(1))).squeeze(1)
+            cleaned = torch.polar(mag * mask, spec.angle())
+            out = torch.istft(cleaned, n_fft, hop_length=n_fft // 4, window=window, length=samples)
+            out.cpu()
+            del window, audio, spec, mag, mask, cleaned, out
+
+
+def pointcloud_dgcnn(torch):
+    nn = torch.nn
+    F = torch.nn.functional
+    dev = torch.device("cuda")
+    k, classes = 16, 13
+
+    def edge_conv(cin, cout):
+        return nn.Sequential(nn.Conv2d(2 * cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2))
+
+    convs = nn.ModuleList([edge_conv(3, 64), edge_conv(64, 64), edge_conv(64, 128)]).to(dev)
+    head = nn.Sequential(nn.Conv1d(256, 256, 1), nn.ReLU(), nn.Conv1d(256, classes, 1)).to(dev)
+    opt = torch.optim.Adam([*convs.parameters(), *head.parameters()], lr=1e-3)
+    rng = random.Random(61)
+    for step in range(30):
+        n = rng.randrange(1024, 8193)
+        batch = min(16, max(1, 2**28 // (n * n)))  # the n × n distances stay within ~1 GB
+        x = torch.randn(batch, 3, n, device=dev)
+        labels = torch.randint(0, classes, (batch, n), device=dev)
+        base = torch.arange(batch, device=dev)[:, None, None] * n
+        outs = []
+        for conv in convs:
+            pts = x.transpose(1, 2)  # (batch, n, channels)
+            idx = torch.cdist(pts, pts).topk(k, largest=False).indices  # a new graph every layer
+            c = pts.shape[2]
+            neighbours = pts.reshape(batch * n, c)[(idx + base).view(-1)].view(batch, n, k, c)
+            centre = pts.unsqueeze(2).expand(-1, -1, k, -1)
+            edges = torch.cat([neighbours - centre, centre], dim=3).permute(0, 3, 1, 2)
+            x = conv(edges).max(dim=-1)[0]
+            outs.append(x)
+        loss = F.cross_entropy(head(torch.cat(outs, 1)), labels)
+        train_step(opt, loss)
+        del x, labels, base, outs, pts, idx, neighbours, centre, edges, loss
+
+
+def clip_contrastive(torch):
+    nn = torch.nn
+    F = torch.nn.functional
+    dev = torch.device("cuda")
+    d, vocab = 512, 49408
+
+    def encoder():
+        layer = nn.TransformerEncoderLayer(d, 8, 4 * d, dropout=0.0, batch_first=True, norm_first=True, activation="gelu")
+        return nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
+
+    patch = nn.Conv2d(3, d, 16, stride=16).to(dev)
+    image_tower = encoder().to(dev)
+    tok = nn.Embedding(vocab, d).to(dev)
+    text_pos = nn.Embedding(77, d).to(dev)
+    text_tower = encoder().to(dev)
+    image_proj = nn.Linear(d, d, bias=False).to(dev)
+    text_proj = nn.Linear(d, d, bias=False).to(dev)
+    modules = (patch, image_tower, tok, text_pos, text_tower, image_proj, text_proj)
+    opt = torch.optim.AdamW([p for m in modules for p in m.parameters()], lr=1e-4)
+    rng = random.Random(67)
+    for step in range(24):
+        batch = rng.choice([64, 128, 256, 384, 512])
+        length = rng.randrange(16, 78)
+        images = torch.randn(batch, 3, 112, 112, device=dev)
+        ids = torch.randint(0, vocab, (batch, length), device=dev)
+        lengths = torch.randint(4, length + 1, (batch,), device=dev)
+        pad = torch.arange(length, device=dev)[None] >= lengths[:, None]
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            img = image_tower(patch(images).flatten(2).transpose(1, 2)).mean(1)
+            txt = text_tower(tok(ids) + text_pos(torch.arange(length, device=dev)), src_key_padding_mask=pad).mean(1)
+            img = F.normalize(image_proj(img).float(), dim=-1)
+            txt = F.normalize(text_proj(txt).float(), dim=-1)
+            logits = img @ txt.t() * 14.3  # batch × batch similarities
+            target = torch.arange(batch, device=dev)
+            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        train_step(opt, loss)
+        del images, ids, lengths, pad, img, txt, logits, target, loss
 
 
 # ---- recording ----
