@@ -148,9 +148,19 @@ check_example() {
   ((rc == 0)) || { tail -40 "$log"; return 1; }
 }
 
-setup
 SECTIONS=("$@")
 ((${#SECTIONS[@]} > 0)) || mapfile -t SECTIONS <"$CARRY/sections"
+# A section the carry was not prepared for fails part-way, after spending device time (its Node
+# packages are missing): refuse it before anything runs.
+if [[ -f "$CARRY/prepared" ]]; then
+  for section in "${SECTIONS[@]}"; do
+    if ! grep -qx -- "$section" "$CARRY/prepared"; then
+      echo "gpu-check: the carry was not prepared for '$section' (it was for: $(paste -sd' ' "$CARRY/prepared")); here, run: bash scripts/gpu-prepare.sh ${SECTIONS[*]}" >&2
+      exit 2
+    fi
+  done
+fi
+setup
 for section in "${SECTIONS[@]}"; do
   if declare -F "check_$section" >/dev/null; then
     echo "gpu-check: section $section"

@@ -4,6 +4,9 @@
 #   .carry/bundle.tar.xz  built dist folders, the CUDA addon, and a flat node_modules with the
 #                         test runner and the runtime dependencies of the chosen sections
 #   .carry/commit         the commit they were built from
+#   .carry/sections       the sections asked for (what gpu-check.sh runs by default)
+#   .carry/prepared       every section prepared, those the others need included (gpu-check.sh
+#                         refuses any other before spending device time)
 # Then, from the session: run(command="bash scripts/gpu-check.sh native", carry=[".carry"]).
 #
 # Usage: bash scripts/gpu-prepare.sh [section...]   (default: native)
@@ -21,6 +24,15 @@ MODULE_ROOTS=(vitest)      # packages whose dependency closure goes into the fla
                            # ("dir:name" resolves name from dir, e.g. a workspace package's own dependency)
 CARRY_PATHS=()             # built (git-ignored) files to carry
 
+PREPARED=()               # every section prepared, the ones others need included
+
+# Runs prepare_<section> once, however many sections need it.
+need() {
+  [[ " ${PREPARED[*]} " == *" $1 "* ]] && return 0
+  PREPARED+=("$1")
+  "prepare_$1"
+}
+
 prepare_native() {
   (cd packages/core && npx tsup >/dev/null)
   (cd packages/native && pnpm run build)
@@ -29,7 +41,7 @@ prepare_native() {
 
 # @gpupool/workers on CudaDevice: needs core + native (built by prepare_native), its own dist, piscina.
 prepare_workers() {
-  [[ " ${SECTIONS[*]} " == *" native "* ]] || prepare_native
+  need native
   (cd packages/workers && npx tsup >/dev/null)
   MODULE_ROOTS+=(packages/workers:piscina fast-check)
   CARRY_PATHS+=(packages/workers/dist)
@@ -37,7 +49,7 @@ prepare_workers() {
 
 # Benchmarks (gpupool-bench on CudaDevice, peers in Python): bench needs workers (scaling) and chart.js.
 prepare_bench() {
-  [[ " ${SECTIONS[*]} " == *" workers "* ]] || prepare_workers
+  need workers
   (cd packages/bench && npx tsup >/dev/null)
   MODULE_ROOTS+=(packages/bench:chart.js)
   CARRY_PATHS+=(packages/bench/dist)
@@ -45,17 +57,17 @@ prepare_bench() {
 
 # Pool configurations on CUDA (packages/bench/scripts/backing-variants.mjs): what bench carries.
 prepare_variants() {
-  [[ " ${SECTIONS[*]} " == *" bench "* ]] || prepare_bench
+  need bench
 }
 
 # Held-out real traces (scripts/gpu-sections/traces.sh): what bench carries.
 prepare_traces() {
-  [[ " ${SECTIONS[*]} " == *" bench "* ]] || prepare_bench
+  need bench
 }
 
 # The example app on CUDA (workers slices, native kernels).
 prepare_example() {
-  [[ " ${SECTIONS[*]} " == *" workers "* || " ${SECTIONS[*]} " == *" bench "* ]] || prepare_workers
+  need workers
   (cd apps/example && npx tsup >/dev/null)
   MODULE_ROOTS+=(apps/example:piscina)
   CARRY_PATHS+=(apps/example/dist)
@@ -66,7 +78,7 @@ for section in "${SECTIONS[@]}"; do
     echo "gpu-prepare: unknown section '$section'" >&2
     exit 2
   fi
-  "prepare_$section"
+  need "$section"
 done
 
 # The Node binary, compressed once per Node version.
@@ -124,6 +136,7 @@ for p in "${CARRY_PATHS[@]}"; do
 done
 tar -C "$STAGE" -cf - node_modules files | xz -T2 -6 >"$CARRY/bundle.tar.xz"
 printf '%s\n' "${SECTIONS[@]}" >"$CARRY/sections"
+printf '%s\n' "${PREPARED[@]}" >"$CARRY/prepared" # what gpu-check.sh may run with this carry
 # The commit the bundle was built from (the GPU machine's copy has no usable git history); "+" marks
 # uncommitted changes in tracked files.
 echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' 2>/dev/null || echo +)" >"$CARRY/commit"
