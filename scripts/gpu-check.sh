@@ -117,10 +117,12 @@ check_bench() {
 # Pool configurations only (backing-variants.mjs on CUDA), for choosing defaults; VARIANTS_CONFIGS
 # (JSON) overrides the script's list.
 check_variants() {
-  local extra=()
+  local extra=() traces
   [[ -n "${VARIANTS_CONFIGS:-}" ]] && extra=(--configs "$VARIANTS_CONFIGS")
+  # VARIANTS_TRACES: trace files (a glob is expanded here); default: the four shared traces.
+  read -r -a traces <<<"$(echo ${VARIANTS_TRACES:-packages/core/test/fixtures/*.trace.gz})"
   timeout "${VARIANTS_TIMEOUT_S:-300}" node packages/bench/scripts/backing-variants.mjs --device cuda --runs "${VARIANTS_RUNS:-3}" \
-    "${extra[@]}" packages/core/test/fixtures/*.trace.gz >"$OUT/variants-cuda.txt" 2>&1
+    "${extra[@]}" "${traces[@]}" >"$OUT/variants-cuda.txt" 2>&1
   local rc=$?
   sed -n '/^cuda:/,$p' "$OUT/variants-cuda.txt"
   summary "variants: exit $rc (variants-cuda.txt)"
