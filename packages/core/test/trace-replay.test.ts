@@ -90,27 +90,9 @@ describe('shared traces', () => {
 });
 
 describe('held-out traces', () => {
-  it('are all present, each with its header and the peak it states', () => {
-    expect(HELD_OUT_FILES).toEqual([
-      'held-out/asr_ctc_train.trace.gz',
-      'held-out/beam_search_kv.trace.gz',
-      'held-out/bert_train_adamw.trace.gz',
-      'held-out/clip_contrastive.trace.gz',
-      'held-out/detect_multiscale.trace.gz',
-      'held-out/dlrm_sparse_train.trace.gz',
-      'held-out/gnn_train.trace.gz',
-      'held-out/gpt_grad_accum.trace.gz',
-      'held-out/llm_static_kv.trace.gz',
-      'held-out/lstm_seq2seq.trace.gz',
-      'held-out/mixed_serving.trace.gz',
-      'held-out/moe_train.trace.gz',
-      'held-out/pointcloud_dgcnn.trace.gz',
-      'held-out/stft_denoise.trace.gz',
-      'held-out/unet_sampling.trace.gz',
-      'held-out/unet_train_ckpt.trace.gz',
-      'held-out/video_3dconv.trace.gz',
-      'held-out/vit_train.trace.gz',
-    ]);
+  // Which files must be here is checked against BEST_PEER_RATIO below (every trace has its peer).
+  it('each state, in their header, the workload, its operations and its peak', () => {
+    expect(HELD_OUT_FILES.length).toBeGreaterThan(0);
     for (const file of HELD_OUT_FILES) {
       const t = trace(file);
       const header = gunzipSync(readFileSync(FIXTURES + file))
@@ -182,7 +164,7 @@ const BEST_PEER_RATIO: Record<string, number> = {
 // CudaDevice's default shape: 2 MiB pages inside 64 MiB physical allocations, unmapped only whole
 // (SimulatedDevice enforces the same rule); the default policy there is bestFitPools.
 describe('the default pool on a CUDA-like device (64 MiB allocations) replays', () => {
-  it('knows the best peer of every trace', () => {
+  it('knows the best peer of every trace, and every trace it names is here', () => {
     expect(Object.keys(BEST_PEER_RATIO).sort()).toEqual(TRACE_FILES.map((f) => trace(f).name).sort());
   });
 
