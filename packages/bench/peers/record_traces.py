@@ -97,13 +97,20 @@ WORKLOADS = (
 )
 
 
-# ---- workloads (torch is imported inside, so the driver mode needs no torch) ----
+# ---- workloads: each is called with torch, torch.nn, torch.nn.functional and the CUDA device
+# (torch is imported by record(), so the driver mode needs no torch) ----
 
 
-def decoder_layer(torch, d):
+def transformer_encoder(nn, d, heads, ff, layers, **options):
+    """`layers` copies of nn.TransformerEncoderLayer(d, heads, ff, batch_first=True, **options), with
+    nested tensors off (as every encoder workload here builds it)."""
+    layer = nn.TransformerEncoderLayer(d, heads, ff, batch_first=True, **options)
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+def decoder_layer(nn, d):
     """A pre-norm decoder layer's modules (attention projections and MLP, no biases), for the two
     decoder-inference workloads; each gives it the forward of its own KV cache."""
-    nn = torch.nn
 
     class DecoderLayer(nn.Module):
         def __init__(self):
@@ -126,10 +133,7 @@ def train_step(opt, loss):
     loss.item()
 
 
-def unet_sampling(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-
+def unet_sampling(torch, nn, F, dev):
     class ResBlock(nn.Module):
         def __init__(self, cin, cout, tdim):
             super().__init__()
@@ -220,7 +224,6 @@ def unet_sampling(torch):
                 h = attn(h)
             return self.out(h)
 
-    dev = torch.device("cuda")
     model = UNet().to(dev, torch.float16).eval()
     sizes = [(64, 64), (96, 96), (80, 56), (48, 112), (64, 96), (112, 72), (72, 72), (56, 128)]
     rng = random.Random(7)
@@ -240,10 +243,7 @@ def unet_sampling(torch):
             del x, image
 
 
-def bert_train_adamw(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-    dev = torch.device("cuda")
+def bert_train_adamw(torch, nn, F, dev):
     vocab, d = 30522, 768
 
     class Encoder(nn.Module):
@@ -251,8 +251,7 @@ def bert_train_adamw(torch):
             super().__init__()
             self.tok = nn.Embedding(vocab, d)
             self.pos = nn.Embedding(512, d)
-            layer = nn.TransformerEncoderLayer(d, 12, 3072, dropout=0.1, batch_first=True, norm_first=True)
-            self.layers = nn.TransformerEncoder(layer, 8, enable_nested_tensor=False)
+            self.layers = transformer_encoder(nn, d, 12, 3072, 8, dropout=0.1, norm_first=True)
             self.norm = nn.LayerNorm(d)
             self.mlm = nn.Linear(d, vocab)
 
@@ -279,10 +278,7 @@ def bert_train_adamw(torch):
         del logits, loss
 
 
-def gnn_train(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-    dev = torch.device("cuda")
+def gnn_train(torch, nn, F, dev):
     fin, hidden, classes = 128, 128, 40
 
     class Sage(nn.Module):
@@ -317,11 +313,7 @@ def gnn_train(torch):
         del x, src, dst, deg, inv_deg, y, h, loss
 
 
-def mixed_serving(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-    dev = torch.device("cuda")
-
+def mixed_serving(torch, nn, F, dev):
     def block(cin, cout, stride):
         return nn.Sequential(
             nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
@@ -347,8 +339,7 @@ def mixed_serving(torch):
             return self.head(h.mean((2, 3)))
 
     cnn = Cnn().to(dev, torch.float16).eval()
-    layer = nn.TransformerEncoderLayer(512, 8, 2048, batch_first=True)
-    text = nn.TransformerEncoder(layer, 6, enable_nested_tensor=False).to(dev, torch.float16).eval()
+    text = transformer_encoder(nn, 512, 8, 2048, 6).to(dev, torch.float16).eval()
     emb = nn.Embedding(32000, 512).to(dev, torch.float16)
     rng = random.Random(3)
     with torch.no_grad():
@@ -366,10 +357,7 @@ def mixed_serving(torch):
             del out
 
 
-def vit_train(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-    dev = torch.device("cuda")
+def vit_train(torch, nn, F, dev):
     d = 768
 
     class Vit(nn.Module):
@@ -378,8 +366,7 @@ def vit_train(torch):
             self.patch = nn.Conv2d(3, d, 16, stride=16)
             self.cls = nn.Parameter(torch.zeros(1, 1, d))
             self.pos = nn.Parameter(torch.zeros(1, 1 + 14 * 14, d))
-            layer = nn.TransformerEncoderLayer(d, 12, 4 * d, dropout=0.0, batch_first=True, norm_first=True, activation="gelu")
-            self.blocks = nn.TransformerEncoder(layer, 12, enable_nested_tensor=False)
+            self.blocks = transformer_encoder(nn, d, 12, 4 * d, 12, dropout=0.0, norm_first=True, activation="gelu")
             self.head = nn.Linear(d, 1000)
 
         def forward(self, x):
@@ -402,14 +389,11 @@ def vit_train(torch):
         del x, y, loss
 
 
-def llm_static_kv(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-    dev = torch.device("cuda")
+def llm_static_kv(torch, nn, F, dev):
     d, heads, n_layers, vocab = 2048, 16, 16, 32000
     hd = d // heads
 
-    class Layer(decoder_layer(torch, d)):
+    class Layer(decoder_layer(nn, d)):
         def forward(self, x, cache_k, cache_v, pos):
             b, t, _ = x.shape
             q, k, v = self.qkv(self.n1(x)).view(b, t, 3, heads, hd).unbind(2)
@@ -449,10 +433,7 @@ def llm_static_kv(torch):
             del caches, ids, x
 
 
-def lstm_seq2seq(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-    dev = torch.device("cuda")
+def lstm_seq2seq(torch, nn, F, dev):
     vocab, hidden = 16000, 1024
     emb = nn.Embedding(vocab, 512).to(dev)
     enc = nn.LSTM(512, hidden, num_layers=2, batch_first=True).to(dev)
@@ -474,10 +455,7 @@ def lstm_seq2seq(torch):
         del src, tgt, y, state, loss
 
 
-def video_3dconv(torch):
-    nn = torch.nn
-    dev = torch.device("cuda")
-
+def video_3dconv(torch, nn, F, dev):
     def stage(cin, cout, stride):
         return nn.Sequential(
             nn.Conv3d(cin, cout, 3, stride=stride, padding=1, bias=False),
@@ -511,10 +489,7 @@ def video_3dconv(torch):
             del clip
 
 
-def moe_train(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-    dev = torch.device("cuda")
+def moe_train(torch, nn, F, dev):
     d, n_experts, vocab = 512, 8, 32000
 
     class Experts(nn.Module):
@@ -569,14 +544,11 @@ def moe_train(torch):
         del ids, causal, h, logits, loss
 
 
-def beam_search_kv(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-    dev = torch.device("cuda")
+def beam_search_kv(torch, nn, F, dev):
     d, heads, n_layers, vocab, beams = 1024, 16, 12, 32000, 4
     hd = d // heads
 
-    class Layer(decoder_layer(torch, d)):
+    class Layer(decoder_layer(nn, d)):
         def forward(self, x, cache):
             b, t, _ = x.shape
             q, k, v = (z.transpose(1, 2) for z in self.qkv(self.n1(x)).view(b, t, 3, heads, hd).unbind(2))
@@ -618,10 +590,7 @@ def beam_search_kv(torch):
             del caches, ids, scores
 
 
-def detect_multiscale(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-    dev = torch.device("cuda")
+def detect_multiscale(torch, nn, F, dev):
     classes = 80
 
     def conv(cin, cout, stride=1):
@@ -670,10 +639,7 @@ def detect_multiscale(torch):
         del images, loss, out, cls, box
 
 
-def asr_ctc_train(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-    dev = torch.device("cuda")
+def asr_ctc_train(torch, nn, F, dev):
     d, vocab, mels = 256, 500, 80
 
     class Model(nn.Module):
@@ -681,8 +647,7 @@ def asr_ctc_train(torch):
             super().__init__()
             self.sub = nn.Sequential(nn.Conv2d(1, d, 3, 2), nn.ReLU(), nn.Conv2d(d, d, 3, 2), nn.ReLU())
             self.proj = nn.Linear(d * (((mels - 1) // 2 - 1) // 2), d)
-            layer = nn.TransformerEncoderLayer(d, 4, 1024, dropout=0.1, batch_first=True, norm_first=True)
-            self.enc = nn.TransformerEncoder(layer, 8, enable_nested_tensor=False)
+            self.enc = transformer_encoder(nn, d, 4, 1024, 8, dropout=0.1, norm_first=True)
             self.out = nn.Linear(d, vocab)
 
         def forward(self, feats, pad_mask):
@@ -713,10 +678,7 @@ def asr_ctc_train(torch):
         del feats, lengths, out_lengths, pad_mask, target_lengths, targets, logits, log_probs, loss
 
 
-def dlrm_sparse_train(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-    dev = torch.device("cuda")
+def dlrm_sparse_train(torch, nn, F, dev):
     n_tables, rows, dim, dense_features = 8, 400_000, 64, 13
     tables = nn.ModuleList([nn.EmbeddingBag(rows, dim, mode="sum", sparse=True) for _ in range(n_tables)]).to(dev)
     bottom = nn.Sequential(nn.Linear(dense_features, 256), nn.ReLU(), nn.Linear(256, dim), nn.ReLU()).to(dev)
@@ -745,12 +707,8 @@ def dlrm_sparse_train(torch):
         del dense, features, bag, offsets, indices, stacked, interactions, logits, labels, loss
 
 
-def unet_train_ckpt(torch):
-    nn = torch.nn
-    F = torch.nn.functional
+def unet_train_ckpt(torch, nn, F, dev):
     from torch.utils.checkpoint import checkpoint
-
-    dev = torch.device("cuda")
 
     def block(cin, cout):
         return nn.Sequential(
@@ -802,15 +760,11 @@ def unet_train_ckpt(torch):
         del noisy, clean, loss
 
 
-def gpt_grad_accum(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-    dev = torch.device("cuda")
+def gpt_grad_accum(torch, nn, F, dev):
     d, vocab, micro_batches = 768, 50257, 4
     emb = nn.Embedding(vocab, d).to(dev)
     pos = nn.Embedding(1024, d).to(dev)
-    layer = nn.TransformerEncoderLayer(d, 12, 4 * d, dropout=0.0, batch_first=True, norm_first=True, activation="gelu")
-    blocks = nn.TransformerEncoder(layer, 6, enable_nested_tensor=False).to(dev)
+    blocks = transformer_encoder(nn, d, 12, 4 * d, 6, dropout=0.0, norm_first=True, activation="gelu").to(dev)
     norm = nn.LayerNorm(d).to(dev)
     head = nn.Linear(d, vocab, bias=False).to(dev)
     params = [*emb.parameters(), *pos.parameters(), *blocks.parameters(), *norm.parameters(), *head.parameters()]
@@ -835,9 +789,7 @@ def gpt_grad_accum(torch):
         del loss
 
 
-def stft_denoise(torch):
-    nn = torch.nn
-    dev = torch.device("cuda")
+def stft_denoise(torch, nn, F, dev):
     net = nn.Sequential(
         nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 1, 3, padding=1)
     ).to(dev).eval()
@@ -858,10 +810,7 @@ def stft_denoise(torch):
             del window, audio, spec, mag, mask, cleaned, out
 
 
-def pointcloud_dgcnn(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-    dev = torch.device("cuda")
+def pointcloud_dgcnn(torch, nn, F, dev):
     k, classes = 16, 13
 
     def edge_conv(cin, cout):
@@ -892,21 +841,17 @@ def pointcloud_dgcnn(torch):
         del x, labels, base, outs, pts, idx, neighbours, centre, edges, loss
 
 
-def clip_contrastive(torch):
-    nn = torch.nn
-    F = torch.nn.functional
-    dev = torch.device("cuda")
+def clip_contrastive(torch, nn, F, dev):
     d, vocab = 512, 49408
 
-    def encoder():
-        layer = nn.TransformerEncoderLayer(d, 8, 4 * d, dropout=0.0, batch_first=True, norm_first=True, activation="gelu")
-        return nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
+    def tower():
+        return transformer_encoder(nn, d, 8, 4 * d, 4, dropout=0.0, norm_first=True, activation="gelu").to(dev)
 
     patch = nn.Conv2d(3, d, 16, stride=16).to(dev)
-    image_tower = encoder().to(dev)
+    image_tower = tower()
     tok = nn.Embedding(vocab, d).to(dev)
     text_pos = nn.Embedding(77, d).to(dev)
-    text_tower = encoder().to(dev)
+    text_tower = tower()
     image_proj = nn.Linear(d, d, bias=False).to(dev)
     text_proj = nn.Linear(d, d, bias=False).to(dev)
     modules = (patch, image_tower, tok, text_pos, text_tower, image_proj, text_proj)
@@ -942,34 +887,31 @@ def record(name, out_dir):
     torch.cuda.init()
     torch.cuda.memory._record_memory_history(enabled="all", context=None, stacks="python", max_entries=20_000_000)
     t0 = time.time()
-    globals()[name](torch)
+    globals()[name](torch, torch.nn, torch.nn.functional, torch.device("cuda"))
     torch.cuda.synchronize()
     snapshot = torch.cuda.memory._snapshot()
     torch.cuda.memory._record_memory_history(enabled=None)
     entries = snapshot["device_traces"][torch.cuda.current_device()]
-    ids = {}
+    live = {}  # address -> (block id, bytes), for blocks allocated and not yet freed
     lines = []
-    live = live_bytes = peak = 0
-    sizes = {}
-    next_id = 0
+    next_id = live_bytes = peak = 0
     for entry in entries:
         action = entry["action"]
         if action == "alloc":
-            addr = entry["addr"]
-            if addr in ids:
+            addr, size = entry["addr"], entry["size"]
+            if addr in live:
                 raise RuntimeError(f"{name}: address {addr:#x} allocated twice without a free")
-            ids[addr] = next_id
-            sizes[next_id] = entry["size"]
-            lines.append(f"a {next_id} {entry['size']}")
-            live_bytes += entry["size"]
-            peak = max(peak, live_bytes)
+            live[addr] = (next_id, size)
+            lines.append(f"a {next_id} {size}")
             next_id += 1
+            live_bytes += size
+            peak = max(peak, live_bytes)
         elif action == "free_requested":
-            block = ids.pop(entry["addr"], None)
+            block = live.pop(entry["addr"], None)
             if block is None:
                 continue  # allocated before recording started
-            lines.append(f"f {block}")
-            live_bytes -= sizes.pop(block)
+            lines.append(f"f {block[0]}")
+            live_bytes -= block[1]
     card = torch.cuda.get_device_name()
     header = (
         f"# workload {name}: recorded from PyTorch {torch.__version__} memory history on {card}; "
@@ -980,7 +922,7 @@ def record(name, out_dir):
         f.write(header + "\n")
         f.write("\n".join(lines) + "\n")
     print(
-        f"{name}: {len(lines)} ops, peak live {peak / 2**30:.2f} GiB, {len(ids)} live at the end, "
+        f"{name}: {len(lines)} ops, peak live {peak / 2**30:.2f} GiB, {len(live)} live at the end, "
         f"{time.time() - t0:.1f} s -> {path}",
         flush=True,
     )
