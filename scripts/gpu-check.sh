@@ -117,10 +117,10 @@ check_bench() {
 # Pool configurations only (backing-variants.mjs on CUDA), for choosing defaults; VARIANTS_CONFIGS
 # (JSON) overrides the script's list.
 check_variants() {
-  local extra=() traces
+  local extra=()
   [[ -n "${VARIANTS_CONFIGS:-}" ]] && extra=(--configs "$VARIANTS_CONFIGS")
-  # VARIANTS_TRACES: trace files (a glob is expanded here); default: the four shared traces.
-  read -r -a traces <<<"$(echo ${VARIANTS_TRACES:-packages/core/test/fixtures/*.trace.gz})"
+  # VARIANTS_TRACES: trace files, space-separated (globs expand); default: the four shared traces.
+  local traces=(${VARIANTS_TRACES:-packages/core/test/fixtures/*.trace.gz})
   timeout "${VARIANTS_TIMEOUT_S:-300}" node packages/bench/scripts/backing-variants.mjs --device cuda --runs "${VARIANTS_RUNS:-3}" \
     "${extra[@]}" "${traces[@]}" >"$OUT/variants-cuda.txt" 2>&1
   local rc=$?

@@ -4,7 +4,7 @@
 # (TRACES_POLICIES, on CudaDevice and on SimulatedDevice) and through the peers, in this one call:
 # a check that the defaults carry over to workloads they were not chosen on.
 # Needs: node (20) on PATH, the bench dist and native addon built; python3 with torch + cupy.
-# Writes $OUT/traces/*.trace.gz, $OUT/traces-bench/*.json(l) and a summary table (printed last).
+# Writes $OUT/traces/*.trace.gz (when it records), $OUT/traces-bench/*.json(l) and a summary table.
 set -uo pipefail
 OUT="${OUT:-$PWD/out}"
 T="$OUT/traces"
@@ -16,18 +16,18 @@ POLICIES=(${TRACES_POLICIES:-bestFitPools})   # gpupool policies to replay (defa
 
 source "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
 
-if [[ -n "${TRACES_FROM:-}" ]]; then
-  cp "$TRACES_FROM"/*.trace.gz "$T/"            # replay traces recorded earlier
-else
+# TRACES_FROM=DIR replays traces recorded earlier, where they are; else they are recorded into $T
+# (and come back with $OUT).
+if [[ -z "${TRACES_FROM:-}" ]]; then
   step record "${TRACES_RECORD_TIMEOUT_S:-300}" python3 packages/bench/peers/record_traces.py "$T" \
     ${TRACES_ONLY:+--only "$TRACES_ONLY"}
   cat "$D/record.err" >&2
 fi
 shopt -s nullglob
-RECORDED=("$T"/*.trace.gz)
+RECORDED=("${TRACES_FROM:-$T}"/*.trace.gz)
 shopt -u nullglob
 if ((${#RECORDED[@]} == 0)); then
-  echo "traces.sh: no traces were recorded; see $D/record.err" >&2
+  echo "traces.sh: no traces in ${TRACES_FROM:-$T}; see $D/record.err" >&2
   exit 1
 fi
 for t in "${RECORDED[@]}"; do
