@@ -114,6 +114,16 @@ check_bench() {
   return "$rc"
 }
 
+# The JavaScript side on this machine's CPU (SimulatedDevice): replays and the warm pair, with Node's
+# default heap flags and with the young generation fixed (scripts/gpu-sections/cpu.sh).
+check_cpu() {
+  local log="$OUT/cpu.log" rc=0
+  OUT="$OUT" bash scripts/gpu-sections/cpu.sh >"$log" 2>&1 || rc=1
+  cat "$log"
+  summary "cpu: $( ((rc == 0)) && echo ran || echo 'had failures (see cpu.log)'); results in cpu/"
+  return "$rc"
+}
+
 # Pool configurations only (backing-variants.mjs on CUDA), for choosing defaults; VARIANTS_CONFIGS
 # (JSON) overrides the script's list.
 check_variants() {

@@ -60,6 +60,11 @@ prepare_variants() {
   need bench
 }
 
+# The JavaScript side on the GPU host's CPU (scripts/gpu-sections/cpu.sh): what bench carries.
+prepare_cpu() {
+  need bench
+}
+
 # Held-out real traces (scripts/gpu-sections/traces.sh): what bench carries.
 prepare_traces() {
   need bench

@@ -10,7 +10,11 @@ set -uo pipefail
 OUT="${OUT:-$PWD/out}"
 D="$OUT/bench"
 mkdir -p "$D"
-BENCH=(node packages/bench/dist/cli.js)
+# V8's young generation held at its largest default size: with Node's defaults V8 resizes it between
+# GCs, and the replays that fault its pages back in ran 2-3x slower (packages/bench/scripts/young-gen.mjs).
+# BENCH_NODE_FLAGS='' runs with Node's defaults.
+NODE_FLAGS=(${BENCH_NODE_FLAGS---min-semi-space-size=16})
+BENCH=(node "${NODE_FLAGS[@]}" packages/bench/dist/cli.js)
 PEERS=packages/bench/peers/replay_peers.py
 
 shopt -s nullglob

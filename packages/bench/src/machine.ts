@@ -6,6 +6,12 @@ export interface MachineInfo {
   cpuModel: string;
   cpuCores: number;
   node: string;
+  /**
+   * The V8 heap flags Node ran with (`heapFlags()`), e.g. `--min-semi-space-size=16`: they move
+   * replay timings by 2× on some machines (scripts/young-gen.mjs), so a number says under which.
+   * Absent in results from before 2026-11-27.
+   */
+  nodeFlags?: string[];
   platform: string;
   /** ISO date-time of the run. */
   date: string;
@@ -34,9 +40,21 @@ export function machineInfo(gpu: string | null = null): MachineInfo {
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
     cpuCores: os.cpus().length,
     node: process.version,
+    nodeFlags: heapFlags(),
     platform: `${process.platform}-${process.arch}`,
     date: new Date().toISOString(),
     commit,
     gpu,
   };
+}
+
+const HEAP_FLAG =
+  /^--(min-semi-space-size|max-semi-space-size|max-old-space-size|semi-space-growth-factor)=\S+$/;
+
+/**
+ * The V8 heap flags among Node's flags (`process.execArgv`): what `latency` passes on to its child
+ * processes and what results record. Other flags (`-e`, `--inspect`) are not a child's business.
+ */
+export function heapFlags(execArgv: readonly string[] = process.execArgv): string[] {
+  return execArgv.filter((flag) => HEAP_FLAG.test(flag));
 }

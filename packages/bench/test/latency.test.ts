@@ -14,6 +14,7 @@ vi.mock('node:child_process', async (importOriginal) => {
 
 const { latencyChildArgs, runLatency } = await import('../src/commands/latency.js');
 const { runCli } = await import('../src/cli-main.js');
+const { heapFlags, machineInfo } = await import('../src/machine.js');
 
 const builtCli = existsSync(new URL('../dist/cli.js', import.meta.url));
 
@@ -89,7 +90,9 @@ describe('latency: one process per policy', () => {
       processes: 1,
     });
     expect(spawned.map((s) => s.file)).toEqual([process.execPath, process.execPath, process.execPath]);
-    expect(spawned.every((s) => s.args[0]!.endsWith('cli.js') && s.args.includes('--in-process'))).toBe(true);
+    expect(
+      spawned.every((s) => s.args[heapFlags().length]!.endsWith('cli.js') && s.args.includes('--in-process')),
+    ).toBe(true);
     expect(spawned.map((s) => s.args[s.args.indexOf('--policy') + 1])).toEqual([
       'exactShape',
       'tlsf',
@@ -97,6 +100,36 @@ describe('latency: one process per policy', () => {
     ]);
     expect(record.isolation).toBe('process-per-policy');
     expect(record.pool.map((r) => r.policy)).toEqual(['exactShape', 'tlsf', 'bestFit']);
+  });
+
+  it('passes on V8 heap flags only, and records them', () => {
+    expect(
+      heapFlags([
+        '--min-semi-space-size=16',
+        '-e',
+        'x',
+        '--inspect',
+        '--max-old-space-size=4096',
+        '--max-semi-space-size',
+      ]),
+    ).toEqual(['--min-semi-space-size=16', '--max-old-space-size=4096']);
+    expect(machineInfo().nodeFlags).toEqual(heapFlags(process.execArgv));
+  });
+
+  it.skipIf(!builtCli)("gives each child the parent's heap flags before the CLI", async () => {
+    const saved = process.execArgv;
+    process.execArgv = [...saved, '--min-semi-space-size=16'];
+    try {
+      spawned.length = 0;
+      const record = await runLatency({ policies: ['tlsf'], ...QUICK, processes: 1 });
+      const args = spawned[0]!.args;
+      const cli = args.findIndex((a) => a.endsWith('cli.js'));
+      expect(args.slice(0, cli)).toEqual(heapFlags(process.execArgv));
+      expect(args.slice(0, cli)).toContain('--min-semi-space-size=16');
+      expect(record.pool.map((r) => r.policy)).toEqual(['tlsf']);
+    } finally {
+      process.execArgv = saved;
+    }
   });
 
   it.skipIf(!builtCli)(

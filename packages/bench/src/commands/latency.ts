@@ -23,6 +23,7 @@ import { createPool, type Device, MiB } from '@gpupool/core';
 import { builtFile } from '../built-file.js';
 import { createDevice, type DeviceSpec, deviceLabel, loadNative } from '../devices.js';
 import { BenchDeviceError, BenchInputError, BenchUsageError } from '../errors.js';
+import { heapFlags } from '../machine.js';
 import type { Progress } from '../progress.js';
 import type { LatencyRecord, LatencyRow, RawLatencyRow } from '../results.js';
 import { median } from '../stats.js';
@@ -185,7 +186,8 @@ function latencyInChild(cli: string, args: readonly string[]): Promise<LatencyRe
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      [cli, ...args],
+      // The parent's V8 heap flags too: they move timings (scripts/young-gen.mjs).
+      [...heapFlags(), cli, ...args],
       { maxBuffer: CHILD_OUTPUT_MAX_BYTES, encoding: 'utf8' },
       (error, stdout, stderr) => {
         if (error !== null) {

@@ -36,7 +36,7 @@ function scriptJson(value: unknown): string {
 export function renderReportHtml(bundle: ResultsBundle, title = 'gpupool benchmarks'): string {
   const m = bundle.machine;
   const machine = m
-    ? `${m.gpu ? `${m.gpu} · ` : ''}${m.cpuModel} (${m.cpuCores} cores) · Node ${m.node} · ${m.date}${m.commit ? ` · commit ${m.commit}` : ''}`
+    ? `${m.gpu ? `${m.gpu} · ` : ''}${m.cpuModel} (${m.cpuCores} cores) · Node ${m.node}${m.nodeFlags?.length ? ` ${m.nodeFlags.join(' ')}` : ''} · ${m.date}${m.commit ? ` · commit ${m.commit}` : ''}`
     : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
