@@ -15,13 +15,36 @@ export interface MachineInfo {
   platform: string;
   /** ISO date-time of the run. */
   date: string;
-  /** Short git commit, when the working tree is a git checkout; '+dirty' when it has uncommitted changes. */
+  /**
+   * Short git commit: GPUPOOL_COMMIT when set (the GPU scripts' carried build), else the checkout's HEAD
+   * ('+dirty' when it has uncommitted changes), else null.
+   */
   commit: string | null;
   /** GPU name, when a command ran on CUDA. */
   gpu: string | null;
 }
 
 export function machineInfo(gpu: string | null = null): MachineInfo {
+  return {
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    cpuCores: os.cpus().length,
+    node: process.version,
+    nodeFlags: heapFlags(),
+    platform: `${process.platform}-${process.arch}`,
+    date: new Date().toISOString(),
+    commit: builtFrom(),
+    gpu,
+  };
+}
+
+/**
+ * The commit the code came from: GPUPOOL_COMMIT when set (scripts/gpu-check.sh sets it to the commit
+ * the carried bundle was built from, since the GPU machine's copy has its own git metadata), else
+ * git's HEAD here ('+dirty' with uncommitted changes), else null.
+ */
+function builtFrom(): string | null {
+  const carried = process.env.GPUPOOL_COMMIT;
+  if (carried !== undefined && carried !== '') return carried;
   let commit: string | null = null;
   try {
     commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
@@ -36,16 +59,7 @@ export function machineInfo(gpu: string | null = null): MachineInfo {
   } catch {
     commit = null;
   }
-  return {
-    cpuModel: os.cpus()[0]?.model ?? 'unknown',
-    cpuCores: os.cpus().length,
-    node: process.version,
-    nodeFlags: heapFlags(),
-    platform: `${process.platform}-${process.arch}`,
-    date: new Date().toISOString(),
-    commit,
-    gpu,
-  };
+  return commit;
 }
 
 const HEAP_FLAG =

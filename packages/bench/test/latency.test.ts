@@ -14,7 +14,7 @@ vi.mock('node:child_process', async (importOriginal) => {
 
 const { latencyChildArgs, runLatency } = await import('../src/commands/latency.js');
 const { runCli } = await import('../src/cli-main.js');
-const { heapFlags, machineInfo } = await import('../src/machine.js');
+const { heapFlags } = await import('../src/machine.js');
 
 const builtCli = existsSync(new URL('../dist/cli.js', import.meta.url));
 
@@ -100,20 +100,6 @@ describe('latency: one process per policy', () => {
     ]);
     expect(record.isolation).toBe('process-per-policy');
     expect(record.pool.map((r) => r.policy)).toEqual(['exactShape', 'tlsf', 'bestFit']);
-  });
-
-  it('passes on V8 heap flags only, and records them', () => {
-    expect(
-      heapFlags([
-        '--min-semi-space-size=16',
-        '-e',
-        'x',
-        '--inspect',
-        '--max-old-space-size=4096',
-        '--max-semi-space-size',
-      ]),
-    ).toEqual(['--min-semi-space-size=16', '--max-old-space-size=4096']);
-    expect(machineInfo().nodeFlags).toEqual(heapFlags(process.execArgv));
   });
 
   it.skipIf(!builtCli)("gives each child the parent's heap flags before the CLI", async () => {
