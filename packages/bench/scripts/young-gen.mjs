@@ -1,7 +1,7 @@
 // How V8's young generation moves replay timings: each trace is replayed as `replay` does (fresh
 // pool per replay, one SimulatedDevice, the default policy), in fresh processes with Node's default
 // heap flags and with each flag set given, and every replay prints its ns/op and the minor page
-// faults it took. On a VM where a page fault costs ~13 µs (the 2-core EPYC this was found on),
+// faults its timed loop took (`replayTrace`'s pageFaults). On a VM where a page fault costs ~13 µs (the 2-core EPYC this was found on),
 // V8 growing and shrinking its young generation (semi-space) between GCs faults in hundreds of
 // pages in some replays: those replays run 2–3× slower, and which ones do changes from process to
 // process — so one process's median is a draw. `--min-semi-space-size=16` keeps the young
@@ -28,11 +28,9 @@ if (child !== undefined) {
   const runs = [];
   for (let r = 0; r < replays; r++) {
     const pool = createPool({ device, name: 'young-gen' });
-    const faultsBefore = process.resourceUsage().minorPageFault;
     const result = replayTrace(trace, pool);
-    const faults = process.resourceUsage().minorPageFault - faultsBefore;
     pool.destroy();
-    runs.push({ nsPerOp: result.elapsedNs / result.ops, faults });
+    runs.push({ nsPerOp: result.elapsedNs / result.ops, faults: result.pageFaults });
   }
   console.log(JSON.stringify(runs));
 } else {
@@ -41,7 +39,7 @@ if (child !== undefined) {
   const median = (a) => [...a].sort((x, y) => x - y)[Math.floor((a.length - 1) / 2)];
   const self = fileURLToPath(import.meta.url);
   console.log(
-    `${processes} processes per (trace, flags), ${replays} replays each; per process: median ns/op of the last ${timed} (as replay times them) · page faults per replay, min–max`,
+    `${processes} processes per (trace, flags), ${replays} replays each; per process: median ns/op of the last ${timed} (as replay times them) · page faults per replay's timed loop, min–max`,
   );
   for (const path of args) {
     for (const flags of flagSets) {

@@ -23,6 +23,12 @@ export interface ReplayRecord {
   runs?: number;
   /** How many untimed replays ran before them in the same process (gpupool only). */
   warmup?: number;
+  /**
+   * Minor page faults per timed replay, median (gpupool only; `process.resourceUsage()`). Where it
+   * runs into the hundreds the time is partly the machine's: V8 resizing its young generation
+   * (docs/benchmarks.md, "Replay timings and V8's young generation").
+   */
+  pageFaults?: number;
   /** 'gpupool' for this package, 'peer' for replay_peers.py. */
   source?: 'gpupool' | 'peer';
   /** Set when the replay failed (e.g. out of memory); the numbers are then NaN or null. */

@@ -47,6 +47,7 @@ describe('gpupool-bench replay --json', () => {
     expect(r.ratio).toBeGreaterThanOrEqual(1);
     expect(r.nsPerOp).toBeGreaterThan(0);
     expect(r.deviceCalls).toBeGreaterThan(0);
+    expect(Number.isInteger(r.pageFaults) && r.pageFaults >= 0).toBe(true);
     expect(r.timeline).toBeUndefined();
   });
 

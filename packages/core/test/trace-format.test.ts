@@ -177,6 +177,28 @@ describe('recording a pool', () => {
     fresh.destroy();
   });
 
+  it('counts the page faults the replay took', () => {
+    const pool = createPool({
+      device: new SimulatedDevice({ capacityBytes: 512 * MiB }),
+      detectLeaks: false,
+    });
+    const quiet = replayTrace(parseTrace('a 1 100\nf 1\n'), pool);
+    expect(Number.isInteger(quiet.pageFaults) && quiet.pageFaults >= 0).toBe(true);
+    // 64 MiB of fresh memory, touched during the replay: at least one fault per 2 MiB, even with
+    // transparent huge pages (an allocation this size is always mapped fresh).
+    let fresh: Uint8Array | undefined;
+    const touched = replayTrace(parseTrace('a 1 100\nf 1\n'), pool, {
+      afterEach: (i) => {
+        if (i !== 0) return;
+        fresh = new Uint8Array(64 * MiB);
+        for (let at = 0; at < fresh.length; at += 4096) fresh[at] = 1;
+      },
+    });
+    expect(fresh?.[4096]).toBe(1);
+    expect(touched.pageFaults).toBeGreaterThanOrEqual(32);
+    pool.destroy();
+  });
+
   it('stops at maxOps and says so; stopping a replaced recorder leaves the new one recording', () => {
     const pool = createPool({ device: new SimulatedDevice({ capacityBytes: 64 * MiB }), detectLeaks: false });
     const small = pool.record({ maxOps: 3 });

@@ -143,11 +143,13 @@ export function replayOne(
     }
     onRunDone();
     const nsPerOpRuns: number[] = [];
+    const faultRuns: number[] = [];
     let first: ReturnType<typeof replayTrace> | undefined;
     for (let r = 0; r < runs; r++) {
       const pool = createPool({ device, policy, name: `bench:${trace.name}:${policy}` });
       try {
         const result = replayTrace(trace, pool);
+        faultRuns.push(result.pageFaults);
         first ??= result;
         nsPerOpRuns.push(result.elapsedNs / Math.max(1, result.ops));
       } finally {
@@ -164,6 +166,7 @@ export function replayOne(
       deviceCalls: first!.deviceCalls,
       runs,
       warmup,
+      pageFaults: median(faultRuns),
       source: 'gpupool',
       ...extra,
     };
