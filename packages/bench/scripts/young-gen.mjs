@@ -1,11 +1,12 @@
 // How V8's young generation moves replay timings: each trace is replayed as `replay` does (fresh
 // pool per replay, one SimulatedDevice, the default policy), in fresh processes with Node's default
 // heap flags and with each flag set given, and every replay prints its ns/op and the minor page
-// faults its timed loop took (`replayTrace`'s pageFaults). On a VM where a page fault costs ~13 µs (the 2-core EPYC this was found on),
-// V8 growing and shrinking its young generation (semi-space) between GCs faults in hundreds of
-// pages in some replays: those replays run 2–3× slower, and which ones do changes from process to
-// process — so one process's median is a draw. `--min-semi-space-size=16` keeps the young
-// generation at its largest default size: no resizing, and the replays settle.
+// faults its timed loop took (`replayTrace`'s pageFaults). On a VM where a page fault costs ~13 µs
+// (the 2-core EPYC this was found on), V8 growing and shrinking its young generation (semi-space)
+// between GCs faults in hundreds of pages in some replays: those replays run 2–3× slower, and
+// which ones do changes from process to process — so one process's median is a draw.
+// `--min-semi-space-size=16` keeps the young generation at its largest default size: no resizing,
+// and the replays settle.
 // Usage: node packages/bench/scripts/young-gen.mjs [--processes 4] [--replays 15] [--timed 5]
 //        [--flags "A;B"] trace.gz...   (--flags: flag sets to compare, ';'-separated; '' = defaults)
 // The child mode (`--child`) replays one trace and prints one JSON line.
