@@ -47,7 +47,10 @@ describe('gpupool-bench replay --json', () => {
     expect(r.ratio).toBeGreaterThanOrEqual(1);
     expect(r.nsPerOp).toBeGreaterThan(0);
     expect(r.deviceCalls).toBeGreaterThan(0);
-    expect(Number.isInteger(r.pageFaults) && r.pageFaults >= 0).toBe(true);
+    // A median of page-fault counts: of two runs, their mean.
+    expect(Number.isFinite(r.pageFaults) && r.pageFaults >= 0 && Number.isInteger(r.pageFaults * 2)).toBe(
+      true,
+    );
     expect(r.timeline).toBeUndefined();
   });
 
