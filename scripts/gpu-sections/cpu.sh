@@ -4,17 +4,20 @@
 # what bench.sh and traces.sh run with): per-replay ns/op and page faults on the four shared traces
 # (packages/bench/scripts/young-gen.mjs), and the warm acquire+release pair of the default policy,
 # each setting in fresh processes. Needs node (20) on PATH and the bench dist; no GPU. ~2 minutes.
-# Writes $OUT/cpu/*.txt and prints them.
+# Writes $OUT/cpu/*.txt and prints them; exits non-zero when a step failed (the others still run).
 set -uo pipefail
+rc=0
 OUT="${OUT:-$PWD/out}"
 D="$OUT/cpu"
 mkdir -p "$D"
 TRACES=(packages/core/test/fixtures/{kv_decode,pipeline,train_resnet,transformer_varlen}.trace.gz)
 echo "cpu: $(node -p 'os.cpus()[0].model + " x" + os.cpus().length'); node $(node --version); $(date -u +%Y-%m-%dT%H:%MZ)" | tee "$D/machine.txt"
-timeout 240 node packages/bench/scripts/young-gen.mjs --processes "${CPU_PROCESSES:-4}" "${TRACES[@]}" | tee "$D/young-gen.txt"
+timeout 240 node packages/bench/scripts/young-gen.mjs --processes "${CPU_PROCESSES:-4}" "${TRACES[@]}" |
+  tee "$D/young-gen.txt" || rc=1
 for flags in "" "--min-semi-space-size=16"; do
   echo "latency [${flags:-defaults}] (bestFit, SimulatedDevice, ${CPU_PROCESSES:-4} processes):" | tee -a "$D/latency.txt"
   # shellcheck disable=SC2086
   timeout 120 node $flags packages/bench/dist/cli.js latency --policy bestFit --sizes 512,8192 \
-    --processes "${CPU_PROCESSES:-4}" | tee -a "$D/latency.txt"
+    --processes "${CPU_PROCESSES:-4}" | tee -a "$D/latency.txt" || rc=1
 done
+exit "$rc"
