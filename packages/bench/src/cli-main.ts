@@ -66,6 +66,8 @@ commands:
   merge <file.json...>   fold result files (ours, peers) into tables and a report
   suite [trace.gz...]    replay + latency + capacity (+ scaling with --workers); traces default to
                          ${traceDirCandidates().slice(0, 2).join(', ')}   --quick  --device  --runs
+                         each (trace, policy) replayed and each policy timed in fresh processes
+                         (--in-process: all in this one)
 
 every command:  --json (machine-readable output)  --report FILE.html  --peers FILE.json (merge peer results)  --help`;
 
@@ -277,6 +279,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
           warmup: 'string',
           quick: 'boolean',
           workers: 'string',
+          'in-process': 'boolean',
         },
         command,
       );
@@ -359,6 +362,8 @@ async function runSuite(
       runs,
       warmup,
       detail: true,
+      // One fresh process per (trace, policy), as latency does per policy (--in-process: this one).
+      isolate: !flag(args, 'in-process'),
       progress: progress('replay', 1),
     })),
   );
@@ -370,6 +375,7 @@ async function runSuite(
       runTargetMs: quick ? 10 : undefined,
       sizesBytes: quick ? [512, 131072, 32 * 2 ** 20] : undefined,
       processes: quick ? 1 : undefined,
+      isolate: !flag(args, 'in-process'),
     }),
   );
   if (spec.kind === 'simulated' && !quick)

@@ -7,6 +7,7 @@ export type { OptionKind, ParsedArgs } from './args.js';
 export { parseArgs } from './args.js';
 export type { BisectResult } from './bisect.js';
 export { bisectSmallest } from './bisect.js';
+export { benchCliFile, deviceArgs, runCliChild } from './cli-child.js';
 export type { CliIo } from './cli-main.js';
 export { runCli, USAGE } from './cli-main.js';
 export type { CapacityBenchOptions } from './commands/capacity.js';
@@ -19,7 +20,6 @@ export {
 } from './commands/capacity.js';
 export type { LatencyBenchOptions } from './commands/latency.js';
 export {
-  benchCliFile,
   LATENCY_RUN_TARGET_MS_DEFAULT,
   LATENCY_SIZES_BYTES,
   latencyChildArgs,

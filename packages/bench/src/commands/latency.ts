@@ -18,12 +18,10 @@
  * policy.allocate, …) would have seen every policy timed before, and a later policy would run on
  * polymorphic call sites that a real program, which uses one policy, never has. `isolate: false` (CLI `--in-process`) times every policy in the calling process.
  */
-import { execFile } from 'node:child_process';
 import { createPool, type Device, MiB } from '@gpupool/core';
-import { builtFile } from '../built-file.js';
+import { benchCliFile, deviceArgs, runCliChild } from '../cli-child.js';
 import { createDevice, type DeviceSpec, deviceLabel, loadNative } from '../devices.js';
-import { BenchDeviceError, BenchInputError, BenchUsageError } from '../errors.js';
-import { heapFlags } from '../machine.js';
+import { BenchUsageError } from '../errors.js';
 import type { Progress } from '../progress.js';
 import type { LatencyRecord, LatencyRow, RawLatencyRow } from '../results.js';
 import { median } from '../stats.js';
@@ -44,8 +42,6 @@ const ITERATIONS_MAX = 2_000_000;
  */
 const FIRST_WARMUP_FACTOR = 5;
 let processWarmedUp = false;
-/** Child processes print one small JSON record; this bounds what the parent keeps of their output. */
-const CHILD_OUTPUT_MAX_BYTES = 16 * MiB;
 
 export interface LatencyBenchOptions {
   policies?: readonly string[];
@@ -154,15 +150,6 @@ function medianOverProcesses(
   });
 }
 
-/** dist/cli.js, the `gpupool-bench` bin that times each policy in a child process. */
-export function benchCliFile(): string {
-  return builtFile(
-    'cli.js',
-    'latency runs each policy in its own process of the built CLI, dist/cli.js: run `npx tsup` in ' +
-      'packages/bench, or pass --in-process to time every policy in this process',
-  );
-}
-
 /** The command line (after the CLI file) that times one policy in a child process. */
 export function latencyChildArgs(
   policy: string,
@@ -172,54 +159,29 @@ export function latencyChildArgs(
   runTargetMs: number,
   warmupMs: number,
 ): string[] {
-  const args = ['latency', '--in-process', '--no-raw', '--json', '--policy', policy, '--device', spec.kind];
-  if (spec.kind === 'cuda' && spec.cudaMode !== undefined) args.push('--cuda-mode', spec.cudaMode);
-  if (spec.kind === 'simulated' && spec.capacityBytes !== undefined)
-    args.push('--capacity-gib', String(spec.capacityBytes / 2 ** 30));
+  const args = ['latency', '--in-process', '--no-raw', '--json', '--policy', policy, ...deviceArgs(spec)];
   args.push('--runs', String(runs), '--sizes', sizes.join(','));
   args.push('--run-ms', String(runTargetMs), '--warmup-ms', String(warmupMs));
   return args;
 }
 
-/** Runs `node cli.js …args` and returns its latency record; a failure keeps the child's message and exit class. */
-function latencyInChild(cli: string, args: readonly string[]): Promise<LatencyRecord> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      // The parent's V8 heap flags too: they move timings (scripts/young-gen.mjs).
-      [...heapFlags(), cli, ...args],
-      { maxBuffer: CHILD_OUTPUT_MAX_BYTES, encoding: 'utf8' },
-      (error, stdout, stderr) => {
-        if (error !== null) {
-          const code = typeof error.code === 'number' ? error.code : undefined;
-          const message =
-            stderr
-              .split('\n')
-              .find((l) => l.startsWith('gpupool-bench: '))
-              ?.slice('gpupool-bench: '.length) ??
-            `latency child process (${args.join(' ')}) failed: ${stderr.trim() || error.message}`;
-          if (code === 2) reject(new BenchUsageError(message));
-          else if (code === 3) reject(new BenchDeviceError(message));
-          else if (code === 4) reject(new BenchInputError(message));
-          else reject(new Error(message, { cause: error }));
-          return;
-        }
-        try {
-          const record = JSON.parse(stdout) as LatencyRecord;
-          if (record.kind !== 'latency' || !Array.isArray(record.pool))
-            throw new Error('not a latency record');
-          resolve(record);
-        } catch (parseError) {
-          reject(
-            new Error(
-              `latency child process (${args.join(' ')}) printed no latency record: ${(parseError as Error).message}`,
-              { cause: parseError },
-            ),
-          );
-        }
-      },
+/** Runs `node cli.js …args` and returns its latency record. */
+async function latencyInChild(cli: string, args: readonly string[]): Promise<LatencyRecord> {
+  const stdout = await runCliChild(cli, args);
+  let record: LatencyRecord;
+  try {
+    record = JSON.parse(stdout) as LatencyRecord;
+  } catch (parseError) {
+    throw new Error(
+      `latency child process (${args.join(' ')}) printed no latency record: ${(parseError as Error).message}`,
+      { cause: parseError },
     );
-  });
+  }
+  if (record.kind !== 'latency' || !Array.isArray(record.pool))
+    throw new Error(
+      `latency child process (${args.join(' ')}) printed no latency record: not a latency record`,
+    );
+  return record;
 }
 
 /** Median ns per acquire+release pair of `bytes` on a warm pool. */

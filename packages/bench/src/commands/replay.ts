@@ -15,6 +15,7 @@ import {
   replayTrace,
   type Trace,
 } from '@gpupool/core';
+import { benchCliFile, deviceArgs, runCliChild } from '../cli-child.js';
 import { createDevice, type DeviceSpec, deviceLabel } from '../devices.js';
 import { BenchUsageError } from '../errors.js';
 import type { Progress } from '../progress.js';
@@ -48,6 +49,12 @@ export interface ReplayBenchOptions {
   warmup?: number;
   /** Add a timeline and a memory map to each record. */
   detail?: boolean;
+  /**
+   * Replay each (trace, policy) in a fresh process of the built CLI (default false: all in this
+   * process). In one process, a policy replayed after others runs on call sites they made
+   * polymorphic, which a program that uses one policy never does. Needs trace files, not parsed traces.
+   */
+  isolate?: boolean;
   progress?: Progress;
 }
 
@@ -71,6 +78,7 @@ export async function runReplay(options: ReplayBenchOptions): Promise<ReplayReco
   const warmup = options.warmup ?? REPLAY_WARMUP_DEFAULT;
   if (!Number.isInteger(warmup) || warmup < 1)
     throw new BenchUsageError(`warmup must be a positive integer (got ${warmup})`);
+  if (options.isolate === true) return replayIsolated(options, policies, spec, runs, warmup);
   const traces = options.traces.map((t) => (typeof t === 'string' ? loadTrace(t) : t));
   const records: ReplayRecord[] = [];
   options.progress?.setTotal(traces.length * policies.length * (runs + 1));
@@ -109,6 +117,56 @@ export async function runReplay(options: ReplayBenchOptions): Promise<ReplayReco
     options.progress?.done();
   }
   return records;
+}
+
+/** runReplay with `isolate`: one child process of the built CLI per (trace, policy), in order. */
+async function replayIsolated(
+  options: ReplayBenchOptions,
+  policies: readonly string[],
+  spec: DeviceSpec,
+  runs: number,
+  warmup: number,
+): Promise<ReplayRecord[]> {
+  const files = options.traces.map((t) => {
+    if (typeof t !== 'string')
+      throw new BenchUsageError('replay in fresh processes (isolate) needs trace files, not parsed traces');
+    return t;
+  });
+  const cli = benchCliFile('replay');
+  const records: ReplayRecord[] = [];
+  options.progress?.setTotal(files.length * policies.length);
+  try {
+    for (const file of files) {
+      for (const policy of policies) {
+        options.progress?.update(records.length, `${file}/${policy}`);
+        const args = replayChildArgs(file, policy, spec, runs, warmup, options.detail === true);
+        const lines = (await runCliChild(cli, args)).split('\n').filter((l) => l.trim() !== '');
+        const record = lines.length === 1 ? (JSON.parse(lines[0]!) as ReplayRecord) : undefined;
+        if (record === undefined || record.policy !== policy || typeof record.ratio !== 'number')
+          throw new Error(`replay child process (${args.join(' ')}) printed no replay record`);
+        records.push(record);
+      }
+    }
+    options.progress?.update(records.length);
+  } finally {
+    options.progress?.done();
+  }
+  return records;
+}
+
+/** The command line (after the CLI file) that replays one trace through one policy in a child process. */
+export function replayChildArgs(
+  file: string,
+  policy: string,
+  spec: DeviceSpec,
+  runs: number,
+  warmup: number,
+  detail: boolean,
+): string[] {
+  const args = ['replay', file, '--policy', policy, ...deviceArgs(spec), '--runs', String(runs)];
+  args.push('--warmup', String(warmup), '--json');
+  if (detail) args.push('--detail');
+  return args;
 }
 
 /** One (trace, policy): `warmup` untimed passes (the first doubles as the detail pass), then `runs` timed replays on fresh pools. */
