@@ -62,3 +62,29 @@ export function runCliChild(cli: string, args: readonly string[]): Promise<strin
     );
   });
 }
+
+/**
+ * runCliChild for a command that prints one JSON record: returns it, or throws naming the command
+ * line when the child printed something else.
+ */
+export async function runCliChildRecord<T>(
+  cli: string,
+  args: readonly string[],
+  what: string,
+  isRecord: (value: unknown) => value is T,
+): Promise<T> {
+  const stdout = await runCliChild(cli, args);
+  let value: unknown;
+  try {
+    value = JSON.parse(stdout);
+  } catch (parseError) {
+    throw new Error(
+      `${args[0]} child process (${args.join(' ')}) printed no ${what}: ${(parseError as Error).message}`,
+      {
+        cause: parseError,
+      },
+    );
+  }
+  if (!isRecord(value)) throw new Error(`${args[0]} child process (${args.join(' ')}) printed no ${what}`);
+  return value;
+}

@@ -1,16 +1,9 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
 
-// Counts the child processes runLatency starts (the real execFile still runs them).
-const spawned = vi.hoisted(() => [] as { file: string; args: string[] }[]);
-vi.mock('node:child_process', async (importOriginal) => {
-  const original = await importOriginal<typeof import('node:child_process')>();
-  const execFile = ((file: string, args: string[], ...rest: unknown[]) => {
-    spawned.push({ file, args: [...args] });
-    return (original.execFile as (...a: unknown[]) => unknown)(file, args, ...rest);
-  }) as unknown as typeof original.execFile;
-  return { ...original, execFile, default: { ...original, execFile } };
-});
+// The child processes runLatency starts (the real execFile still runs them).
+const { spawned, recordSpawns } = await vi.hoisted(() => import('./spawn-recorder.js'));
+vi.mock('node:child_process', recordSpawns);
 
 const { latencyChildArgs, runLatency } = await import('../src/commands/latency.js');
 const { runCli } = await import('../src/cli-main.js');

@@ -5,16 +5,9 @@ import { formatTrace } from '@gpupool/core';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { syntheticTrace } from './helpers.js';
 
-// Records the child processes runReplay starts (the real execFile still runs them).
-const spawned = vi.hoisted(() => [] as { file: string; args: string[] }[]);
-vi.mock('node:child_process', async (importOriginal) => {
-  const original = await importOriginal<typeof import('node:child_process')>();
-  const execFile = ((file: string, args: string[], ...rest: unknown[]) => {
-    spawned.push({ file, args: [...args] });
-    return (original.execFile as (...a: unknown[]) => unknown)(file, args, ...rest);
-  }) as unknown as typeof original.execFile;
-  return { ...original, execFile, default: { ...original, execFile } };
-});
+// The child processes runReplay starts (the real execFile still runs them).
+const { spawned, recordSpawns } = await vi.hoisted(() => import('./spawn-recorder.js'));
+vi.mock('node:child_process', recordSpawns);
 
 const { replayChildArgs, runReplay } = await import('../src/commands/replay.js');
 const { heapFlags } = await import('../src/machine.js');

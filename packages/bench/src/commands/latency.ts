@@ -19,7 +19,7 @@
  * polymorphic call sites that a real program, which uses one policy, never has. `isolate: false` (CLI `--in-process`) times every policy in the calling process.
  */
 import { createPool, type Device, MiB } from '@gpupool/core';
-import { benchCliFile, deviceArgs, runCliChild } from '../cli-child.js';
+import { benchCliFile, deviceArgs, runCliChildRecord } from '../cli-child.js';
 import { createDevice, type DeviceSpec, deviceLabel, loadNative } from '../devices.js';
 import { BenchUsageError } from '../errors.js';
 import type { Progress } from '../progress.js';
@@ -86,9 +86,11 @@ export async function runLatency(options: LatencyBenchOptions = {}): Promise<Lat
         const children: LatencyRecord[] = [];
         for (let k = 0; k < processes; k++) {
           options.progress?.update(pool.length, `${policy} (process ${k + 1} of ${processes})`);
-          const child = await latencyInChild(
+          const child = await runCliChildRecord(
             cli,
             latencyChildArgs(policy, spec, sizes, runs, targetMs, warmupMs),
+            'latency record',
+            isLatencyRecord,
           );
           iterationsUsed = Math.max(iterationsUsed, child.iterations);
           children.push(child);
@@ -165,23 +167,11 @@ export function latencyChildArgs(
   return args;
 }
 
-/** Runs `node cli.js …args` and returns its latency record. */
-async function latencyInChild(cli: string, args: readonly string[]): Promise<LatencyRecord> {
-  const stdout = await runCliChild(cli, args);
-  let record: LatencyRecord;
-  try {
-    record = JSON.parse(stdout) as LatencyRecord;
-  } catch (parseError) {
-    throw new Error(
-      `latency child process (${args.join(' ')}) printed no latency record: ${(parseError as Error).message}`,
-      { cause: parseError },
-    );
-  }
-  if (record.kind !== 'latency' || !Array.isArray(record.pool))
-    throw new Error(
-      `latency child process (${args.join(' ')}) printed no latency record: not a latency record`,
-    );
-  return record;
+function isLatencyRecord(value: unknown): value is LatencyRecord {
+  const record = value as LatencyRecord | null;
+  return (
+    typeof record === 'object' && record !== null && record.kind === 'latency' && Array.isArray(record.pool)
+  );
 }
 
 /** Median ns per acquire+release pair of `bytes` on a warm pool. */

@@ -15,13 +15,14 @@ import {
   replayTrace,
   type Trace,
 } from '@gpupool/core';
-import { benchCliFile, deviceArgs, runCliChild } from '../cli-child.js';
+import { benchCliFile, deviceArgs, runCliChildRecord } from '../cli-child.js';
 import { createDevice, type DeviceSpec, deviceLabel } from '../devices.js';
 import { BenchUsageError } from '../errors.js';
 import type { Progress } from '../progress.js';
 import type { MemoryMap, ReplayRecord, Timeline } from '../results.js';
 import { median } from '../stats.js';
 import { loadTrace, peakLiveIndex } from '../traces.js';
+import { isReplayRecord } from './merge.js';
 
 export const REPLAY_RUNS_DEFAULT = 5;
 /**
@@ -140,11 +141,9 @@ async function replayIsolated(
       for (const policy of policies) {
         options.progress?.update(records.length, `${file}/${policy}`);
         const args = replayChildArgs(file, policy, spec, runs, warmup, options.detail === true);
-        const lines = (await runCliChild(cli, args)).split('\n').filter((l) => l.trim() !== '');
-        const record = lines.length === 1 ? (JSON.parse(lines[0]!) as ReplayRecord) : undefined;
-        if (record === undefined || record.policy !== policy || typeof record.ratio !== 'number')
-          throw new Error(`replay child process (${args.join(' ')}) printed no replay record`);
-        records.push(record);
+        const isOne = (value: unknown): value is ReplayRecord =>
+          isReplayRecord(value) && value.policy === policy;
+        records.push(await runCliChildRecord(cli, args, `replay record for ${policy}`, isOne));
       }
     }
     options.progress?.update(records.length);
