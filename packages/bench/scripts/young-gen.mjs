@@ -6,7 +6,8 @@
 // between GCs faults in hundreds of pages in some replays: those replays run 2–3× slower, and
 // which ones do changes from process to process — so one process's median is a draw.
 // `--min-semi-space-size=16` keeps the young generation at its largest default size: no resizing,
-// and the replays settle.
+// and the replays settle. Any V8 flags can be compared this way: the inlining budget
+// (--max-inlined-bytecode-size-cumulative) was measured with it too (docs/benchmarks.md).
 // Usage: node packages/bench/scripts/young-gen.mjs [--processes 4] [--replays 15] [--timed 5]
 //        [--flags "A;B"] trace.gz...   (--flags: flag sets to compare, ';'-separated; '' = defaults)
 // The child mode (`--child`) replays one trace and prints one JSON line.

@@ -8,7 +8,7 @@ import { MiB } from '@gpupool/core';
 import { builtFile } from './built-file.js';
 import type { DeviceSpec } from './devices.js';
 import { BenchDeviceError, BenchInputError, BenchUsageError } from './errors.js';
-import { heapFlags } from './machine.js';
+import { v8TimingFlags } from './machine.js';
 
 /** Child processes print small JSON records (a --detail replay: a few MB); this bounds what is kept. */
 const CHILD_OUTPUT_MAX_BYTES = 64 * MiB;
@@ -32,15 +32,15 @@ export function deviceArgs(spec: DeviceSpec): string[] {
 }
 
 /**
- * Runs `node [heap flags] cli.js …args` and returns what it printed. The parent's V8 heap flags go
- * along: they move timings (scripts/young-gen.mjs). A failure keeps the child's message and its
+ * Runs `node [V8 timing flags] cli.js …args` and returns what it printed. The parent's heap and
+ * inlining flags go along: they move timings (scripts/young-gen.mjs, `v8TimingFlags`). A failure keeps the child's message and its
  * class (exit 2: usage, 3: device, 4: input).
  */
 export function runCliChild(cli: string, args: readonly string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      [...heapFlags(), cli, ...args],
+      [...v8TimingFlags(), cli, ...args],
       { maxBuffer: CHILD_OUTPUT_MAX_BYTES, encoding: 'utf8' },
       (error, stdout, stderr) => {
         if (error === null) {

@@ -53,7 +53,7 @@ export { BenchDeviceError, BenchError, BenchInputError, BenchUsageError } from '
 export { capacityTable, latencyTable, replayTable, scalingTable, summaryTables } from './format/summary.js';
 export { formatBytes, formatNs, formatRatio, formatTable } from './format/table.js';
 export type { MachineInfo } from './machine.js';
-export { heapFlags, machineInfo } from './machine.js';
+export { machineInfo, v8TimingFlags } from './machine.js';
 export type { Progress, ProgressOptions } from './progress.js';
 export { createProgress } from './progress.js';
 export { renderReportHtml, writeReport } from './report/html.js';

@@ -7,9 +7,10 @@ export interface MachineInfo {
   cpuCores: number;
   node: string;
   /**
-   * The V8 heap flags Node ran with (`heapFlags()`), e.g. `--min-semi-space-size=16`: they move
-   * replay timings by 2× on some machines (scripts/young-gen.mjs), so a number says under which.
-   * Absent in results from before 2026-11-27.
+   * The V8 flags that move timings that Node ran with (`v8TimingFlags()`), e.g.
+   * `--min-semi-space-size=16`: heap sizes move replay timings by 2× on some machines, and the
+   * inlining budget by ~20 % (scripts/young-gen.mjs), so a number says under which. Absent in
+   * results from before 2026-11-27.
    */
   nodeFlags?: string[];
   platform: string;
@@ -29,7 +30,7 @@ export function machineInfo(gpu: string | null = null): MachineInfo {
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
     cpuCores: os.cpus().length,
     node: process.version,
-    nodeFlags: heapFlags(),
+    nodeFlags: v8TimingFlags(),
     platform: `${process.platform}-${process.arch}`,
     date: new Date().toISOString(),
     commit: builtFrom(),
@@ -62,13 +63,19 @@ function builtFrom(): string | null {
   return commit;
 }
 
-const HEAP_FLAG =
-  /^--(min-semi-space-size|max-semi-space-size|max-old-space-size|semi-space-growth-factor)=\S+$/;
+/**
+ * V8 flags that change how fast the pool's JavaScript runs, not what it does: the heap's sizes
+ * (the young generation's resizing faulted pages into replays) and the inlining budgets (a pool
+ * operation that inlines its whole path runs faster). docs/benchmarks.md has both findings.
+ */
+const V8_TIMING_FLAG =
+  /^--(min-semi-space-size|max-semi-space-size|max-old-space-size|semi-space-growth-factor|max-inlined-bytecode-size|max-inlined-bytecode-size-cumulative|max-inlined-bytecode-size-small)=\S+$/;
 
 /**
- * The V8 heap flags among Node's flags (`process.execArgv`): what `latency` passes on to its child
- * processes and what results record. Other flags (`-e`, `--inspect`) are not a child's business.
+ * The V8 timing flags among Node's flags (`process.execArgv`): what `latency` and isolated replays
+ * pass on to their child processes and what results record. Other flags (`-e`, `--inspect`) are
+ * not a child's business.
  */
-export function heapFlags(execArgv: readonly string[] = process.execArgv): string[] {
-  return execArgv.filter((flag) => HEAP_FLAG.test(flag));
+export function v8TimingFlags(execArgv: readonly string[] = process.execArgv): string[] {
+  return execArgv.filter((flag) => V8_TIMING_FLAG.test(flag));
 }

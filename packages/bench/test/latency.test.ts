@@ -7,7 +7,7 @@ vi.mock('node:child_process', recordSpawns);
 
 const { latencyChildArgs, runLatency } = await import('../src/commands/latency.js');
 const { runCli } = await import('../src/cli-main.js');
-const { heapFlags } = await import('../src/machine.js');
+const { v8TimingFlags } = await import('../src/machine.js');
 
 const builtCli = existsSync(new URL('../dist/cli.js', import.meta.url));
 
@@ -84,7 +84,9 @@ describe('latency: one process per policy', () => {
     });
     expect(spawned.map((s) => s.file)).toEqual([process.execPath, process.execPath, process.execPath]);
     expect(
-      spawned.every((s) => s.args[heapFlags().length]!.endsWith('cli.js') && s.args.includes('--in-process')),
+      spawned.every(
+        (s) => s.args[v8TimingFlags().length]!.endsWith('cli.js') && s.args.includes('--in-process'),
+      ),
     ).toBe(true);
     expect(spawned.map((s) => s.args[s.args.indexOf('--policy') + 1])).toEqual([
       'exactShape',
@@ -95,7 +97,7 @@ describe('latency: one process per policy', () => {
     expect(record.pool.map((r) => r.policy)).toEqual(['exactShape', 'tlsf', 'bestFit']);
   });
 
-  it.skipIf(!builtCli)("gives each child the parent's heap flags before the CLI", async () => {
+  it.skipIf(!builtCli)("gives each child the parent's V8 timing flags before the CLI", async () => {
     const saved = process.execArgv;
     process.execArgv = [...saved, '--min-semi-space-size=16'];
     try {
@@ -103,7 +105,7 @@ describe('latency: one process per policy', () => {
       const record = await runLatency({ policies: ['tlsf'], ...QUICK, processes: 1 });
       const args = spawned[0]!.args;
       const cli = args.findIndex((a) => a.endsWith('cli.js'));
-      expect(args.slice(0, cli)).toEqual(heapFlags(process.execArgv));
+      expect(args.slice(0, cli)).toEqual(v8TimingFlags(process.execArgv));
       expect(args.slice(0, cli)).toContain('--min-semi-space-size=16');
       expect(record.pool.map((r) => r.policy)).toEqual(['tlsf']);
     } finally {

@@ -1,19 +1,28 @@
 import { describe, expect, it } from 'vitest';
-import { heapFlags, machineInfo } from '../src/machine.js';
+import { machineInfo, v8TimingFlags } from '../src/machine.js';
 
 describe('machine info', () => {
-  it('passes on V8 heap flags only, and records them', () => {
+  it('passes on V8 heap and inlining flags only, and records them', () => {
     expect(
-      heapFlags([
+      v8TimingFlags([
         '--min-semi-space-size=16',
         '-e',
         'x',
         '--inspect',
         '--max-old-space-size=4096',
         '--max-semi-space-size',
+        '--max-inlined-bytecode-size-cumulative=2000',
+        '--max-inlined-bytecode-size=600',
+        '--max-inlined-bytecode-size-cumulative',
+        '--trace-opt',
       ]),
-    ).toEqual(['--min-semi-space-size=16', '--max-old-space-size=4096']);
-    expect(machineInfo().nodeFlags).toEqual(heapFlags(process.execArgv));
+    ).toEqual([
+      '--min-semi-space-size=16',
+      '--max-old-space-size=4096',
+      '--max-inlined-bytecode-size-cumulative=2000',
+      '--max-inlined-bytecode-size=600',
+    ]);
+    expect(machineInfo().nodeFlags).toEqual(v8TimingFlags(process.execArgv));
   });
 
   it("records the carried build's commit when GPUPOOL_COMMIT says it, else the checkout's", () => {

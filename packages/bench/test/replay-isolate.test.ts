@@ -10,7 +10,7 @@ const { spawned, recordSpawns } = await vi.hoisted(() => import('./spawn-recorde
 vi.mock('node:child_process', recordSpawns);
 
 const { replayChildArgs, runReplay } = await import('../src/commands/replay.js');
-const { heapFlags } = await import('../src/machine.js');
+const { v8TimingFlags } = await import('../src/machine.js');
 const { BenchUsageError } = await import('../src/errors.js');
 
 const builtCli = existsSync(new URL('../dist/cli.js', import.meta.url));
@@ -65,7 +65,7 @@ describe('replay in fresh processes (isolate)', () => {
       spawned.length = 0;
       const isolated = await runReplay({ ...options, isolate: true });
       expect(spawned).toHaveLength(4);
-      const at = heapFlags().length;
+      const at = v8TimingFlags().length;
       expect(spawned.map((s) => s.file)).toEqual(Array(4).fill(process.execPath));
       expect(
         spawned.map((s) => [s.args[at]!.endsWith('cli.js'), s.args[at + 1], s.args[at + 2], s.args[at + 4]]),
