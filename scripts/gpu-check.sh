@@ -115,7 +115,8 @@ check_bench() {
 }
 
 # The JavaScript side on this machine's CPU (SimulatedDevice): replays and the warm pair, with Node's
-# default flags, with the young generation fixed, and with a larger inlining budget too (scripts/gpu-sections/cpu.sh).
+# default flags, with the young generation fixed, and with a larger inlining budget as well
+# (scripts/gpu-sections/cpu.sh).
 check_cpu() {
   local log="$OUT/cpu.log" rc=0
   OUT="$OUT" bash scripts/gpu-sections/cpu.sh >"$log" 2>&1 || rc=1

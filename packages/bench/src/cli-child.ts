@@ -33,8 +33,8 @@ export function deviceArgs(spec: DeviceSpec): string[] {
 
 /**
  * Runs `node [V8 timing flags] cli.js …args` and returns what it printed. The parent's heap and
- * inlining flags go along: they move timings (scripts/young-gen.mjs, `v8TimingFlags`). A failure keeps the child's message and its
- * class (exit 2: usage, 3: device, 4: input).
+ * inlining flags go along: they move timings (`v8TimingFlags`, scripts/young-gen.mjs). A failure
+ * keeps the child's message and its class (exit 2: usage, 3: device, 4: input).
  */
 export function runCliChild(cli: string, args: readonly string[]): Promise<string> {
   return new Promise((resolve, reject) => {

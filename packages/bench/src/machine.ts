@@ -69,7 +69,7 @@ function builtFrom(): string | null {
  * operation that inlines its whole path runs faster). docs/benchmarks.md has both findings.
  */
 const V8_TIMING_FLAG =
-  /^--(min-semi-space-size|max-semi-space-size|max-old-space-size|semi-space-growth-factor|max-inlined-bytecode-size|max-inlined-bytecode-size-cumulative|max-inlined-bytecode-size-small)=\S+$/;
+  /^--(min-semi-space-size|max-semi-space-size|max-old-space-size|semi-space-growth-factor|max-inlined-bytecode-size(-cumulative|-small)?)=\S+$/;
 
 /**
  * The V8 timing flags among Node's flags (`process.execArgv`): what `latency` and isolated replays
