@@ -10,11 +10,10 @@ set -uo pipefail
 OUT="${OUT:-$PWD/out}"
 D="$OUT/bench"
 mkdir -p "$D"
-# V8's young generation held at its largest default size: with Node's defaults V8 resizes it between
-# GCs, and the replays that fault its pages back in ran 2-3x slower (packages/bench/scripts/young-gen.mjs).
-# BENCH_NODE_FLAGS='' runs with Node's defaults.
-NODE_FLAGS=(${BENCH_NODE_FLAGS---min-semi-space-size=16})
-BENCH=(node "${NODE_FLAGS[@]}" packages/bench/dist/cli.js)
+# BENCH_SKIP: step names to leave out, by prefix (e.g. "replay-sim peers scaling-pinned"), to fit
+# one device call.
+STEP_SKIP="${BENCH_SKIP:-}"
+source "$(dirname "${BASH_SOURCE[0]}")/steps.sh" # step, merge_results, BENCH (the CLI with its Node flags)
 PEERS=packages/bench/peers/replay_peers.py
 
 shopt -s nullglob
@@ -25,11 +24,6 @@ if ((${#TRACES[@]} == 0)); then
   echo "bench.sh: no traces in packages/core/test/fixtures or ../shared/traces" >&2
   exit 1
 fi
-
-# BENCH_SKIP: step names to leave out, by prefix (e.g. "replay-sim peers scaling-pinned"), to fit
-# one device call.
-STEP_SKIP="${BENCH_SKIP:-}"
-source "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"

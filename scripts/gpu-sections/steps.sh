@@ -1,5 +1,12 @@
 # What the GPU bench sections share (sourced by bench.sh and traces.sh; $D is their results folder).
 
+# The CLI as both sections run it: V8's young generation held at its largest default size. With
+# Node's defaults V8 resizes it between GCs, and the replays that fault its pages back in ran 2-3x
+# slower (packages/bench/scripts/young-gen.mjs). BENCH_NODE_FLAGS='' runs with Node's defaults.
+# shellcheck disable=SC2206
+NODE_FLAGS=(${BENCH_NODE_FLAGS---min-semi-space-size=16})
+BENCH=(node "${NODE_FLAGS[@]}" packages/bench/dist/cli.js)
+
 # step NAME SECONDS command... : runs the command with a time limit, its stderr in $D/NAME.err,
 # and reports how it ended; a failure costs only its own numbers. A step whose name starts with a
 # word of STEP_SKIP is left out.

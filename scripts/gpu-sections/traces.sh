@@ -10,15 +10,9 @@ OUT="${OUT:-$PWD/out}"
 T="$OUT/traces"
 D="$OUT/traces-bench"
 mkdir -p "$T" "$D"
-# V8's young generation held at its largest default size: with Node's defaults V8 resizes it between
-# GCs, and the replays that fault its pages back in ran 2-3x slower (packages/bench/scripts/young-gen.mjs).
-# BENCH_NODE_FLAGS='' runs with Node's defaults.
-NODE_FLAGS=(${BENCH_NODE_FLAGS---min-semi-space-size=16})
-BENCH=(node "${NODE_FLAGS[@]}" packages/bench/dist/cli.js)
+source "$(dirname "${BASH_SOURCE[0]}")/steps.sh" # step, merge_results, BENCH (the CLI with its Node flags)
 RUNS="${TRACES_RUNS:-3}"
 POLICIES=(${TRACES_POLICIES:-bestFitPools})   # gpupool policies to replay (default: CudaDevice's default)
-
-source "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
 
 # TRACES_FROM=DIR replays traces recorded earlier, where they are; else they are recorded into $T
 # (and come back with $OUT).

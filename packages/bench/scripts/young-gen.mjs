@@ -10,9 +10,11 @@
 // (--max-inlined-bytecode-size-cumulative) was measured with it too (docs/benchmarks.md).
 // Usage: node packages/bench/scripts/young-gen.mjs [--processes 4] [--replays 15] [--timed 5]
 //        [--flags "A;B"] trace.gz...   (--flags: flag sets to compare, ';'-separated; '' = defaults)
-// The child mode (`--child`) replays one trace and prints one JSON line.
+// The child mode (`--child`) replays one trace and prints one JSON line. Medians are @gpupool/bench's
+// (an even count: the mean of the middle two; runs before session 9 printed the lower of the two).
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { median } from '@gpupool/bench';
 import { createPool, GiB, readTrace, replayTrace, SimulatedDevice } from '@gpupool/core';
 import { takeFlag } from './script-support.mjs';
 
@@ -38,7 +40,6 @@ if (child !== undefined) {
 } else {
   if (args.length === 0)
     throw new Error('usage: young-gen.mjs [--processes P] [--replays R] [--flags "A;B"] trace.gz...');
-  const median = (a) => [...a].sort((x, y) => x - y)[Math.floor((a.length - 1) / 2)];
   const self = fileURLToPath(import.meta.url);
   console.log(
     `${processes} processes per (trace, flags), ${replays} replays each; per process: median ns/op of the last ${timed} (as replay times them) · page faults per replay's timed loop, min–max`,

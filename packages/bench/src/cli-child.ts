@@ -13,8 +13,8 @@ import { v8TimingFlags } from './machine.js';
 /** Child processes print small JSON records (a --detail replay: a few MB); this bounds what is kept. */
 const CHILD_OUTPUT_MAX_BYTES = 64 * MiB;
 
-/** dist/cli.js, the `gpupool-bench` bin that child processes run. */
-export function benchCliFile(command = 'latency'): string {
+/** dist/cli.js, the `gpupool-bench` bin that `command`'s child processes run. */
+export function benchCliFile(command: string): string {
   return builtFile(
     'cli.js',
     `${command} runs each policy in its own process of the built CLI, dist/cli.js: run \`npx tsup\` in ` +
@@ -53,7 +53,7 @@ export function runCliChild(cli: string, args: readonly string[]): Promise<strin
             .split('\n')
             .find((l) => l.startsWith('gpupool-bench: '))
             ?.slice('gpupool-bench: '.length) ??
-          `${args[0]} child process (${args.join(' ')}) failed: ${stderr.trim() || error.message}`;
+          `${childLabel(args)} failed: ${stderr.trim() || error.message}`;
         if (code === 2) reject(new BenchUsageError(message));
         else if (code === 3) reject(new BenchDeviceError(message));
         else if (code === 4) reject(new BenchInputError(message));
@@ -78,13 +78,15 @@ export async function runCliChildRecord<T>(
   try {
     value = JSON.parse(stdout);
   } catch (parseError) {
-    throw new Error(
-      `${args[0]} child process (${args.join(' ')}) printed no ${what}: ${(parseError as Error).message}`,
-      {
-        cause: parseError,
-      },
-    );
+    throw new Error(`${childLabel(args)} printed no ${what}: ${(parseError as Error).message}`, {
+      cause: parseError,
+    });
   }
-  if (!isRecord(value)) throw new Error(`${args[0]} child process (${args.join(' ')}) printed no ${what}`);
+  if (!isRecord(value)) throw new Error(`${childLabel(args)} printed no ${what}`);
   return value;
+}
+
+/** How errors name a child: `replay child process (replay t.gz --json …)`. */
+function childLabel(args: readonly string[]): string {
+  return `${args[0]} child process (${args.join(' ')})`;
 }

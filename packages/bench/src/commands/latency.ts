@@ -81,7 +81,7 @@ export async function runLatency(options: LatencyBenchOptions = {}): Promise<Lat
   options.progress?.setTotal(total);
   try {
     if (isolate) {
-      const cli = benchCliFile();
+      const cli = benchCliFile('latency');
       for (const policy of policies) {
         const children: LatencyRecord[] = [];
         for (let k = 0; k < processes; k++) {
