@@ -13,15 +13,16 @@ OUT="${OUT:-$PWD/out}"
 D="$OUT/cpu"
 mkdir -p "$D"
 TRACES=(packages/core/test/fixtures/{kv_decode,pipeline,train_resnet,transformer_varlen}.trace.gz)
+PROCESSES="${CPU_PROCESSES:-4}" # fresh processes per (trace or pair, flag set)
 FLAG_SETS="${CPU_FLAG_SETS-;--min-semi-space-size=16;--min-semi-space-size=16 --max-inlined-bytecode-size-cumulative=2000}"
 echo "cpu: $(node -p 'os.cpus()[0].model + " x" + os.cpus().length'); node $(node --version); $(date -u +%Y-%m-%dT%H:%MZ)" | tee "$D/machine.txt"
-timeout 360 node packages/bench/scripts/young-gen.mjs --processes "${CPU_PROCESSES:-4}" --flags "$FLAG_SETS" \
+timeout 360 node packages/bench/scripts/young-gen.mjs --processes "$PROCESSES" --flags "$FLAG_SETS" \
   "${TRACES[@]}" | tee "$D/young-gen.txt" || rc=1
 IFS=';' read -r -a SETS <<<"$FLAG_SETS"
 for flags in "${SETS[@]}"; do
-  echo "latency [${flags:-defaults}] (bestFit, SimulatedDevice, ${CPU_PROCESSES:-4} processes):" | tee -a "$D/latency.txt"
+  echo "latency [${flags:-defaults}] (bestFit, SimulatedDevice, $PROCESSES processes):" | tee -a "$D/latency.txt"
   # shellcheck disable=SC2086
   timeout 120 node $flags packages/bench/dist/cli.js latency --policy bestFit --sizes 512,8192 \
-    --processes "${CPU_PROCESSES:-4}" | tee -a "$D/latency.txt" || rc=1
+    --processes "$PROCESSES" | tee -a "$D/latency.txt" || rc=1
 done
 exit "$rc"

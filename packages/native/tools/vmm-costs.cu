@@ -7,40 +7,20 @@
 // address reservation or another, since a pool replay maps among up to a few hundred others.
 // Answers "what does one physical allocation cost, how may it be unmapped, and does a crowded
 // address space make it dearer".
-#include <cuda.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <vector>
 
-#define CK(x)                                                             \
-  do {                                                                    \
-    CUresult r_ = (x);                                                    \
-    if (r_ != CUDA_SUCCESS) {                                             \
-      const char* s_ = nullptr;                                           \
-      cuGetErrorName(r_, &s_);                                            \
-      std::printf("FAILED %s: %s (line %d)\n", #x, s_ ? s_ : "?", __LINE__); \
-      return 1;                                                           \
-    }                                                                     \
-  } while (0)
-
-static double nowUs() {
-  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-static double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+#include "probe.hpp"  // CK (prints the failing call, exits 1), nowUs, median
 
 /** Microseconds per step of `reps` create / map / access / unmap / release cycles, and in all. */
 struct CycleTimes {
   std::vector<double> create, map, access, unmap, release, total;
 };
 
-/** Times `reps` cycles of one `bytes` allocation mapped at `at`; 1 on a driver error (printed). */
-static int TimeCycles(CUdeviceptr at, size_t bytes, const CUmemAllocationProp& prop,
+/** Times `reps` cycles of one `bytes` allocation mapped at `at` (a driver error exits: CK). */
+static void TimeCycles(CUdeviceptr at, size_t bytes, const CUmemAllocationProp& prop,
                       const CUmemAccessDesc& access, int reps, CycleTimes& out) {
   for (int i = 0; i < reps; i++) {
     CUmemGenericAllocationHandle h;
@@ -58,7 +38,6 @@ static int TimeCycles(CUdeviceptr at, size_t bytes, const CUmemAllocationProp& p
     out.create.push_back(t1 - t0), out.map.push_back(t2 - t1), out.access.push_back(t3 - t2);
     out.unmap.push_back(t4 - t3), out.release.push_back(t5 - t4), out.total.push_back(t5 - t0);
   }
-  return 0;
 }
 
 int main() {
@@ -87,7 +66,7 @@ int main() {
     size_t bytes = mib * MiB;
     int reps = mib <= 64 ? 31 : mib <= 256 ? 11 : 5;
     CycleTimes t;
-    if (TimeCycles(base, bytes, prop, access, reps, t)) return 1;
+    TimeCycles(base, bytes, prop, access, reps, t);
     std::printf("%10zu %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.2f\n", mib, median(t.create), median(t.map),
                 median(t.access), median(t.unmap), median(t.release), median(t.total), median(t.total) / mib);
   }
@@ -156,7 +135,7 @@ int main() {
         }
         for (size_t bytes : {2 * MiB, big}) {
           CycleTimes t;
-          if (TimeCycles(arena + 80 * GiB, bytes, prop, access, 21, t)) return 1;  // past the others
+          TimeCycles(arena + 80 * GiB, bytes, prop, access, 21, t);  // past the others
           std::printf("%6d %9s %6zu %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f\n", others,
                       elsewhere ? "elsewhere" : "same", bytes / MiB, median(t.create), median(t.map),
                       median(t.access), median(t.unmap), median(t.release), median(t.total));

@@ -11,11 +11,6 @@
 // cuMemCreate µs seen by the main thread, and the main thread's time inside the driver. Answers
 // "does the driver serialise its VMM calls across threads, and how much of a replay's driver time
 // could a helper thread hide".
-#include <cuda.h>
-
-#include <algorithm>
-#include <cstdlib>
-#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -24,25 +19,8 @@
 #include <thread>
 #include <vector>
 
-#define CK(x)                                                                \
-  do {                                                                       \
-    CUresult r_ = (x);                                                       \
-    if (r_ != CUDA_SUCCESS) {                                                \
-      const char* s_ = nullptr;                                              \
-      cuGetErrorName(r_, &s_);                                               \
-      std::printf("FAILED %s: %s (line %d)\n", #x, s_ ? s_ : "?", __LINE__); \
-      std::exit(1);                                                          \
-    }                                                                        \
-  } while (0)
+#include "probe.hpp"  // CK (prints the failing call, exits 1), nowUs, median
 
-static double nowUs() {
-  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-static double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 static void spinUs(double us) {
   double end = nowUs() + us;
   while (nowUs() < end) {
