@@ -59,6 +59,10 @@ export interface OutOfMemoryDetails {
   limitBytes: number;
   deviceFreeBytes: number;
   deviceTotalBytes: number;
+  /**
+   * The largest free run of the pool's address space, bounded by what memory could back now (the
+   * limit and the device's free memory): an upper bound on the block that could still be placed.
+   */
   largestFreeBytes: number;
 }
 
@@ -185,6 +189,8 @@ export class InvariantError extends GpuPoolError {
 }
 
 export function formatBytes(bytes: number): string {
+  // NaN stands for a figure nobody could measure (memInfo refused; a pool that counts no bytes).
+  if (Number.isNaN(bytes)) return 'unknown';
   if (!Number.isFinite(bytes)) return String(bytes);
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let value = bytes;

@@ -110,9 +110,23 @@ export function mapsPages(device: Device, mode: PoolOptions['mode']): boolean {
 export function resolvePolicy(policy: PoolOptions['policy'], defaultName: string = DEFAULT_POLICY): Policy {
   if (policy === undefined) return createPolicy(defaultName);
   if (typeof policy === 'string') return createPolicy(policy);
-  if (typeof policy === 'function') return policy();
-  if (typeof policy === 'object' && policy !== null && typeof policy.allocate === 'function') return policy;
+  if (typeof policy === 'function') {
+    // Checked before the pool reserves anything: a bad factory must not leave a reservation behind.
+    const made = policy();
+    if (isPolicy(made)) return made;
+    throw new InvalidArgumentError('policy', 'is a factory, so it must return a Policy', made);
+  }
+  if (isPolicy(policy)) return policy;
   throw new InvalidArgumentError('policy', 'must be a policy name, a factory or a Policy', policy);
+}
+
+function isPolicy(value: unknown): value is Policy {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Policy).allocate === 'function' &&
+    typeof (value as Policy).addRange === 'function'
+  );
 }
 
 export function makeVmmBacking(device: Device, limitBytes: number, options: PoolOptions): VmmBacking {

@@ -53,8 +53,24 @@ interface PendingFree {
   event: EventHandle;
 }
 
+/**
+ * A pending free finished early for its own stream (see finishPending): its bytes are free, but that
+ * stream's work on them may still run until the event, so another stream that gets any of them waits.
+ */
+interface UnsettledFree {
+  address: number;
+  sizeBytes: number;
+  stream: StreamHandle;
+  event: EventHandle;
+}
+
 const MAX_PENDING_FREES = 4096;
 const MAX_LEAK_REPORTS = 100;
+/** The longest period setInterval keeps: Node.js runs a longer one every millisecond instead. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Policy instances attached to a pool: one holds that pool's free space, so it serves no other. */
+const attachedPolicies = new WeakSet<Policy>();
 
 export class Pool implements BlockOwner, Disposable {
   readonly device: Device;
@@ -73,6 +89,8 @@ export class Pool implements BlockOwner, Disposable {
   private readonly leakAgeMs: number;
   private readonly onLeak: ((report: LeakReport) => void) | undefined;
   private destroyedFlag = false;
+  /** False until the backing has given everything back (a refused destroy() can be retried). */
+  private backingDestroyed = false;
   private recorder: TraceRecorder | null = null;
 
   // Per-slot books (slots come from the policy). No strong reference to Block objects is kept,
@@ -88,6 +106,9 @@ export class Pool implements BlockOwner, Disposable {
   private slotStack: (string | undefined)[] = [];
   private slotAgedReported = new Uint8Array(1024);
   private pending: PendingFree[] = [];
+  private unsettled: UnsettledFree[] = [];
+  /** The stream of every unsettled free, or -1 when they belong to several (or none). */
+  private unsettledStream: StreamHandle = -1;
   private readonly leakReportsKept: LeakReport[] = [];
   private prewarmedBytes = 0;
   private nextBlockId = 0;
@@ -122,6 +143,12 @@ export class Pool implements BlockOwner, Disposable {
     this.limitBytes = checkOptionalPositive(options.limitBytes, 'limitBytes') ?? device.totalBytes;
     this.name = options.name ?? `pool(${device.name})`;
     this.policy = resolvePolicy(options.policy, defaultPolicyName(device, options));
+    if (attachedPolicies.has(this.policy)) {
+      throw new InvalidArgumentError(
+        'policy',
+        'is a Policy instance that another pool uses (its free space is that pool’s); pass a policy name or a factory',
+      );
+    }
     checkOptionalFraction(options.retainFraction, 'retainFraction');
     checkOptionalPositive(options.retainMinBytes, 'retainMinBytes', true);
     this.leakAgeMs = checkOptionalPositive(options.leakAgeMs, 'leakAgeMs') ?? 0;
@@ -156,6 +183,13 @@ export class Pool implements BlockOwner, Disposable {
     const cacheBytes = checkOptionalPositive(options.blockCacheBytes, 'blockCacheBytes', true) ?? 1024 * 1024;
     this.blockCache = cacheBytes > 0 && !this.policy.cachesBlocks ? new BlockCache(cacheBytes) : null;
     const releaseAfterMs = checkOptionalPositive(options.releaseAfterMs, 'releaseAfterMs');
+    if (releaseAfterMs !== undefined && releaseAfterMs > MAX_TIMER_MS) {
+      throw new ArgumentRangeError(
+        'releaseAfterMs',
+        `must be at most ${MAX_TIMER_MS} ms (about 24.8 days), the longest period of a Node.js timer`,
+        releaseAfterMs,
+      );
+    }
     checkOptionalPositive(options.highWaterSlack, 'highWaterSlack', true);
     checkOptionalFraction(options.mapAheadFraction, 'mapAheadFraction');
     if (
@@ -179,18 +213,45 @@ export class Pool implements BlockOwner, Disposable {
         options.mappedFitFactor,
       );
     }
+    const custom = options.backing;
+    if (
+      custom !== undefined &&
+      (typeof custom !== 'object' ||
+        custom === null ||
+        typeof custom.attach !== 'function' ||
+        typeof custom.occupy !== 'function')
+    ) {
+      throw new InvalidArgumentError('backing', 'must be a Backing (see backing.ts)', custom);
+    }
     // Every option is checked above: only now is anything reserved on the device, so bad input
     // never leaves a reservation behind.
-    if (options.backing !== undefined) {
-      this.backing = options.backing;
+    if (custom !== undefined) {
+      this.backing = custom;
     } else if (mapsPages(device, options.mode)) {
       this.backing = makeVmmBacking(device, this.limitBytes, options);
     } else {
       this.backing = new SegmentBacking({ device, limitBytes: this.limitBytes });
     }
-    this.backing.attach(this.policy);
+    try {
+      this.backing.attach(this.policy);
+    } catch (error) {
+      // A policy that refuses its space: give back what this pool reserved (a custom backing is the caller's).
+      if (custom === undefined) this.backing.destroy();
+      throw error;
+    }
+    attachedPolicies.add(this.policy);
     if (releaseAfterMs !== undefined) {
-      this.releaseTimer = setInterval(() => this.releaseIdle(), Math.max(10, releaseAfterMs));
+      this.releaseTimer = setInterval(
+        () => {
+          try {
+            this.releaseIdle();
+          } catch {
+            // A timer callback that throws would crash the process. The device refused to unmap:
+            // the pages stay mapped and counted, and the next period tries again.
+          }
+        },
+        Math.max(10, releaseAfterMs),
+      );
       this.releaseTimer.unref?.();
     }
     if (this.leakAgeMs > 0) {
@@ -307,6 +368,8 @@ export class Pool implements BlockOwner, Disposable {
         this.peakReservedBytes = this.backing.reservedBytes;
       }
     }
+    // Rare: only while another stream's early-finished frees may still be in use (see finishPending).
+    if (this.unsettled.length > 0 && this.unsettledStream !== stream) this.settleFor(slot, stream);
     const id = this.nextBlockId++;
     this.slotLive[slot] = 1;
     this.slotBytes[slot] = bytes;
@@ -377,6 +440,7 @@ export class Pool implements BlockOwner, Disposable {
    * for caching policies, cached) before the hot loop. Prewarmed bytes stay mapped until trim().
    */
   prewarm(specs: readonly PrewarmSpec[]): void {
+    if (this.destroyedFlag) throw new PoolDestroyedError('prewarm');
     if (!Array.isArray(specs))
       throw new InvalidArgumentError('specs', 'must be an array of { shape, dtype?, count }', specs);
     for (let i = 0; i < specs.length; i++) {
@@ -430,17 +494,23 @@ export class Pool implements BlockOwner, Disposable {
     return this.backing.decay?.() ?? 0;
   }
 
-  /** Releases everything back to the device. Blocks still held become inert. Idempotent. */
+  /**
+   * Releases everything back to the device. Blocks still held become inert. Idempotent; if the
+   * device refuses to take memory back, the error says so and calling destroy() again retries.
+   */
   destroy(): void {
-    if (this.destroyedFlag) return;
-    this.destroyedFlag = true;
-    this.ageChecker?.stopAgeChecks();
-    if (this.releaseTimer !== undefined) clearInterval(this.releaseTimer);
-    this.pending = [];
+    if (!this.destroyedFlag) {
+      this.destroyedFlag = true;
+      this.ageChecker?.stopAgeChecks();
+      if (this.releaseTimer !== undefined) clearInterval(this.releaseTimer);
+      this.dropPending();
+      this.liveBlocks = 0;
+      this.liveBytes = 0;
+      if (globalPools.get(this.device) === this) globalPools.delete(this.device);
+    }
+    if (this.backingDestroyed) return;
     this.backing.destroy();
-    this.liveBlocks = 0;
-    this.liveBytes = 0;
-    if (globalPools.get(this.device) === this) globalPools.delete(this.device);
+    this.backingDestroyed = true;
   }
 
   [Symbol.dispose](): void {
@@ -448,7 +518,8 @@ export class Pool implements BlockOwner, Disposable {
   }
 
   stats(): PoolStats {
-    const reservedBytes = this.destroyedFlag ? 0 : this.backing.reservedBytes;
+    // After destroy(), what a refusing device kept (0 once everything went back).
+    const reservedBytes = this.backingDestroyed ? 0 : this.backing.reservedBytes;
     return {
       allocations: this.backing.deviceCalls,
       reuses: this.reuses,
@@ -609,12 +680,24 @@ export class Pool implements BlockOwner, Disposable {
             limitBytes: this.limitBytes,
             deviceFreeBytes: info.freeBytes,
             deviceTotalBytes: info.totalBytes,
-            largestFreeBytes: this.policy.largestFreeBytes(),
+            largestFreeBytes: this.placeableRunBytes(info.freeBytes),
           },
           retryError,
         );
       }
     }
+  }
+
+  /**
+   * For the OOM message: the largest free run, but no more than memory could back. On a
+   * page-mapping backing the run includes address space not mapped yet (the arena is reserved
+   * larger than the device), which the limit and the device's free memory bound.
+   */
+  private placeableRunBytes(deviceFreeBytes: number): number {
+    const heldFreeBytes = this.backing.reservedBytes - this.liveBytes;
+    let bytes = Math.min(this.policy.largestFreeBytes(), this.limitBytes - this.liveBytes);
+    if (Number.isFinite(deviceFreeBytes)) bytes = Math.min(bytes, deviceFreeBytes + heldFreeBytes);
+    return Math.max(0, bytes);
   }
 
   private tryPlace(sizeBytes: number, alignmentBytes: number, key: string | undefined): number {
@@ -675,19 +758,29 @@ export class Pool implements BlockOwner, Disposable {
     }
   }
 
-  /** Completes pending cross-stream frees: those done, those on `stream`, or (wait) all. */
+  /**
+   * Completes pending cross-stream frees: those done, those on `stream`, or (wait) all. A free on
+   * `stream` is finished before its work is done, so that this stream reuses its bytes at once; its
+   * event is kept (unsettled) until then, and another stream that is given any of those bytes
+   * waits for it first (settleFor).
+   */
   private finishPending(wait: boolean, stream?: StreamHandle): void {
+    if (wait && this.unsettled.length > 0) this.settleAll(true);
     if (this.pending.length === 0) return;
     const streams = this.device.streams!;
     const kept: PendingFree[] = [];
     for (const p of this.pending) {
-      let done = p.stream === stream || streams.eventDone(p.event);
+      const own = p.stream === stream;
+      let done = own || streams.eventDone(p.event);
       if (!done && wait) {
         streams.synchronizeEvent(p.event);
         this.crossStreamWaits++;
         done = true;
       }
-      if (done) {
+      if (own) {
+        this.unsettle(p);
+        this.freeSlot(p.slot);
+      } else if (done) {
         streams.destroyEvent(p.event);
         this.freeSlot(p.slot);
       } else {
@@ -695,6 +788,84 @@ export class Pool implements BlockOwner, Disposable {
       }
     }
     this.pending = kept;
+  }
+
+  /** Keeps the event of a free finished early for its own stream, with the bytes it covers. */
+  private unsettle(p: PendingFree): void {
+    if (this.unsettled.length === 0) this.unsettledStream = p.stream;
+    else if (this.unsettledStream !== p.stream) this.unsettledStream = -1;
+    const address = this.policy.addressOf(p.slot);
+    this.unsettled.push({ address, sizeBytes: this.policy.sizeOf(p.slot), stream: p.stream, event: p.event });
+    if (this.unsettled.length > MAX_PENDING_FREES) {
+      // A limit on kept events: let go of those done, and wait for the rest if that is not enough.
+      this.settleAll(false);
+      if (this.unsettled.length > MAX_PENDING_FREES / 2) this.settleAll(true);
+    }
+  }
+
+  /**
+   * A block of `slot` goes to `stream`: waits for other streams' work still using any of its bytes
+   * (unsettled frees), and lets go of unsettled frees whose work is done.
+   */
+  private settleFor(slot: number, stream: StreamHandle): void {
+    const streams = this.device.streams!;
+    const start = this.policy.addressOf(slot);
+    const end = start + this.policy.sizeOf(slot);
+    const kept: UnsettledFree[] = [];
+    for (const u of this.unsettled) {
+      const overlaps = u.stream !== stream && u.address < end && start < u.address + u.sizeBytes;
+      if (streams.eventDone(u.event)) {
+        streams.destroyEvent(u.event);
+      } else if (overlaps) {
+        streams.synchronizeEvent(u.event);
+        this.crossStreamWaits++;
+        streams.destroyEvent(u.event);
+      } else {
+        kept.push(u);
+      }
+    }
+    this.setUnsettled(kept);
+  }
+
+  /** Lets go of unsettled frees whose work is done, or (wait) of all, waiting for them. */
+  private settleAll(wait: boolean): void {
+    const streams = this.device.streams!;
+    const kept: UnsettledFree[] = [];
+    for (const u of this.unsettled) {
+      if (streams.eventDone(u.event)) {
+        streams.destroyEvent(u.event);
+      } else if (wait) {
+        streams.synchronizeEvent(u.event);
+        this.crossStreamWaits++;
+        streams.destroyEvent(u.event);
+      } else {
+        kept.push(u);
+      }
+    }
+    this.setUnsettled(kept);
+  }
+
+  private setUnsettled(unsettled: UnsettledFree[]): void {
+    this.unsettled = unsettled;
+    const first = unsettled.length > 0 ? unsettled[0]!.stream : -1;
+    this.unsettledStream = unsettled.every((u) => u.stream === first) ? first : -1;
+  }
+
+  /**
+   * destroy(): pending cross-stream frees wait for their streams' work, since their memory is about
+   * to be unmapped, and give their events back. Best effort: a device that cannot tell (destroyed
+   * already) gets its memory back below all the same.
+   */
+  private dropPending(): void {
+    const streams = this.device.streams;
+    for (const { event } of [...this.pending, ...this.unsettled]) {
+      try {
+        streams!.synchronizeEvent(event);
+        streams!.destroyEvent(event);
+      } catch {}
+    }
+    this.pending = [];
+    this.unsettled = [];
   }
 
   private flushCaches(): void {

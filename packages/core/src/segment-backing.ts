@@ -1,16 +1,16 @@
 /**
  * SegmentBacking: device memory as whole segments (cudaMalloc style), for devices without
  * virtual memory management and as a baseline. Each segment is its own arena; in pool space
- * segments are laid one after another with a one-page gap, so a policy can never merge free
- * space across two segments. Segment sizes follow PyTorch's caching allocator: 2 MiB for
+ * segments are laid one after another with at least a one-page gap, so a policy can never merge
+ * free space across two segments. Segment sizes follow PyTorch's caching allocator: 2 MiB for
  * requests up to 1 MiB, 20 MiB up to 10 MiB, else the request rounded up to 2 MiB.
  *
  * Segments that hold no occupied byte are kept (a cache) until `trim()` or OOM recovery.
  */
 import type { ArenaRef, ArenaSnapshot, Backing } from './backing.js';
 import type { Device, Segment } from './device.js';
-import { DeviceOutOfMemoryError } from './errors.js';
-import type { Policy } from './policies/policy.js';
+import { DeviceError, DeviceOutOfMemoryError } from './errors.js';
+import { POLICY_GRANULE_BYTES, type Policy } from './policies/policy.js';
 import { alignUp, MiB } from './units.js';
 
 export interface SegmentBackingOptions {
@@ -54,7 +54,8 @@ export class SegmentBacking implements Backing {
   }
 
   grow(sizeBytes: number, alignmentBytes: number): boolean {
-    const need = sizeBytes + (alignmentBytes > 512 ? alignmentBytes : 0);
+    // Room to align inside the segment: its device address may be aligned to no more than the granule.
+    const need = sizeBytes + (alignmentBytes > POLICY_GRANULE_BYTES ? alignmentBytes : 0);
     let bytes = need <= 1 * MiB ? 2 * MiB : need <= 10 * MiB ? 20 * MiB : alignUp(need, 2 * MiB);
     // Near the limit the rounded-up segment may not fit although the block does (a 6 MiB block in
     // an empty 16 MiB pool): then ask for just what is needed.
@@ -68,15 +69,19 @@ export class SegmentBacking implements Backing {
     }
     const segment = this.device.allocateSegment(bytes);
     this.calls++;
+    // Devices align segments to less than a page (cudaMalloc promises 256 bytes), so the segment
+    // starts in pool space at its device address modulo the page: an alignment the policy gives in
+    // pool space (up to a page) then holds for the block's device address too.
+    const start = this.nextStart + Number(segment.base % BigInt(this.pageBytes));
     const arena: SegmentArena = {
       id: segment.id,
       base: segment.base,
-      start: this.nextStart,
+      start,
       bytes,
       segment,
       occupiedBlocks: 0,
     };
-    this.nextStart += alignUp(bytes, this.pageBytes) + this.pageBytes;
+    this.nextStart = alignUp(start + bytes, this.pageBytes) + this.pageBytes;
     this.arenas.push(arena);
     this.reserved += bytes;
     this.policy!.addRange(arena.start, bytes);
@@ -93,10 +98,19 @@ export class SegmentBacking implements Backing {
 
   trim(): number {
     let released = 0;
+    let refused: unknown;
     const kept: SegmentArena[] = [];
     for (const arena of this.arenas) {
       if (arena.occupiedBlocks === 0 && this.policy!.removeRange(arena.start, arena.bytes)) {
-        this.device.freeSegment(arena.segment);
+        try {
+          this.device.freeSegment(arena.segment);
+        } catch (error) {
+          // Refused: the segment stays, free space again, and the other segments still go back.
+          this.policy!.addRange(arena.start, arena.bytes);
+          kept.push(arena);
+          refused ??= error;
+          continue;
+        }
         this.reserved -= arena.bytes;
         released += arena.bytes;
       } else {
@@ -104,6 +118,9 @@ export class SegmentBacking implements Backing {
       }
     }
     this.arenas = kept;
+    if (refused !== undefined) {
+      throw new DeviceError('freeSegment', 'the device refused to free an empty segment', { cause: refused });
+    }
     return released;
   }
 
@@ -133,8 +150,26 @@ export class SegmentBacking implements Backing {
   }
 
   destroy(): void {
-    for (const arena of this.arenas) this.device.freeSegment(arena.segment);
-    this.arenas = [];
-    this.reserved = 0;
+    // Every segment, even after one is refused: those refused stay held (and in reservedBytes),
+    // so calling destroy() again finishes.
+    let refused: unknown;
+    const kept: SegmentArena[] = [];
+    for (const arena of this.arenas) {
+      try {
+        this.device.freeSegment(arena.segment);
+        this.reserved -= arena.bytes;
+      } catch (error) {
+        refused ??= error;
+        kept.push(arena);
+      }
+    }
+    this.arenas = kept;
+    if (refused !== undefined) {
+      throw new DeviceError(
+        'freeSegment',
+        `the device refused to free ${this.reserved} bytes of segments; destroy() again to retry`,
+        { cause: refused },
+      );
+    }
   }
 }

@@ -23,7 +23,11 @@ export interface PoolStats {
   peakReservedBytes: number;
   /** Bytes free inside the pool's address space (reserved or not). */
   freeBytes: number;
-  /** The largest contiguous free run: the biggest block that fits without growing. */
+  /**
+   * The largest contiguous free run of the pool's address space. Where the pool maps pages, this
+   * includes address space not mapped yet, so it can exceed the device (the arena is reserved
+   * larger than the device, to leave room to place around live blocks).
+   */
   largestFreeBytes: number;
   /** 1 − liveBytes / reservedBytes: the share of held memory that is not live (0 when nothing is held). */
   fragmentation: number;

@@ -219,10 +219,22 @@ export class VmmBacking implements Backing, MappedFit {
     else this.vacateGroups(first, last);
     if (this.retainFraction < 1) {
       const retainBytes = Math.max(this.retainMinBytes, this.mappedPages * pageBytes * this.retainFraction);
-      if (this.emptyGroupPages * pageBytes > retainBytes) {
-        const keepPages = Math.floor(Math.max(this.retainMinBytes, retainBytes / 2) / pageBytes);
-        this.releaseEmpty(this.emptyGroupPages - keepPages, -1, -1);
-      }
+      if (this.emptyGroupPages * pageBytes > retainBytes) this.shrinkTo(retainBytes);
+    }
+  }
+
+  /**
+   * retainFraction: unmaps empty groups down to half of `retainBytes`. Best effort: the block is
+   * vacated already, so a device that refuses to unmap must not fail its release (the caller would
+   * see a release that threw, and a second release would count the block twice). The refused
+   * groups stay mapped and counted as empty; trim() or a later release tries again.
+   */
+  private shrinkTo(retainBytes: number): void {
+    const keepPages = Math.floor(Math.max(this.retainMinBytes, retainBytes / 2) / this.pageBytes);
+    try {
+      this.releaseEmpty(this.emptyGroupPages - keepPages, -1, -1);
+    } catch (error) {
+      if (!(error instanceof DeviceError)) throw error;
     }
   }
 
@@ -350,20 +362,37 @@ export class VmmBacking implements Backing, MappedFit {
   }
 
   destroy(): void {
-    // Every group, occupied or not: the pool is going away. Adjacent groups go in one call.
+    // Every group, occupied or not: the pool is going away. Adjacent groups go in one call. A run
+    // the device refuses stays mapped (and in reservedBytes) while the others are unmapped all the
+    // same; the range is released once no page is mapped, so calling destroy() again finishes.
     const pages = this.groupOf.length;
+    let refused: unknown;
+    let refusedPages = 0;
     let runStart = -1;
     for (let p = 0; p <= pages; p++) {
       const isMapped = p < pages && this.groupOf[p]! >= 0;
       if (isMapped && runStart < 0) runStart = p;
       if (!isMapped && runStart >= 0) {
-        this.device.unmap(this.range, runStart * this.pageBytes, (p - runStart) * this.pageBytes);
-        for (let q = runStart; q < p; q++) {
-          this.groupOf[q] = -1;
-          this.live[q] = 0;
+        try {
+          this.device.unmap(this.range, runStart * this.pageBytes, (p - runStart) * this.pageBytes);
+          for (let q = runStart; q < p; q++) {
+            this.groupOf[q] = -1;
+            this.live[q] = 0;
+          }
+          this.mappedPages -= p - runStart;
+        } catch (error) {
+          refused ??= error;
+          refusedPages += p - runStart;
         }
         runStart = -1;
       }
+    }
+    if (refused !== undefined) {
+      throw new DeviceError(
+        'unmap',
+        `the device refused to unmap ${refusedPages * this.pageBytes} bytes; destroy() again to retry`,
+        { cause: refused },
+      );
     }
     this.emptyBits.fill(0);
     this.mappedBits.fill(0);

@@ -72,6 +72,14 @@ describe.each(policyNames())('policy %s on HostDevice', (policy) => {
 });
 
 describe('HostDevice data calls', () => {
+  it('refuses a capacity longer than one typed array can view, naming capacityBytes, before allocating', () => {
+    expectCode(
+      () => new HostDevice({ capacityBytes: 4 * 1024 * MiB + 1 }),
+      'ERR_GPUPOOL_RANGE',
+      'capacityBytes',
+    );
+  });
+
   it('copy at an offset, fill, and refuse to run past the block', () => {
     const device = new HostDevice({ capacityBytes: 16 * MiB });
     const pool = createPool({ device, detectLeaks: false });
@@ -97,6 +105,28 @@ describe('HostDevice data calls', () => {
     a.release();
     expectCode(() => device.data.copyIn(a, new Uint8Array(1)), 'ERR_GPUPOOL_RELEASED_BLOCK');
     b.release();
+    pool.destroy();
+  });
+
+  it('view: a length or offset outside the block, or a block-like with a bad size, is a typed error', () => {
+    const device = new HostDevice({ capacityBytes: 16 * MiB });
+    const pool = createPool({ device, detectLeaks: false });
+    const block = pool.acquire(100);
+    expect(device.view(block, 40).length).toBe(60);
+    expect(device.view(block, 100).length).toBe(0);
+    expect(device.view(block, 10, 5).length).toBe(5);
+    expectCode(() => device.view(block, 150), 'ERR_GPUPOOL_RANGE', 'byteOffset');
+    expectCode(() => device.view(block, 50, 60), 'ERR_GPUPOOL_RANGE', 'byteOffset');
+    for (const byteLength of [-10, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expectCode(() => device.view(block, 50, byteLength), 'ERR_GPUPOOL_RANGE', 'byteLength');
+    }
+    for (const bytes of [-5, Number.NaN, 0.5]) {
+      const fake = { ptr: block.ptr, bytes };
+      expectCode(() => device.data.fill(fake, 1), 'ERR_GPUPOOL_ARGUMENT', 'block');
+      expectCode(() => device.view(fake), 'ERR_GPUPOOL_ARGUMENT', 'block');
+    }
+    expectCode(() => device.view(null as never), 'ERR_GPUPOOL_ARGUMENT', 'block');
+    block.release();
     pool.destroy();
   });
 

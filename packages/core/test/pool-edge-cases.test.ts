@@ -3,8 +3,17 @@
  * destroy with cross-stream frees still pending, OOM recovery through cached memory, and device
  * errors that come from another copy of core (recognised by their stable code).
  */
-import { describe, expect, it } from 'vitest';
-import { type AddressRange, createPool, type Device, GiB, MiB, SimulatedDevice } from '../src/index.js';
+import { describe, expect, it, vi } from 'vitest';
+import {
+  type AddressRange,
+  createPolicy,
+  createPool,
+  type Device,
+  GiB,
+  MiB,
+  policyNames,
+  SimulatedDevice,
+} from '../src/index.js';
 import { expectCode } from './conformance/pool-conformance.js';
 
 describe('pool edge cases', () => {
@@ -54,6 +63,76 @@ describe('pool edge cases', () => {
     pool.destroy();
     expect(device.usedBytes).toBe(0);
     expect(device.openAllocations).toEqual({ ranges: 0, segments: 0 });
+  });
+
+  it('destroy waits for the work of pending cross-stream frees and gives their events back', () => {
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    const pool = createPool({ device, detectLeaks: false });
+    const s1 = device.streams.createStream();
+    const recorded = vi.spyOn(device.streams, 'recordEvent');
+    const synchronized = vi.spyOn(device.streams, 'synchronizeEvent');
+    const destroyed = vi.spyOn(device.streams, 'destroyEvent');
+    const a = pool.acquire(4096, { stream: s1 });
+    const b = pool.acquire(8192, { stream: s1 });
+    a.release();
+    pool.acquire(16_384, { stream: s1 }); // finishes a's free early, for stream 1: its event is kept
+    b.release(); // pending
+    const events = recorded.mock.results.map((r) => r.value as number);
+    expect(events).toHaveLength(2);
+    expect(destroyed).not.toHaveBeenCalled();
+    pool.destroy();
+    for (const event of events) {
+      expect(synchronized).toHaveBeenCalledWith(event);
+      expect(destroyed).toHaveBeenCalledWith(event);
+    }
+    expect(device.usedBytes).toBe(0);
+  });
+
+  it('serves one pool per Policy instance: a second pool given it throws, reserving nothing', () => {
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    for (const name of policyNames()) {
+      const policy = createPolicy(name);
+      const first = createPool({ device, policy, limitBytes: 32 * MiB, detectLeaks: false });
+      const held = first.acquire(MiB);
+      const calls = { ...device.calls };
+      // Its free space is the first pool's: shared, the two would hand out overlapping blocks.
+      let error: unknown;
+      try {
+        createPool({ device, policy, limitBytes: 32 * MiB });
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toMatchObject({ code: 'ERR_GPUPOOL_ARGUMENT', argument: 'policy' });
+      first.destroy();
+      expect(() => createPool({ device, policy: () => policy })).toThrow(
+        expect.objectContaining({ code: 'ERR_GPUPOOL_ARGUMENT', argument: 'policy' }),
+      );
+      expect(device.calls.reserve).toBe(calls.reserve);
+      held.release();
+    }
+    expect(device.usedBytes).toBe(0);
+    expect(device.openAllocations).toEqual({ ranges: 0, segments: 0 });
+  });
+
+  it('in segment mode, aligns blocks on the device even where segments are aligned to less than a page', () => {
+    // Segments below a page (4 MiB here) are aligned to 512 bytes, as cudaMalloc aligns to 256:
+    // a small segment carved first puts the pool's 2 MiB segments off every alignment above 512.
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB, pageBytes: 4 * MiB, vmm: false });
+    const foreign = device.allocateSegment(1000);
+    for (const name of policyNames()) {
+      const pool = createPool({ device, policy: name, detectLeaks: false, blockCacheBytes: 0 });
+      const blocks = [pool.acquire(1000)];
+      for (let alignmentBytes = 512; alignmentBytes <= 4 * MiB; alignmentBytes *= 2) {
+        const block = pool.acquire(1000, { alignmentBytes });
+        expect(block.ptr % BigInt(alignmentBytes), `${name}, ${alignmentBytes}-byte alignment`).toBe(0n);
+        blocks.push(block);
+      }
+      pool.checkInvariants();
+      for (const b of blocks) b.release();
+      pool.destroy();
+    }
+    device.freeSegment(foreign);
+    expect(device.usedBytes).toBe(0);
   });
 
   it('recovers from OOM by flushing cached blocks (a fragmentation event, not an error)', () => {

@@ -93,6 +93,11 @@ describe('releaseIdle', () => {
     const device = new SimulatedDevice({ capacityBytes: GiB });
     expect(() => createPool({ device, releaseAfterMs: -5 })).toThrow(ArgumentRangeError);
     expect(() => createPool({ device, releaseAfterMs: 'soon' as never })).toThrow(InvalidArgumentError);
+    // Past Node's longest timer (2^31 - 1 ms) an interval runs every millisecond instead: refused.
+    expect(() => createPool({ device, releaseAfterMs: 2 ** 31 })).toThrow(ArgumentRangeError);
+    expect(() => createPool({ device, releaseAfterMs: 30 * 24 * 3600 * 1000 })).toThrow(
+      expect.objectContaining({ code: 'ERR_GPUPOOL_RANGE', argument: 'releaseAfterMs' }),
+    );
     expect(() => createPool({ device, highWaterSlack: -0.1 })).toThrow(ArgumentRangeError);
     expect(() => createPool({ device, swapsPerRaise: Number.NaN })).toThrow(ArgumentRangeError);
     expect(() => createPool({ device, mappedFitFactor: 0.5 })).toThrow(ArgumentRangeError);

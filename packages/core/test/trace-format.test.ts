@@ -88,6 +88,13 @@ describe('parseTrace', () => {
     expect((error as Error).message).toContain(`line ${line}`);
   });
 
+  it.each([
+    ['a line that is one word', 'hello'],
+    ['an operation with an ID', 'x 1 2'],
+  ])('names an unknown operation as such, before its ID: %s', (_what, text) => {
+    expect(() => parseTrace(text)).toThrow(/line 1: unknown operation "(hello|x)"/);
+  });
+
   it('allows an ID to be reused once freed', () => {
     const t = parseTrace('a 1 5\nf 1\na 1 7\n');
     expect(t.allocations).toBe(2);
@@ -213,6 +220,47 @@ describe('recording a pool', () => {
     pool.acquire(10).release();
     expect(second.length).toBe(2);
     expect(() => pool.record({ maxOps: 0 })).toThrow(expect.objectContaining({ code: 'ERR_GPUPOOL_RANGE' }));
+    pool.destroy();
+  });
+
+  it('writes a file that readTrace reads back: frees of earlier blocks dropped, each comment line a comment', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gpupool-recording-'));
+    const pool = createPool({ device: new SimulatedDevice({ capacityBytes: 64 * MiB }), detectLeaks: false });
+    try {
+      const before = pool.acquire(999);
+      const recorder = pool.record({ comment: 'two lines:\nthe second' });
+      const a = pool.acquire(100);
+      before.release(); // acquired before recording: the file must not free a block it never allocated
+      pool.acquire(200).release();
+      recorder.writeFile(join(dir, 'r.trace.gz'));
+      const read = readTrace(join(dir, 'r.trace.gz'));
+      expect(read.comments).toEqual(['two lines:', 'the second']);
+      expect(formatTrace(read)).toBe(formatTrace(recorder.toTrace()));
+      expect(read.allocations).toBe(2);
+      expect(read.liveAtEnd).toBe(1);
+      expect(read.peakLiveBytes).toBe(300);
+      expect(() => pool.record({ comment: 5 as never })).toThrow(
+        expect.objectContaining({ code: 'ERR_GPUPOOL_ARGUMENT', argument: 'comment' }),
+      );
+      a.release();
+    } finally {
+      pool.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('records a pool past 2^31 blocks: exact IDs in toString(), a trace counted from the first', () => {
+    const pool = createPool({ device: new SimulatedDevice({ capacityBytes: 64 * MiB }), detectLeaks: false });
+    // A pool that has handed out 2^31 blocks (an hour of a busy pipeline); the trace format's IDs stop there.
+    (pool as unknown as { nextBlockId: number }).nextBlockId = 2 ** 31;
+    const recorder = pool.record();
+    const a = pool.acquire(100);
+    pool.acquire(200).release();
+    a.release();
+    expect(recorder.toString()).toBe(
+      `a ${2 ** 31} 100\na ${2 ** 31 + 1} 200\nf ${2 ** 31 + 1}\nf ${2 ** 31}\n`,
+    );
+    expect(formatTrace(recorder.toTrace())).toBe('a 0 100\na 1 200\nf 1\nf 0\n');
     pool.destroy();
   });
 

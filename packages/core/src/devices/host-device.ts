@@ -7,13 +7,14 @@
  * gives a view over the same memory and the same mapping state (shared, updated with Atomics), so
  * capacity is enforced across threads. Only the creating instance carves ranges and segments.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import type { BlockLike, DeviceData } from '../device.js';
 import { ArgumentRangeError, InvalidArgumentError, ReleasedBlockError } from '../errors.js';
 import { alignUp, MiB } from '../units.js';
 import { checkCapacity, StandInDevice, type StandInDeviceOptions } from './stand-in-device.js';
 
 export interface HostDeviceOptions extends Omit<StandInDeviceOptions, 'capacityBytes'> {
-  /** Default 256 MiB. Node limits one SharedArrayBuffer to a few GiB. */
+  /** Default 256 MiB; at most MAX_VIEW_BYTES (4 GiB on Node 20), the longest typed array. */
   capacityBytes?: number;
   /** Fill unmapped/freed memory with this byte (default 0xDD) so use-after-free shows in tests. */
   scrubByte?: number | null;
@@ -33,6 +34,8 @@ export interface HostDeviceHandle {
 }
 
 const HOST_BASE_ADDRESS = 0x1_0000_0000n;
+/** The longest typed array V8 makes here (Node 20: 4 GiB): the whole memory is viewed as one. */
+const MAX_VIEW_BYTES = bufferConstants.MAX_LENGTH;
 
 export class HostDevice extends StandInDevice {
   readonly kind = 'host';
@@ -47,6 +50,14 @@ export class HostDevice extends StandInDevice {
     const capacityBytes = attachTo?.capacityBytes ?? options.capacityBytes ?? 256 * MiB;
     const { pageBytes } = checkCapacity({ ...options, capacityBytes }, 'HostDevice');
     const addressSpaceBytes = alignUp(capacityBytes, pageBytes);
+    if (addressSpaceBytes > MAX_VIEW_BYTES) {
+      // Every byte is viewed through one Uint8Array, and V8 limits a typed array's length.
+      throw new ArgumentRangeError(
+        'capacityBytes',
+        `must be at most ${MAX_VIEW_BYTES} bytes (the longest typed array this Node.js makes), rounded up to whole pages`,
+        capacityBytes,
+      );
+    }
     const memory = attachTo?.memory ?? new SharedArrayBuffer(addressSpaceBytes);
     const pageMapped = attachTo?.pageMapped ?? new SharedArrayBuffer(addressSpaceBytes / pageBytes);
     const used = attachTo?.used ?? new SharedArrayBuffer(8);
@@ -120,9 +131,12 @@ export class HostDevice extends StandInDevice {
   }
 
   /** A view of the bytes of a block (no copy): for kernels written in JavaScript. */
-  view(block: BlockLike, byteOffset = 0, byteLength = block.bytes - byteOffset): Uint8Array {
-    const at = this.locate(block, byteLength, byteOffset, 'view');
-    return new Uint8Array(this.memory, at, byteLength);
+  view(block: BlockLike, byteOffset = 0, byteLength?: number): Uint8Array {
+    // Without a length, the rest of the block (none past its end: locate() then names byteOffset).
+    const rest = typeof block === 'object' && block !== null ? block.bytes - byteOffset : 0;
+    const length = byteLength ?? Math.max(0, rest);
+    const at = this.locate(block, length, byteOffset, 'view');
+    return new Uint8Array(this.memory, at, length);
   }
 
   protected override onUnmapped(offset: number, bytes: number): void {
@@ -142,11 +156,14 @@ export class HostDevice extends StandInDevice {
       if (error instanceof ReleasedBlockError) throw error;
       throw new InvalidArgumentError('block', 'must be a block (an object with ptr and bytes)', block);
     }
-    if (typeof ptr !== 'bigint' || typeof block.bytes !== 'number') {
+    if (typeof ptr !== 'bigint' || !Number.isSafeInteger(block.bytes) || block.bytes < 0) {
       throw new InvalidArgumentError('block', 'must be a block (an object with ptr and bytes)', block);
     }
     if (!Number.isSafeInteger(byteOffset) || byteOffset < 0) {
       throw new ArgumentRangeError('byteOffset', 'must be a non-negative integer', byteOffset);
+    }
+    if (!Number.isSafeInteger(length) || length < 0) {
+      throw new ArgumentRangeError('byteLength', 'must be a non-negative integer', length);
     }
     if (byteOffset + length > block.bytes) {
       throw new ArgumentRangeError(

@@ -62,6 +62,9 @@ export function parseTrace(input: string | Uint8Array, name = 'trace'): Trace {
     }
     const parts = line.split(/\s+/);
     const op = parts[0];
+    if (op !== 'a' && op !== 'f') {
+      throw new TraceFormatError(i + 1, `unknown operation "${op}" (expected "a" or "f")`);
+    }
     const id = Number(parts[1]);
     // Decimal digits only: Number() would also accept '1e3' and '0x10'.
     if (!DECIMAL.test(parts[1] ?? '') || !Number.isInteger(id) || id < 0 || id > MAX_TRACE_ID)
@@ -78,15 +81,13 @@ export function parseTrace(input: string | Uint8Array, name = 'trace'): Trace {
       live += size;
       if (live > peak) peak = live;
       allocations++;
-    } else if (op === 'f') {
+    } else {
       if (parts.length !== 2) throw new TraceFormatError(i + 1, 'expected "f ID"');
       const size = liveBytesById.get(id);
       if (size === undefined) throw new TraceFormatError(i + 1, `block ${id} is freed but not live`);
       liveBytesById.delete(id);
       live -= size;
       kinds[n] = OP_FREE;
-    } else {
-      throw new TraceFormatError(i + 1, `unknown operation "${op}" (expected "a" or "f")`);
     }
     ids[n] = id;
     if (id + 1 > idCount) idCount = id + 1;

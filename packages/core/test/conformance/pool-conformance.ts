@@ -347,6 +347,13 @@ export function poolConformanceSuite(
         ['a string limitBytes', () => ({ limitBytes: '1 GiB' }), 'ERR_GPUPOOL_ARGUMENT', 'limitBytes'],
         ['an unknown policy', () => ({ policy: 'nope' }), 'ERR_GPUPOOL_UNKNOWN_POLICY', undefined],
         ['a policy that is a number', () => ({ policy: 7 }), 'ERR_GPUPOOL_ARGUMENT', 'policy'],
+        [
+          'a policy factory that returns no policy',
+          () => ({ policy: () => 7 }),
+          'ERR_GPUPOOL_ARGUMENT',
+          'policy',
+        ],
+        ['a backing that is no backing', () => ({ backing: {} }), 'ERR_GPUPOOL_ARGUMENT', 'backing'],
         ['an unknown mode', () => ({ mode: 'paged' }), 'ERR_GPUPOOL_ARGUMENT', 'mode'],
         ['retainFraction above 1', () => ({ retainFraction: 2 }), 'ERR_GPUPOOL_RANGE', 'retainFraction'],
         ['a negative retainMinBytes', () => ({ retainMinBytes: -1 }), 'ERR_GPUPOOL_RANGE', 'retainMinBytes'],
@@ -444,6 +451,7 @@ export function poolConformanceSuite(
         expect(pool.stats()).toEqual(stats);
         expectCode(() => pool.acquire(16), 'ERR_GPUPOOL_POOL_DESTROYED');
         expectCode(() => pool.trim(), 'ERR_GPUPOOL_POOL_DESTROYED');
+        expectCode(() => pool.prewarm([]), 'ERR_GPUPOOL_POOL_DESTROYED');
         pool.destroy(); // idempotent
         if (exactMemInfo) expect(device.memInfo().freeBytes).toBe(freeAtStart);
       });
@@ -463,6 +471,8 @@ export function poolConformanceSuite(
         expect(error.details.limitBytes).toBe(smallLimit);
         expect(error.details.reservedBytes).toBeLessThanOrEqual(smallLimit);
         expect(error.details.deviceTotalBytes).toBe(device.totalBytes);
+        // A run no memory could back is no help: at most what the limit leaves beside live blocks.
+        expect(error.details.largestFreeBytes).toBeLessThanOrEqual(smallLimit - 10 * page);
         expect(error.message).toMatch(/requested/);
         expect(error.message).toMatch(/live/);
         expect(error.message).toMatch(/reserved/);
@@ -483,7 +493,12 @@ export function poolConformanceSuite(
 
       it('throws OutOfMemoryError for a request larger than the whole limit (2^48 bytes)', () => {
         const pool = makePool();
-        expectCode(() => pool.acquire(2 ** 48), 'ERR_GPUPOOL_OUT_OF_MEMORY');
+        const error = expectCode(() => pool.acquire(2 ** 48), 'ERR_GPUPOOL_OUT_OF_MEMORY') as Error & {
+          details: Record<string, number>;
+        };
+        expect(error.details.largestFreeBytes).toBeLessThanOrEqual(
+          Math.min(pool.limitBytes, device.totalBytes),
+        );
         const b = pool.acquire(page);
         b.release();
         pool.checkInvariants();
@@ -615,6 +630,31 @@ export function poolConformanceSuite(
         expect(later.ptr).toBe(ptr);
         pool.checkInvariants();
         for (const b of [fence, other, later]) b.release();
+        streams.synchronizeStream(s2);
+        pool.trim();
+        expect(pool.stats().reservedBytes).toBe(0);
+      });
+
+      it('a free finished early for reuse on its own stream still makes another stream wait', () => {
+        if (!hasStreams() || !eventsStayPending()) return;
+        const streams = device.streams!;
+        const s1 = streams.createStream();
+        const s2 = streams.createStream();
+        const pool = makePool();
+        const fence = pool.acquire(64 * 1024);
+        const a = pool.acquire(4096, { stream: s1 });
+        const start = a.ptr;
+        a.release();
+        // An acquire on stream 1 finishes a's free at once (same stream: no wait), though stream
+        // 1's work on it is not done; its bytes are free space again for any stream.
+        const other = pool.acquire(8192, { stream: s1 });
+        const waits = pool.stats().crossStreamWaits;
+        const b = pool.acquire(4096, { stream: s2 });
+        const overlaps = b.ptr < start + 4096n && start < b.ptr + 4096n;
+        expect(overlaps).toBe(true); // served from a's bytes (the block cache or a bucket)...
+        expect(pool.stats().crossStreamWaits).toBe(waits + 1); // ...after waiting for stream 1
+        pool.checkInvariants();
+        for (const block of [fence, other, b]) block.release();
         streams.synchronizeStream(s2);
         pool.trim();
         expect(pool.stats().reservedBytes).toBe(0);
