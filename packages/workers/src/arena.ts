@@ -30,7 +30,9 @@ import {
   CELL_SEQ,
   cellIndex,
   directoryIndex,
+  exportKey,
   GRANULE_BYTES,
+  HDR_CLAIM_FAILURES,
   HDR_DROPPED_REMOTE_FREES,
   HDR_FREE_SUPERBLOCKS,
   HDR_MAGIC,
@@ -50,10 +52,12 @@ import {
   OWNER_FREE,
   ownerIdOf,
   SB_EXPORTED_BLOCKS,
+  SB_EXPORTED_SUM,
   SB_MAP_STATE,
   SB_OWNER,
   SB_RUN_FIRST,
   SL_CLAIMS,
+  SL_DEAD,
   SL_GENERATION,
   SL_OWNER_ID,
   SL_QUEUE_HEAD,
@@ -81,7 +85,7 @@ export const DEFAULT_QUEUE_CELLS = 4096;
 /** Offsets travel as int32 granule counts: the largest arena they can name. */
 export const ARENA_BYTES_MAX = 2 ** 31 * GRANULE_BYTES;
 const SUPERBLOCKS_MAX = 1 << 20;
-const SLICES_MAX = 1024;
+export const SLICES_MAX = 1024;
 const QUEUE_CELLS_MAX = 1 << 16;
 
 export interface SharedArenaOptions {
@@ -125,6 +129,11 @@ export class SharedArena implements LayoutShape {
   readonly creator: boolean;
   private readonly buffer: SharedArrayBuffer;
   private readonly deviceShare: DeviceShare;
+  /**
+   * Creator only: per orphaned ownerId, the remote frees (offset:id) already applied to its
+   * exported counts, so a block released twice after its owner is gone counts once.
+   */
+  private readonly adoptedFrees = new Map<number, Set<string>>();
 
   private constructor(
     handle: ArenaHandle,
@@ -168,10 +177,16 @@ export class SharedArena implements LayoutShape {
     }
     const page = device.pageBytes;
     const superblockBytes = options.superblockBytes ?? Math.ceil(DEFAULT_SUPERBLOCK_BYTES / page) * page;
-    if (!Number.isSafeInteger(superblockBytes) || superblockBytes <= 0 || superblockBytes % page !== 0) {
+    // The directory header keeps it as an int32 count of granules: 2^31 granules would wrap negative.
+    if (
+      !Number.isSafeInteger(superblockBytes) ||
+      superblockBytes <= 0 ||
+      superblockBytes % page !== 0 ||
+      superblockBytes / GRANULE_BYTES > 0x7fffffff
+    ) {
       throw new ArgumentRangeError(
         'superblockBytes',
-        `must be a positive multiple of the device page size (${page})`,
+        `must be a positive multiple of the device page size (${page}) below ${ARENA_BYTES_MAX}`,
         superblockBytes,
       );
     }
@@ -286,6 +301,7 @@ export class SharedArena implements LayoutShape {
         Atomics.store(w, sliceIndex(this, slot, f), 0);
       Atomics.store(w, sliceIndex(this, slot, SL_REMOTE_FREES_PUSHED), 0);
       Atomics.store(w, sliceIndex(this, slot, SL_SUPERBLOCKS_PEAK), 0);
+      Atomics.store(w, sliceIndex(this, slot, SL_DEAD), 0);
       Atomics.store(w, sliceIndex(this, slot, SL_THREAD_ID), threadId);
       Atomics.store(w, sliceIndex(this, slot, SL_OWNER_ID), ownerId);
       // ACTIVE last: producers that read ACTIVE then see the new ownerId.
@@ -352,10 +368,21 @@ export class SharedArena implements LayoutShape {
       Atomics.sub(w, HDR_FREE_SUPERBLOCKS, count);
       for (let k = 0; k < count; k++) Atomics.store(w, directoryIndex(first + k, SB_RUN_FIRST), first);
       Atomics.store(w, directoryIndex(first, SB_EXPORTED_BLOCKS), 0);
+      Atomics.store(w, directoryIndex(first, SB_EXPORTED_SUM), 0);
       Atomics.store(w, directoryIndex(first, SB_MAP_STATE), MAP_UNMAPPED);
       return first;
     }
     return -1;
+  }
+
+  /** Records that a claim found no free run (the other slices give back their empty superblocks); returns the count before. */
+  noteClaimFailure(): number {
+    return Atomics.add(this.words, HDR_CLAIM_FAILURES, 1);
+  }
+
+  /** Changes whenever some slice's claim failed (compare with an earlier value). */
+  claimFailures(): number {
+    return Atomics.load(this.words, HDR_CLAIM_FAILURES);
   }
 
   /** Maps a claimed run's pages through this thread's device. On failure the run stays claimed and unmapped. */
@@ -401,9 +428,16 @@ export class SharedArena implements LayoutShape {
     return Atomics.load(this.words, directoryIndex(superblock, SB_OWNER));
   }
 
-  /** Adds to the exported-block count of the run starting at `first`; returns the new count. */
-  addExported(first: number, delta: number): number {
-    return Atomics.add(this.words, directoryIndex(first, SB_EXPORTED_BLOCKS), delta) + delta;
+  /**
+   * Counts a block exported (delta 1) or no longer exported (delta -1) in the run starting at
+   * `first`, with its key in the run's checksum (SB_EXPORTED_SUM).
+   */
+  addExported(first: number, delta: 1 | -1, offsetBytes: number, blockId: number): void {
+    const key = exportKey(offsetBytes / GRANULE_BYTES, blockId);
+    // Sum first, count second: the adopter loads the count, then the sum, so a count it reads
+    // after this change comes with this change's sum.
+    Atomics.add(this.words, directoryIndex(first, SB_EXPORTED_SUM), delta === 1 ? key : -key | 0);
+    Atomics.add(this.words, directoryIndex(first, SB_EXPORTED_BLOCKS), delta);
   }
 
   exportedOf(first: number): number {
@@ -511,7 +545,8 @@ export class SharedArena implements LayoutShape {
       const stateAt = sliceIndex(this, slot, SL_STATE);
       if (Atomics.compareExchange(w, stateAt, SLOT_ACTIVE, SLOT_ORPHANED) !== SLOT_ACTIVE) continue;
       Atomics.add(w, HDR_RECLAIMED_SLICES, 1);
-      returned += this.adoptSlot(slot, true);
+      Atomics.store(w, sliceIndex(this, slot, SL_DEAD), 1);
+      returned += this.adoptSlot(slot);
     }
     return returned;
   }
@@ -522,7 +557,7 @@ export class SharedArena implements LayoutShape {
     let returned = 0;
     for (let slot = 0; slot < this.sliceSlots; slot++) {
       if (Atomics.load(this.words, sliceIndex(this, slot, SL_STATE)) === SLOT_ORPHANED)
-        returned += this.adoptSlot(slot, false);
+        returned += this.adoptSlot(slot);
     }
     return returned;
   }
@@ -548,22 +583,48 @@ export class SharedArena implements LayoutShape {
     }
     for (let slot = 0; slot < this.sliceSlots; slot++)
       Atomics.store(w, sliceIndex(this, slot, SL_STATE), SLOT_FREE);
+    this.adoptedFrees.clear();
   }
 
-  private adoptSlot(slot: number, dead: boolean): number {
+  /**
+   * Merges the queued frees of an orphaned slot into its runs' exported counts and returns the
+   * runs that no other thread holds a block of. The owner's table of exported blocks died with it:
+   * a free is applied at most once per (offset, id), and a run goes back only when its count and
+   * checksum are both 0. A free naming no exported block (a stale descriptor) then leaves the
+   * checksum off, and that run stays owned until destroy(): kept too long, never handed out while
+   * a block in it is live.
+   */
+  private adoptSlot(slot: number): number {
     const w = this.words;
     const ownerId = Atomics.load(w, sliceIndex(this, slot, SL_OWNER_ID));
+    const dead = Atomics.load(w, sliceIndex(this, slot, SL_DEAD)) === 1;
+    let applied = this.adoptedFrees.get(ownerId);
     let returned = 0;
-    this.drainQueue(slot, this.queueCells, (offsetBytes, _blockId, entryOwner) => {
-      if (entryOwner !== ownerId) return;
-      if (dead) Atomics.add(w, HDR_RECLAIMED_REMOTE_FREES, 1);
+    let merged = 0;
+    let rejected = 0;
+    this.drainQueue(slot, this.queueCells, (offsetBytes, blockId, entryOwner) => {
       const first = this.runFirstOf(Math.floor(offsetBytes / this.superblockBytes));
-      if (first >= 0 && this.ownerOf(first) === ownerId && this.exportedOf(first) > 0)
-        this.addExported(first, -1);
+      const key = `${offsetBytes}:${blockId}`;
+      // Rejected, as the owner would: an entry for an earlier generation of the slot (its memory is
+      // back), for a run this owner no longer holds, or a free applied already.
+      if (entryOwner !== ownerId || first < 0 || this.ownerOf(first) !== ownerId || applied?.has(key)) {
+        rejected++;
+        return;
+      }
+      if (applied === undefined) {
+        applied = new Set();
+        this.adoptedFrees.set(ownerId, applied);
+      }
+      applied.add(key);
+      this.addExported(first, -1, offsetBytes, blockId);
+      merged++;
     });
+    if (merged > 0) Atomics.add(w, sliceIndex(this, slot, SL_REMOTE_FREES_MERGED), merged);
+    if (rejected > 0) Atomics.add(w, sliceIndex(this, slot, SL_REMOTE_FREES_REJECTED), rejected);
+    if (dead && merged > 0) Atomics.add(w, HDR_RECLAIMED_REMOTE_FREES, merged);
     for (let b = 0; b < this.superblockCount; b++) {
       if (this.ownerOf(b) !== ownerId || this.runFirstOf(b) !== b) continue;
-      if (this.exportedOf(b) > 0) continue;
+      if (this.exportedOf(b) !== 0 || Atomics.load(w, directoryIndex(b, SB_EXPORTED_SUM)) !== 0) continue;
       const count = this.runLength(b, ownerId);
       this.returnRun(b, count);
       Atomics.sub(w, sliceIndex(this, slot, SL_SUPERBLOCKS), count);
@@ -571,6 +632,7 @@ export class SharedArena implements LayoutShape {
       if (dead) Atomics.add(w, HDR_RECLAIMED_SUPERBLOCKS, count);
     }
     if (this.ownedSuperblocks(ownerId) === 0 && this.queueEmpty(slot)) {
+      this.adoptedFrees.delete(ownerId);
       Atomics.store(w, sliceIndex(this, slot, SL_STATE), SLOT_FREE);
     }
     return returned;

@@ -4,11 +4,14 @@
  * receiving thread a handle: the original Block in the owner's thread, else a RemoteBlock whose
  * `release()` pushes the free onto the owner's remote-free queue (lock-free, never waits).
  *
- * Invariant: a free is never lost. If the owner's queue is full it waits in this thread's deferred
- * list and is pushed on this thread's next pool call or by a retry timer; if the owner is gone its
- * memory is already back in the arena (or held by the adopter until this free arrives).
+ * Invariant: a free is never lost. If the owner's queue is full, the creating thread keeps it in
+ * its deferred list (a worker sends it there: a list kept in a worker would die with it) and
+ * pushes it on its next pool call or by a retry timer; if the owner is gone its memory is already
+ * back in the arena (or held by the adopter until this free arrives).
  */
+import { BroadcastChannel } from 'node:worker_threads';
 import {
+  ArgumentRangeError,
   type Block,
   type BlockLike,
   DoubleReleaseError,
@@ -112,18 +115,43 @@ export function toDescriptor(block: Block): BlockDescriptor {
 export function fromDescriptor(descriptor: BlockDescriptor): Block | RemoteBlock {
   const d = checkDescriptor(descriptor);
   const context = contextFor(d.arenaId);
+  const arena = context.arena;
+  if (d.offset >= arena.arenaBytes) {
+    throw new ArgumentRangeError(
+      'descriptor.offset',
+      `must lie inside the arena (below ${arena.arenaBytes}); it must come from toDescriptor()`,
+      d.offset,
+    );
+  }
   const slice = context.slice;
   if (isSlicePool(slice) && !slice.destroyed && slice.ownerId === d.owner) {
     const block = slice.exportedBlock(d.offset, d.id);
     if (block === undefined) throw new ReleasedBlockError(`fromDescriptor(block #${d.id})`);
+    if (block.bytes !== d.bytes) throw alteredBytes(d, `the block's ${block.bytes} bytes`);
     return block;
   }
-  const arena = context.arena;
-  const superblock = Math.floor(d.offset / arena.superblockBytes);
-  if (d.offset + d.bytes > arena.arenaBytes || arena.ownerOf(superblock) !== d.owner) {
-    throw new ReleasedBlockError(`fromDescriptor(block #${d.id})`);
+  const first = Math.floor(d.offset / arena.superblockBytes);
+  if (arena.ownerOf(first) !== d.owner) throw new ReleasedBlockError(`fromDescriptor(block #${d.id})`);
+  // A block lies inside one run of its owner's superblocks: bytes reaching past it were altered
+  // (and would let data calls write into memory another thread owns).
+  const last = Math.floor((d.offset + Math.max(d.bytes, 1) - 1) / arena.superblockBytes);
+  if (
+    last !== first &&
+    (last >= arena.superblockCount ||
+      arena.ownerOf(last) !== d.owner ||
+      arena.runFirstOf(last) !== arena.runFirstOf(first))
+  ) {
+    throw alteredBytes(d, 'the run of superblocks its owner holds at descriptor.offset');
   }
   return new RemoteBlock(context, d);
+}
+
+function alteredBytes(d: BlockDescriptor, limit: string): ArgumentRangeError {
+  return new ArgumentRangeError(
+    'descriptor.bytes',
+    `must fit ${limit}; the descriptor was altered (it must come from toDescriptor())`,
+    d.bytes,
+  );
 }
 
 function checkDescriptor(d: BlockDescriptor): BlockDescriptor {
@@ -135,7 +163,7 @@ function checkDescriptor(d: BlockDescriptor): BlockDescriptor {
       throw new InvalidArgumentError(`descriptor.${key}`, 'must be an integer (from toDescriptor())', d[key]);
     }
   }
-  if (d.offset < 0 || d.offset % GRANULE_BYTES !== 0 || d.bytes < 0 || d.owner < 1) {
+  if (d.offset < 0 || d.offset % GRANULE_BYTES !== 0 || d.bytes < 0 || d.owner < 1 || d.owner > 0x7fffffff) {
     throw new InvalidArgumentError(
       'descriptor',
       'has fields out of range; it must come from toDescriptor()',
@@ -164,8 +192,35 @@ function releaseRemote(context: ThreadArena, ownerId: number, offset: number, id
     return;
   }
   if (context.deferred.length === 0 && arena.pushRemoteFree(ownerId, offset, id)) return;
+  if (!arena.creator) {
+    // The owner's queue is full. A list kept here would be lost when this worker ends (Piscina ends
+    // idle workers; tasks may exit): the creating thread, which lives until destroy(), keeps it.
+    // A message posted before this thread ends is still delivered.
+    if (context.relay === null) {
+      context.relay = new BroadcastChannel(relayName(arena.arenaId));
+      context.relay.unref();
+    }
+    context.relay.postMessage([ownerId, offset, id]);
+    return;
+  }
   context.deferred.push(ownerId, offset, id);
   scheduleRetry(context);
+}
+
+function relayName(arenaId: number): string {
+  return `@gpupool/workers: frees for arena ${arenaId}`;
+}
+
+/** In the creating thread: takes the frees workers could not queue, and keeps them until pushed. */
+export function listenForRelayedFrees(context: ThreadArena): void {
+  const channel = new BroadcastChannel(relayName(context.arena.arenaId));
+  channel.onmessage = (event) => {
+    const entry = event.data;
+    if (Array.isArray(entry) && entry.length === 3 && entry.every((x) => Number.isSafeInteger(x)))
+      releaseRemote(context, entry[0], entry[1], entry[2]);
+  };
+  channel.unref();
+  context.relay = channel;
 }
 
 function scheduleRetry(context: ThreadArena): void {

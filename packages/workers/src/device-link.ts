@@ -23,6 +23,8 @@ export type DeviceShare =
       readonly deviceIndex: number;
       readonly mode: string;
       readonly pageBytes: number;
+      /** The arena's allocation window: a worker that unmaps must cut where the creator mapped. */
+      readonly allocationBytes: number;
       readonly module: string;
     };
 
@@ -47,13 +49,15 @@ export const CUDA_DEVICE_MODULE = '@gpupool/native';
 export function shareDevice(device: Device, cudaModule = CUDA_DEVICE_MODULE): DeviceShare {
   if (device instanceof HostDevice) return { kind: 'host', handle: device.share() };
   if (device.kind === 'cuda') {
-    const d = device as Device & { deviceIndex?: number; mode?: string };
-    // pageBytes travels so every thread's device agrees with the arena's pages.
+    const d = device as Device & { deviceIndex?: number; mode?: string; allocationBytes?: number };
+    // pageBytes and allocationBytes travel so every thread's device agrees with the arena's pages
+    // and with the physical allocations behind them (only whole ones can be unmapped).
     return {
       kind: 'cuda',
       deviceIndex: d.deviceIndex ?? 0,
       mode: d.mode ?? 'vmm',
       pageBytes: device.pageBytes,
+      allocationBytes: d.allocationBytes ?? device.pageBytes,
       module: cudaModule,
     };
   }
@@ -69,12 +73,19 @@ export function openSharedDevice(share: DeviceShare, resolveFrom: readonly strin
   for (const base of [...resolveFrom, `${process.cwd()}/noop.js`, import.meta.url]) {
     try {
       const native = createRequire(base)(share.module) as {
-        CudaDevice: new (options: { deviceIndex: number; mode: string; pageBytes?: number }) => Device;
+        CudaDevice: new (options: {
+          deviceIndex: number;
+          mode: string;
+          pageBytes?: number;
+          allocationBytes?: number;
+        }) => Device;
       };
       return new native.CudaDevice({
         deviceIndex: share.deviceIndex,
         mode: share.mode,
-        ...(share.mode === 'vmm' ? { pageBytes: share.pageBytes } : {}),
+        ...(share.mode === 'vmm'
+          ? { pageBytes: share.pageBytes, allocationBytes: share.allocationBytes }
+          : {}),
       });
     } catch (error) {
       lastError = error;

@@ -2,8 +2,8 @@
  * The shared-memory layout of one arena: every field that threads read or write through
  * `Atomics` is named here, with the ordering each access relies on. One `Int32Array` over one
  * `SharedArrayBuffer` holds, in order: the header, the superblock directory (owner, run start,
- * map state, exported-block count per superblock), the slice table, and one remote-free queue
- * per slice slot.
+ * map state, exported-block count and checksum per superblock), the slice table, and one
+ * remote-free queue per slice slot.
  *
  * Orderings: JavaScript `Atomics` operations are all sequentially consistent (there is no weaker
  * mode), and a plain access after an `Atomics.load` that reads a value written by an
@@ -26,7 +26,7 @@
  */
 
 /** Layout version: bump when any offset below changes. */
-export const LAYOUT_MAGIC = 0x67707732; // 'gpw2'
+export const LAYOUT_MAGIC = 0x67707733; // 'gpw3'
 /** Words of padding between the directory and the slice table (128 bytes). */
 export const REGION_GAP_INT32S = 32;
 
@@ -51,10 +51,16 @@ export const HDR_RECLAIMED_SUPERBLOCKS = 7;
 export const HDR_RECLAIMED_REMOTE_FREES = 8;
 /** Atomics.add: remote frees dropped because their owner was gone and its memory already back. */
 export const HDR_DROPPED_REMOTE_FREES = 9;
+/**
+ * Atomics.add by a slice whose claim found no free run. Every slice that sees it change gives back
+ * its empty superblocks (on its idle timer or when a run empties), so memory that one idle thread
+ * keeps under `emptySuperblocksMax` is not refused to another thread forever.
+ */
+export const HDR_CLAIM_FAILURES = 10;
 export const HEADER_INT32S = 16;
 
-// ---- superblock directory: four int32 per superblock ----
-export const SB_INT32S = 4;
+// ---- superblock directory: five int32 per superblock ----
+export const SB_INT32S = 5;
 /**
  * 0 (FREE) or the ownerId of the slice that owns it. Claimed with compareExchange(FREE → id);
  * released with Atomics.store(FREE) only after unmap: a claimer that reads FREE then sees the pages
@@ -67,9 +73,18 @@ export const SB_RUN_FIRST = 1;
 export const SB_MAP_STATE = 2;
 /**
  * On the run's first superblock: blocks of this run handed to other threads as descriptors and not
- * yet freed. Atomics.add/sub by the owner (or adopter); the adopter keeps a run while it is > 0.
+ * yet freed. Atomics.add/sub by the owner (or adopter); the adopter keeps a run while it or
+ * SB_EXPORTED_SUM is not 0.
  */
 export const SB_EXPORTED_BLOCKS = 3;
+/**
+ * On the run's first superblock: the sum (mod 2^32) of exportKey() over the blocks counted in
+ * SB_EXPORTED_BLOCKS, changed together with it. The adopter of a dead slice cannot see which
+ * blocks it exported, only these two words: it gives a run back only when both are 0, so a remote
+ * free that names no exported block (released twice, or a stale descriptor) never frees the
+ * superblock of a block another thread still holds. Atomics.add, always just before the count's.
+ */
+export const SB_EXPORTED_SUM = 4;
 
 export const OWNER_FREE = 0;
 export const MAP_UNMAPPED = 0;
@@ -103,6 +118,8 @@ export const SL_QUEUE_HEAD = 10;
 export const SL_QUEUE_TAIL = 11;
 /** Owner-only: peak superblocks owned. */
 export const SL_SUPERBLOCKS_PEAK = 12;
+/** 1 once the creator adopted the slot because its thread exited (reclaimed-* statistics); 0 when opened. */
+export const SL_DEAD = 13;
 
 export const SLOT_FREE = 0;
 export const SLOT_ACTIVE = 1;
@@ -161,6 +178,14 @@ export function layoutBytes(shape: LayoutShape): number {
       shape.sliceSlots * SLICE_INT32S +
       shape.sliceSlots * shape.queueCells * CELL_INT32S)
   );
+}
+
+/** A well-mixed 32-bit key of an exported block (see SB_EXPORTED_SUM). */
+export function exportKey(offsetGranules: number, blockId: number): number {
+  let h = Math.imul(offsetGranules ^ 0x5bd1e995, 0x9e3779b1) ^ Math.imul(blockId | 0, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 16), 0x7feb352d);
+  h = Math.imul(h ^ (h >>> 15), 0x846ca68b);
+  return (h ^ (h >>> 16)) | 0;
 }
 
 export function ownerIdOf(slot: number, generation: number, slots: number): number {

@@ -101,6 +101,8 @@ export class LockedSharedPool {
         arenaBytes,
       );
     }
+    // Before reserving: a device other threads cannot reach is refused with nothing left behind.
+    const deviceShare = shareDevice(device);
     const range = device.reserve(arenaBytes);
     try {
       device.map(range, 0, arenaBytes);
@@ -114,7 +116,7 @@ export class LockedSharedPool {
     const handle: LockedSharedPoolHandle = {
       words,
       next,
-      device: shareDevice(device),
+      device: deviceShare,
       range: { id: range.id, base: range.base, bytes: range.bytes },
     };
     return new LockedSharedPool(handle, device, range, true);
@@ -122,6 +124,16 @@ export class LockedSharedPool {
 
   /** Opens the pool in another thread (HostDevice; CudaDevice needs adoptRange). */
   static attach(handle: LockedSharedPoolHandle): LockedSharedPool {
+    if (
+      typeof handle !== 'object' ||
+      handle === null ||
+      !(handle.words instanceof SharedArrayBuffer) ||
+      !(handle.next instanceof SharedArrayBuffer) ||
+      typeof handle.device !== 'object' ||
+      handle.device === null
+    ) {
+      throw new InvalidArgumentError('handle', 'must come from LockedSharedPool.share()', handle);
+    }
     const device = openSharedDevice(handle.device);
     let range: AddressRange = Object.freeze({ ...handle.range });
     if (canAdoptRanges(device)) range = device.adoptRange(range);

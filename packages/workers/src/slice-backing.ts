@@ -6,7 +6,9 @@
  * Hot path: occupy/vacate touch only this thread's counters. `grow` claims a run (CAS in shared
  * memory, then one device map call); a run that becomes empty is kept while at most
  * `emptySuperblocksMax` superblocks sit empty, else the oldest empty run is returned (unmapped and
- * freed in the directory). Invariant: every run in `runs` is owned by `ownerId` and mapped.
+ * freed in the directory). After another slice failed to claim (the arena's claim-failure count
+ * changed), none is kept: memory this thread does not use goes to the thread that needs it.
+ * Invariant: every run in `runs` is owned by `ownerId` and mapped.
  */
 import {
   type ArenaRef,
@@ -52,6 +54,8 @@ export class SliceBacking implements Backing {
   private calls = 0;
   private hint: number;
   private closed = false;
+  /** The arena's claim-failure count this slice last answered by giving back its empty runs. */
+  private claimFailuresSeen: number;
 
   constructor(options: SliceBackingOptions) {
     this.arena = options.arena;
@@ -63,6 +67,7 @@ export class SliceBacking implements Backing {
     this.runOf = new Int32Array(this.arena.superblockCount).fill(-1);
     // Threads start scanning at different places, so they rarely race for the same superblock.
     this.hint = Math.floor((this.slot * this.arena.superblockCount) / this.arena.sliceSlots);
+    this.claimFailuresSeen = this.arena.claimFailures();
   }
 
   get reservedBytes(): number {
@@ -86,6 +91,13 @@ export class SliceBacking implements Backing {
     const count = Math.ceil(need / this.superblockBytes);
     const first = this.arena.claimRun(count, this.ownerId, this.hint);
     if (first < 0) {
+      // Other slices may sit on empty superblocks (their allowance): ask them to give those back
+      // (unless no arena could ever hold the request).
+      if (count <= this.arena.superblockCount) {
+        // This slice's own failure is no news to it (the pool's recovery trims it anyway).
+        const before = this.arena.noteClaimFailure();
+        if (before === this.claimFailuresSeen) this.claimFailuresSeen = (before + 1) | 0; // int32, as the shared word
+      }
       throw new DeviceOutOfMemoryError(
         'claimSuperblocks',
         count * this.superblockBytes,
@@ -127,10 +139,22 @@ export class SliceBacking implements Backing {
     if (--run.occupied === 0) {
       this.emptyRuns.push(run);
       this.emptySuperblocks += run.count;
-      while (this.emptySuperblocks > this.emptySuperblocksMax && this.emptyRuns.length > 0) {
+      const keep = this.claimFailedElsewhere() ? 0 : this.emptySuperblocksMax;
+      while (this.emptySuperblocks > keep && this.emptyRuns.length > 0) {
         if (!this.giveBack(this.emptyRuns[0]!)) break;
       }
     }
+  }
+
+  /**
+   * True once per change of the arena's claim-failure count (some slice found no free run since
+   * this slice last looked): the caller then gives back what it keeps empty.
+   */
+  claimFailedElsewhere(): boolean {
+    const now = this.arena.claimFailures();
+    if (now === this.claimFailuresSeen) return false;
+    this.claimFailuresSeen = now;
+    return true;
   }
 
   trim(): number {

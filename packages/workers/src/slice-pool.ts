@@ -4,7 +4,8 @@
  * freed, and frees pushed by other threads onto this slice's remote-free queue are merged at the
  * start of the next acquire/release and on an idle timer.
  *
- * Invariants: `exported` holds exactly the live blocks handed out with toDescriptor; the shared
+ * Invariants: `exported` holds exactly the live blocks handed out with toDescriptor (kept after
+ * destroy(), so a block released here then still comes off its run's count); the shared
  * exported-block count of each run equals the number of its blocks in `exported`; only this
  * thread pops this slice's queue while the slice is active.
  */
@@ -15,7 +16,9 @@ import {
   ArgumentRangeError,
   type Block,
   DoubleReleaseError,
+  InvalidArgumentError,
   Pool,
+  PoolDestroyedError,
 } from '@gpupool/core';
 import type { SharedArena } from './arena.js';
 import type { BlockDescriptor } from './descriptor.js';
@@ -51,24 +54,15 @@ export class SlicePool extends Pool {
   /** Opens a slice for the calling thread and a pool over it. */
   static open(context: ThreadArena, settings: SlicePoolSettings): SlicePool {
     const arena = context.arena;
+    checkSliceSettings(settings, arena.superblockCount);
     const idleMergeMs = settings.idleMergeMs ?? DEFAULT_IDLE_MERGE_MS;
-    if (!(Number.isFinite(idleMergeMs) && idleMergeMs >= 0)) {
-      throw new ArgumentRangeError(
-        'idleMergeMs',
-        'must be a finite number ≥ 0 (0: no idle merging)',
-        idleMergeMs,
-      );
-    }
-    const esm = settings.emptySuperblocksMax;
-    if (esm !== undefined && !(Number.isInteger(esm) && esm >= 0 && esm <= arena.superblockCount)) {
-      throw new ArgumentRangeError(
-        'emptySuperblocksMax',
-        `must be an integer in 0..${arena.superblockCount}`,
-        esm,
-      );
-    }
     const { slot, ownerId } = arena.openSlot(threadId);
-    const slice = new SliceBacking({ arena, slot, ownerId, emptySuperblocksMax: esm });
+    const slice = new SliceBacking({
+      arena,
+      slot,
+      ownerId,
+      emptySuperblocksMax: settings.emptySuperblocksMax,
+    });
     try {
       return new SlicePool(context, settings, slice, idleMergeMs);
     } catch (error) {
@@ -99,9 +93,15 @@ export class SlicePool extends Pool {
     this.headAt = sliceIndex(this.arena, this.slot, SL_QUEUE_HEAD);
     this.tailAt = sliceIndex(this.arena, this.slot, SL_QUEUE_TAIL);
     if (idleMergeMs > 0) {
-      this.idleTimer = setInterval(() => this.mergeRemoteFrees(), idleMergeMs);
+      this.idleTimer = setInterval(() => this.onIdle(), idleMergeMs);
       this.idleTimer.unref();
     }
+  }
+
+  /** The idle timer: merges remote frees; if another slice ran out of superblocks, gives back the empty ones. */
+  private onIdle(): void {
+    this.mergeRemoteFrees();
+    if (!this.destroyed && this.slice.claimFailedElsewhere()) this.trim();
   }
 
   override acquire(request: AcquireRequest, options?: AcquireOptions): Block {
@@ -129,7 +129,8 @@ export class SlicePool extends Pool {
     this.idleTimer = null;
     this.mergeRemoteFrees();
     super.destroy();
-    this.exported.clear();
+    // `exported` is kept: the runs of these blocks stay owned (the creator adopts them), and a
+    // block released here after all must still come off its run's exported count.
     if (this.context.slice === this) this.context.slice = null;
   }
 
@@ -164,10 +165,12 @@ export class SlicePool extends Pool {
   /** @internal Remembers a block handed to another thread; returns its descriptor. */
   exportBlock(block: Block): BlockDescriptor {
     if (block._owner !== this) throw new DoubleReleaseError(`block #${block.id}`);
+    // After destroy() the block is inert and its run may be back in the arena (or adopted).
+    if (this.destroyed) throw new PoolDestroyedError('toDescriptor');
     const offset = block.offset;
     if (this.exported.get(offset) !== block) {
       this.exported.set(offset, block);
-      this.arena.addExported(this.slice.runFirstOf(offset), 1);
+      this.arena.addExported(this.slice.runFirstOf(offset), 1, offset, block.id);
     }
     return Object.freeze({
       arenaId: this.arena.arenaId,
@@ -188,7 +191,7 @@ export class SlicePool extends Pool {
 
   private unexport(block: Block): void {
     this.exported.delete(block.offset);
-    this.arena.addExported(this.slice.runFirstOf(block.offset), -1);
+    this.arena.addExported(this.slice.runFirstOf(block.offset), -1, block.offset, block.id);
   }
 
   private remoteFreesWaiting(): boolean {
@@ -198,6 +201,30 @@ export class SlicePool extends Pool {
 
   private flushDeferred(): void {
     if (this.context.deferred.length > 0) pushDeferredFrees(this.context);
+  }
+}
+
+/**
+ * Checks the slice settings every thread of a worker pool uses; createWorkerPool calls it at once,
+ * so a bad value fails there rather than in every task.
+ */
+export function checkSliceSettings(settings: SlicePoolSettings, superblockCount: number): void {
+  const idleMergeMs = settings.idleMergeMs ?? DEFAULT_IDLE_MERGE_MS;
+  if (!(typeof idleMergeMs === 'number' && Number.isFinite(idleMergeMs) && idleMergeMs >= 0)) {
+    throw new ArgumentRangeError(
+      'idleMergeMs',
+      'must be a finite number ≥ 0 (0: no idle merging)',
+      idleMergeMs,
+    );
+  }
+  const esm = settings.emptySuperblocksMax;
+  if (esm !== undefined && !(Number.isInteger(esm) && esm >= 0 && esm <= superblockCount)) {
+    throw new ArgumentRangeError('emptySuperblocksMax', `must be an integer in 0..${superblockCount}`, esm);
+  }
+  // The modes core's Pool accepts (checked there too, but only once a thread opens its slice).
+  const detect = settings.detectLeaks;
+  if (detect !== undefined && ![true, false, 'all', 'sampled', 'off'].includes(detect)) {
+    throw new InvalidArgumentError('detectLeaks', "must be true, false, 'all', 'sampled' or 'off'", detect);
   }
 }
 

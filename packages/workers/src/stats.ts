@@ -16,9 +16,12 @@ export interface SliceStats {
   returns: number;
   /** Frees of this slice's blocks pushed by other threads. */
   remoteFreesPushed: number;
-  /** Of those, merged by the owner. */
+  /** Of those, merged by the owner (or, once its thread is gone or its pool closed, by the adopter). */
   remoteFreesMerged: number;
-  /** Remote frees that named no exported block (a block released twice from other threads). */
+  /**
+   * Remote frees that named no exported block (a block released twice from other threads).
+   * Once every queued free is taken: remoteFreesPushed = remoteFreesMerged + remoteFreesRejected.
+   */
   remoteFreesRejected: number;
 }
 
@@ -31,9 +34,9 @@ export interface ArenaStats {
   ownedSuperblocks: number;
   /** Slices adopted after their thread exited, crashed or was terminated. */
   reclaimedSlices: number;
-  /** Superblocks given back on behalf of those slices. */
+  /** Superblocks given back on behalf of those slices (at once, or when their last exported block came back). */
   reclaimedSuperblocks: number;
-  /** Remote frees found queued for dead slices. */
+  /** Remote frees of those slices' blocks that the adopter merged. */
   reclaimedRemoteFrees: number;
   /** Remote frees for an owner whose memory was already back in the arena. */
   droppedRemoteFrees: number;

@@ -4,9 +4,10 @@
  * CJS) share one registry per thread even when bundled separately.
  *
  * Invariant: at most one SharedArena object and one slice pool per arena per thread; `deferred`
- * holds remote frees whose owner's queue was full, retried until pushed (never dropped).
+ * (creating thread only) holds remote frees whose owner's queue was full, retried until pushed
+ * (never dropped). Other threads send such frees to the creating thread over `relay`.
  */
-import { workerData } from 'node:worker_threads';
+import { type BroadcastChannel, workerData } from 'node:worker_threads';
 import type { ArenaHandle, SharedArena } from './arena.js';
 
 /** workerData key under which createWorkerPool passes the arena to its workers. */
@@ -39,6 +40,8 @@ export interface ThreadArena {
   /** Remote frees not yet pushed: [ownerId, offsetBytes, blockId] triples. */
   deferred: number[];
   retryTimer: ReturnType<typeof setTimeout> | null;
+  /** The channel to (workers) or from (creator) the creating thread for frees a full queue refused. */
+  relay: BroadcastChannel | null;
 }
 
 /**
@@ -85,7 +88,7 @@ export function register(
   const r = registry();
   let entry = r.arenas.get(arena.arenaId);
   if (entry === undefined) {
-    entry = { arena, slice: null, settings, deferred: [], retryTimer: null };
+    entry = { arena, slice: null, settings, deferred: [], retryTimer: null, relay: null };
     r.arenas.set(arena.arenaId, entry);
   }
   if (settings !== null) entry.settings = settings;
@@ -97,6 +100,7 @@ export function unregister(arenaId: number): void {
   const r = registry();
   const entry = r.arenas.get(arenaId);
   if (entry?.retryTimer) clearTimeout(entry.retryTimer);
+  entry?.relay?.close();
   r.arenas.delete(arenaId);
   if (r.current?.arena.arenaId === arenaId) r.current = null;
 }

@@ -7,12 +7,14 @@
  * Invariants: only this thread adopts dead slices and releases the arena's address range; after
  * `destroy()` every superblock is back and the range is released.
  */
+import { availableParallelism } from 'node:os';
 import { threadId as mainThreadId, type Worker } from 'node:worker_threads';
-import { type Device, InvalidArgumentError, type Pool } from '@gpupool/core';
+import { ArgumentRangeError, type Device, InvalidArgumentError, type Pool } from '@gpupool/core';
 import { Piscina } from 'piscina';
-import { SharedArena } from './arena.js';
+import { DEFAULT_MAX_SLICES, SharedArena, SLICES_MAX } from './arena.js';
+import { listenForRelayedFrees } from './descriptor.js';
 import { WorkersDestroyedError } from './errors.js';
-import { SlicePool } from './slice-pool.js';
+import { checkSliceSettings, SlicePool } from './slice-pool.js';
 import type { ArenaStats } from './stats.js';
 import {
   register,
@@ -39,7 +41,7 @@ export interface WorkerPoolOptions extends Omit<PiscinaOptions, 'filename' | 'wo
   policy?: string;
   /** Empty superblocks a slice keeps before returning the oldest (default 2). */
   emptySuperblocksMax?: number;
-  /** Slice slots (main thread included; default 64, at least maxThreads + 1). */
+  /** Slice slots (main thread included; at least maxThreads + 1; default the larger of 64 and maxThreads + 1). */
   maxSlices?: number;
   /** Cells in each slice's remote-free queue (power of two, default 4096). */
   remoteFreeQueueCells?: number;
@@ -65,6 +67,7 @@ export class WorkerPool {
   private readonly settings: SlicePoolSettings;
   private adoptTimer: ReturnType<typeof setInterval> | null = null;
   private destroyedFlag = false;
+  private destroying: Promise<void> | null = null;
 
   /** @internal Use createWorkerPool. */
   constructor(options: WorkerPoolOptions) {
@@ -75,7 +78,7 @@ export class WorkerPool {
         options,
       );
     }
-    const { device, filename, arenaBytes, superblockBytes, policy, emptySuperblocksMax, maxSlices } = options;
+    const { device, filename, arenaBytes, superblockBytes, policy, emptySuperblocksMax } = options;
     const { remoteFreeQueueCells, idleMergeMs, detectLeaks, workerData, ...piscinaOptions } = options;
     if (typeof filename !== 'string' || filename.length === 0) {
       throw new InvalidArgumentError(
@@ -101,17 +104,20 @@ export class WorkerPool {
       device,
       arenaBytes,
       superblockBytes,
-      maxSlices,
+      maxSlices: sliceSlotsFor(options),
       remoteFreeQueueCells,
     });
     this.arena = arena;
     this.settings = { policy, emptySuperblocksMax, idleMergeMs, detectLeaks };
-    this.context = register(arena, this.settings, true);
-    const boot: WorkerBootstrap = { arena: arena.share(), slice: this.settings, filename };
     delete (piscinaOptions as Record<string, unknown>).device;
     for (const k of ['arenaBytes', 'superblockBytes', 'policy', 'emptySuperblocksMax', 'maxSlices'])
       delete (piscinaOptions as Record<string, unknown>)[k];
     try {
+      // Checked here, not only when a thread opens its slice: there, a bad value would fail every task.
+      checkSliceSettings(this.settings, arena.superblockCount);
+      this.context = register(arena, this.settings, true);
+      listenForRelayedFrees(this.context);
+      const boot: WorkerBootstrap = { arena: arena.share(), slice: this.settings, filename };
       this.piscina = new Piscina({
         // 'async' lets a worker's event loop run between tasks, so its idle merge of remote frees runs.
         atomics: 'async',
@@ -171,8 +177,13 @@ export class WorkerPool {
    * Stops the workers, adopts their slices, destroys the main slice and releases the arena.
    * Blocks still held anywhere become invalid.
    */
-  async destroy(): Promise<void> {
-    if (this.destroyedFlag) return;
+  destroy(): Promise<void> {
+    // A second call waits for the first: it resolves once everything is back, not at once.
+    this.destroying ??= this.destroyOnce();
+    return this.destroying;
+  }
+
+  private async destroyOnce(): Promise<void> {
     this.destroyedFlag = true;
     if (this.adoptTimer !== null) clearInterval(this.adoptTimer);
     await this.piscina.destroy();
@@ -193,6 +204,37 @@ export class WorkerPool {
       if (!this.destroyedFlag) this.arena.adoptDeadThread(id);
     });
   }
+}
+
+/**
+ * Slice slots for the pool: one per worker Piscina may run (maxThreads, resolved as Piscina does)
+ * plus the main thread's. An explicit maxSlices below that is refused: the extra workers' tasks
+ * would all fail with SlicesExhaustedError.
+ */
+function sliceSlotsFor(options: WorkerPoolOptions): number | undefined {
+  const { maxThreads, minThreads, maxSlices } = options;
+  // Piscina's own default: 1.5 threads per CPU; it raises maxThreads to minThreads.
+  const max = typeof maxThreads === 'number' ? maxThreads : availableParallelism() * 1.5;
+  const threads = Math.ceil(Math.max(max, typeof minThreads === 'number' ? minThreads : 0));
+  if (!Number.isFinite(threads)) return maxSlices; // Piscina refuses such options itself
+  if (maxSlices === undefined) {
+    if (threads + 1 > SLICES_MAX) {
+      throw new ArgumentRangeError(
+        'maxThreads',
+        `must be at most ${SLICES_MAX - 1} (each worker and the main thread take one of ${SLICES_MAX} slice slots)`,
+        maxThreads ?? threads,
+      );
+    }
+    return Math.max(DEFAULT_MAX_SLICES, threads + 1);
+  }
+  if (typeof maxSlices === 'number' && maxSlices < threads + 1) {
+    throw new ArgumentRangeError(
+      'maxSlices',
+      `must be at least maxThreads + 1 (${threads + 1}): a slice for each worker and one for the main thread`,
+      maxSlices,
+    );
+  }
+  return maxSlices;
 }
 
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {

@@ -1,4 +1,4 @@
-import { ArgumentRangeError, InvalidArgumentError, MiB } from '@gpupool/core';
+import { ArgumentRangeError, type Block, InvalidArgumentError, MiB, OutOfMemoryError } from '@gpupool/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   createWorkerPool,
@@ -52,6 +52,64 @@ describe(`arguments (${DEVICE_KIND})`, () => {
       createWorkerPool({ device, filename: WORKER_FILE, arenaBytes: 8 * MiB, policy: (() => 0) as never }),
     ).toThrow(InvalidArgumentError);
     expect(device.calls.reserve).toBe(before);
+  });
+
+  it.each([
+    ['emptySuperblocksMax', -1],
+    ['emptySuperblocksMax', 1.5],
+    ['emptySuperblocksMax', 65],
+    ['idleMergeMs', -5],
+    ['idleMergeMs', Number.NaN],
+    ['idleMergeMs', '25'],
+    ['detectLeaks', 'sometimes'],
+  ])('createWorkerPool refuses %s = %o at once, naming it, and leaves nothing reserved', (key, value) => {
+    const device = makeDevice();
+    let error: unknown;
+    try {
+      createWorkerPool({
+        device,
+        filename: WORKER_FILE,
+        arenaBytes: 64 * SUPERBLOCK,
+        superblockBytes: SUPERBLOCK,
+        minThreads: 1,
+        maxThreads: 1,
+        [key]: value,
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toMatchObject({
+      argument: key,
+      code: expect.stringMatching(/^ERR_GPUPOOL_(RANGE|ARGUMENT)$/),
+    });
+    expect(device.calls.releaseRange).toBe(device.calls.reserve);
+    expect(() => threadPool()).toThrow(NoArenaError);
+  });
+
+  it('maxSlices below maxThreads + 1 is refused; by default there is a slot for every thread', async () => {
+    const device = makeDevice();
+    const options = {
+      device,
+      filename: WORKER_FILE,
+      arenaBytes: 8 * SUPERBLOCK,
+      superblockBytes: SUPERBLOCK,
+    };
+    expect(() => createWorkerPool({ ...options, maxThreads: 4, maxSlices: 4 })).toThrow(
+      expect.objectContaining({ argument: 'maxSlices', code: 'ERR_GPUPOOL_RANGE' }),
+    );
+    expect(device.calls.reserve).toBe(0);
+    open = createWorkerPool({ ...options, minThreads: 1, maxThreads: 100 });
+    expect(open.arena.sliceSlots).toBeGreaterThanOrEqual(101);
+  });
+
+  it('a superblock too large for the directory’s 32-bit granule count is refused before reserving', () => {
+    const device = makeDevice();
+    const error = catchError(() =>
+      SharedArena.create({ device, arenaBytes: 2 ** 39, superblockBytes: 2 ** 39 }),
+    );
+    expect(error).toBeInstanceOf(ArgumentRangeError);
+    expect(error).toMatchObject({ argument: 'superblockBytes' });
+    expect(device.calls.reserve).toBe(0);
   });
 
   it('threadPool() outside a worker pool says why', () => {
@@ -189,6 +247,51 @@ worker(
     });
   },
 );
+
+worker(`sharing the arena between threads (${DEVICE_KIND})`, () => {
+  it('a slice out of superblocks gets back the empty ones an idle thread keeps', async () => {
+    const wp = pool({ minThreads: 1, maxThreads: 1, arenaBytes: 6 * SUPERBLOCK });
+    const filled = await wp.run<{ acquired: number; superblocksKept: number }>(
+      { bytes: SUPERBLOCK },
+      { name: 'fillAndEmpty' },
+    );
+    expect(filled).toEqual({ acquired: 6, superblocksKept: 2 });
+    const main = wp.mainPool;
+    // The worker keeps two empty superblocks (its allowance) and is idle: the first try fails…
+    expect(() => main.acquire(6 * SUPERBLOCK)).toThrow(OutOfMemoryError);
+    // …and the failure asks the other slices to give their empty superblocks back.
+    let block: Block | undefined;
+    await waitFor(() => {
+      try {
+        block = main.acquire(6 * SUPERBLOCK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    expect(block!.bytes).toBe(6 * SUPERBLOCK);
+    wp.arena.checkDirectory();
+  });
+
+  it('destroy() called twice: both calls resolve once everything is back', async () => {
+    const wp = pool({ minThreads: 1, maxThreads: 1 });
+    wp.mainPool.acquire(SUPERBLOCK);
+    const first = wp.destroy();
+    await wp.destroy();
+    expect(wp.arena.device.calls.releaseRange).toBe(1);
+    expect(wp.arena.stats().freeSuperblocks).toBe(wp.arena.superblockCount);
+    await first;
+  });
+});
+
+function catchError(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected an error');
+}
 
 function allMerged(wp: WorkerPool): boolean {
   const t = wp.stats().arena.total;
