@@ -4,10 +4,12 @@
  * the addon was built without CUDA (no nvcc/cmake at build time), it failed to load, there is no
  * driver (CUDA error 35), no device (CUDA error 100), or another CUDA error, by name.
  *
- * The addon path can be overridden with GPUPOOL_NATIVE_ADDON (an absolute path to a .node file).
+ * The addon path can be overridden with GPUPOOL_NATIVE_ADDON (a path to a .node file; a relative one
+ * is taken from the working directory).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NativeAddon, NativeProbe } from './native-api.js';
 
@@ -96,7 +98,10 @@ function skippedReason(addonPath: string): string | undefined {
 }
 
 function load(): { status: CudaStatus; addon: NativeAddon | undefined } {
-  const addonPath = process.env.GPUPOOL_NATIVE_ADDON ?? defaultAddonPath();
+  // Resolved once, so that the existence check (cwd-relative) and require() (which would take a
+  // bare relative path for a package name) look at the same file.
+  const override = process.env.GPUPOOL_NATIVE_ADDON;
+  const addonPath = override ? resolve(override) : defaultAddonPath();
   const unavailable = {
     available: false,
     runtimeVersion: 0,
@@ -105,6 +110,17 @@ function load(): { status: CudaStatus; addon: NativeAddon | undefined } {
     vmm: false,
     addonPath,
   };
+  if (override && !existsSync(addonPath)) {
+    // The user named a file: say that one is missing, not that the package was built without CUDA.
+    return {
+      addon: undefined,
+      status: {
+        ...unavailable,
+        status: 'load-failed',
+        reason: `the addon GPUPOOL_NATIVE_ADDON names, ${addonPath}, does not exist; point it at a built gpupool_native.node, or unset it to load the package's own`,
+      },
+    };
+  }
   if (!existsSync(addonPath)) {
     const skipped = skippedReason(addonPath);
     return {

@@ -45,7 +45,13 @@ import { cuda, loadedAddon } from './binding.js';
 import { CudaUnavailableError, toDeviceError } from './errors.js';
 import { CudaKernels } from './kernels.js';
 import type { NativeAddon, NativeContext, NativeLiveCounts, NativeRegistryCounts } from './native-api.js';
-import { bytesOf, checkBlock, checkPositiveMultiple, checkSafeInteger, checkView } from './validate.js';
+import {
+  checkBlock,
+  checkOptionBytes,
+  checkPositiveMultiple,
+  checkSafeInteger,
+  viewBytes,
+} from './validate.js';
 
 export type CudaDeviceMode = 'vmm' | 'malloc' | 'mallocAsync';
 export const CUDA_DEVICE_MODES: readonly CudaDeviceMode[] = ['vmm', 'malloc', 'mallocAsync'];
@@ -204,6 +210,14 @@ export class CudaDevice implements Device {
     if (!CUDA_DEVICE_MODES.includes(mode)) {
       throw new InvalidArgumentError('mode', `must be one of ${CUDA_DEVICE_MODES.join(', ')}`, mode);
     }
+    // Byte-size options are checked in every mode (segment modes do not use them, but a typo or a
+    // wrong type must not pass silently); multiples of the granularity once it is known.
+    const pageOption =
+      options.pageBytes === undefined ? undefined : checkOptionBytes('pageBytes', options.pageBytes);
+    const allocationOption =
+      options.allocationBytes === undefined
+        ? undefined
+        : checkOptionBytes('allocationBytes', options.allocationBytes);
     const native = requireAddon('CudaDevice', addon);
     const probe = native.probe();
     if (deviceIndex >= probe.deviceCount) {
@@ -228,28 +242,27 @@ export class CudaDevice implements Device {
     let pageBytes = FALLBACK_PAGE_BYTES;
     let allocationBytes = FALLBACK_PAGE_BYTES;
     try {
-      if (probe.driverApi) {
-        const granularity = this.#native.granularity();
-        pageBytes = granularity;
-        if (mode === 'vmm') {
-          pageBytes = options.pageBytes ?? granularity * DEFAULT_PAGE_GRANULES;
-          if (!Number.isSafeInteger(pageBytes) || pageBytes <= 0 || pageBytes % granularity !== 0) {
-            throw new ArgumentRangeError(
-              'pageBytes',
-              `must be a positive multiple of the allocation granularity (${granularity})`,
-              options.pageBytes,
-            );
-          }
-          if (pageBytes !== granularity) this.#native.setPageBytes(pageBytes);
-          // Default: as many whole pages as fit DEFAULT_ALLOCATION_BYTES (pageBytes need not divide it).
-          allocationBytes =
-            options.allocationBytes === undefined
-              ? Math.max(1, Math.floor(DEFAULT_ALLOCATION_BYTES / pageBytes)) * pageBytes
-              : checkAllocationBytes(options.allocationBytes, pageBytes);
-          this.#native.setAllocationBytes(allocationBytes);
-        } else {
-          allocationBytes = pageBytes;
-        }
+      const granularity = probe.driverApi ? this.#native.granularity() : FALLBACK_PAGE_BYTES;
+      const requestedPageBytes = pageOption ?? granularity * DEFAULT_PAGE_GRANULES;
+      if (requestedPageBytes % granularity !== 0) {
+        throw new ArgumentRangeError(
+          'pageBytes',
+          `must be a positive multiple of the allocation granularity (${granularity})`,
+          options.pageBytes,
+        );
+      }
+      // Default: as many whole pages as fit DEFAULT_ALLOCATION_BYTES (pageBytes need not divide it).
+      const requestedAllocationBytes =
+        allocationOption === undefined
+          ? Math.max(1, Math.floor(DEFAULT_ALLOCATION_BYTES / requestedPageBytes)) * requestedPageBytes
+          : checkAllocationBytes(allocationOption, requestedPageBytes);
+      pageBytes = granularity;
+      allocationBytes = granularity;
+      if (mode === 'vmm') {
+        pageBytes = requestedPageBytes;
+        if (pageBytes !== granularity) this.#native.setPageBytes(pageBytes);
+        allocationBytes = requestedAllocationBytes;
+        this.#native.setAllocationBytes(allocationBytes);
       }
     } catch (error) {
       this.#native.destroy();
@@ -562,6 +575,7 @@ export class CudaDevice implements Device {
     for (const segment of this.#segments.values()) {
       if (start >= segment.base && end <= segment.base + BigInt(segment.bytes)) return start + BigInt(offset);
     }
+    let inReleased = false;
     for (const entry of this.#ranges.values()) {
       const range = entry.range;
       if (start >= range.base && end <= range.base + BigInt(range.bytes)) {
@@ -573,11 +587,10 @@ export class CudaDevice implements Device {
           try {
             p = this.#native.findPage(range.id, first, last - first + 1, false);
           } catch {
-            throw new ArgumentRangeError(
-              argument,
-              'lies in an address range that the device which reserved it has released',
-              block,
-            );
+            // An adopted range its owner released: its addresses may since belong to a live range
+            // in these books (the driver reuses them), so look on before refusing.
+            inReleased = true;
+            continue;
           }
         }
         if (p >= 0) {
@@ -589,6 +602,13 @@ export class CudaDevice implements Device {
         }
         return start + BigInt(offset);
       }
+    }
+    if (inReleased) {
+      throw new ArgumentRangeError(
+        argument,
+        'lies in an address range that the device which reserved it has released',
+        block,
+      );
     }
     throw new ArgumentRangeError(
       argument,
@@ -662,7 +682,7 @@ export class CudaDevice implements Device {
       stream: number,
       async: boolean,
     ) => {
-      const bytes = bytesOf(checkView('source', source));
+      const bytes = viewBytes('source', source);
       const ptr = this.#locate('block', block, bytes.byteLength, byteOffset ?? 0, call);
       this.#invoke(call, () => this.#native.copyIn(ptr, bytes, stream, async));
     };
@@ -674,7 +694,7 @@ export class CudaDevice implements Device {
       stream: number,
       async: boolean,
     ) => {
-      const bytes = bytesOf(checkView('target', target));
+      const bytes = viewBytes('target', target);
       const ptr = this.#locate('block', block, bytes.byteLength, byteOffset ?? 0, call);
       this.#invoke(call, () => this.#native.copyOut(ptr, bytes, stream, async));
     };

@@ -4,7 +4,7 @@
  * Results match preprocessFrameCpu / cropResizeCpu bit for bit (see cpu-kernels.ts).
  * Kernels are stream-ordered: synchronize the stream (or copy out on it) before reading results.
  */
-import { type BlockLike, InvalidArgumentError, type StreamHandle } from '@gpupool/core';
+import { type BlockLike, type DType, InvalidArgumentError, type StreamHandle } from '@gpupool/core';
 import {
   type CropResizeOptions,
   checkBoxes,
@@ -45,6 +45,17 @@ export interface CropResizeArgs extends CropResizeOptions {
   stream?: StreamHandle;
 }
 
+/**
+ * A block that says what it holds (a pool block acquired with a dtype) must hold what the kernel
+ * reads or writes; one that does not say (acquire(bytes), a plain { ptr, bytes }) is taken as is.
+ */
+function checkDtype(argument: string, block: unknown, dtype: DType): void {
+  const actual = (block as { dtype?: unknown }).dtype;
+  if (actual !== undefined && actual !== null && actual !== dtype) {
+    throw new InvalidArgumentError(argument, `must hold ${dtype}; this block holds ${String(actual)}`);
+  }
+}
+
 export class CudaKernels {
   readonly #host: KernelHost;
   readonly #native: NativeContext;
@@ -63,6 +74,8 @@ export class CudaKernels {
     const { targetWidth, targetHeight, mean, std } = resolvePreprocess(args);
     const source = this.#host.locate('source', args.source, width * height * 3);
     const target = this.#host.locate('target', args.target, 3 * targetWidth * targetHeight * 2);
+    checkDtype('source', args.source, 'uint8');
+    checkDtype('target', args.target, 'float16');
     this.#host.invoke('preprocessFrame', () =>
       this.#native.preprocessFrame(
         source,
@@ -92,6 +105,8 @@ export class CudaKernels {
       args.target,
       (boxes.length / 4) * 3 * outWidth * outHeight * 2,
     );
+    checkDtype('image', args.image, 'float16');
+    checkDtype('target', args.target, 'float16');
     if (boxes.length === 0) return;
     this.#host.invoke('cropResize', () =>
       this.#native.cropResize(image, height, width, boxes, target, outHeight, outWidth, stream),

@@ -38,9 +38,35 @@ export function checkView(argument: string, value: unknown): ArrayBufferView {
   return value;
 }
 
-/** The bytes of any ArrayBufferView as a Uint8Array over the same memory. */
-export function bytesOf(view: ArrayBufferView): Uint8Array {
-  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+/**
+ * The bytes of `value` (any ArrayBufferView, over an ArrayBuffer or a SharedArrayBuffer) as a
+ * Uint8Array over the same memory. A view whose buffer was detached (transferred, or freed by
+ * freePinned) is an InvalidArgumentError: constructing over it would throw a bare TypeError, and
+ * `ArrayBuffer.prototype.detached` is missing before Node 22.
+ */
+export function viewBytes(argument: string, value: unknown): Uint8Array {
+  const view = checkView(argument, value);
+  try {
+    return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  } catch {
+    throw new InvalidArgumentError(
+      argument,
+      'is detached (its ArrayBuffer was transferred, or freed by freePinned)',
+      value,
+    );
+  }
+}
+
+/**
+ * A byte-size option: a positive safe integer (InvalidArgumentError for a non-number,
+ * ArgumentRangeError otherwise). Multiples are checked by the caller, which knows the unit.
+ */
+export function checkOptionBytes(argument: string, value: unknown): number {
+  if (typeof value !== 'number') throw new InvalidArgumentError(argument, 'must be a number of bytes', value);
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new ArgumentRangeError(argument, 'must be a positive integer number of bytes', value);
+  }
+  return value;
 }
 
 export interface CheckedBlock {

@@ -1,10 +1,10 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { DeviceError } from '@gpupool/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { benchAllocation } from '../src/bench.js';
-import { classifyProbe, cuda } from '../src/binding.js';
+import { classifyProbe, cuda, loadedAddon } from '../src/binding.js';
 import { CudaDevice, cudaDeviceProperties } from '../src/cuda-device.js';
 import { CudaUnavailableError } from '../src/errors.js';
 import type { NativeProbe } from '../src/native-api.js';
@@ -61,13 +61,50 @@ describe('loading the addon', () => {
     vi.resetModules();
   });
 
-  it('says "built without CUDA" when the .node file is missing, without throwing', async () => {
+  it('says "built without CUDA" when the package’s own .node file is missing, without throwing', async () => {
+    vi.stubEnv('GPUPOOL_NATIVE_ADDON', '');
+    vi.resetModules();
+    // As if the build had skipped the addon: no file where the package keeps it.
+    vi.doMock('node:fs', async (importOriginal) => ({
+      ...(await importOriginal<typeof import('node:fs')>()),
+      existsSync: () => false,
+    }));
+    try {
+      const fresh = await import('../src/binding.js');
+      expect(fresh.cuda).toMatchObject({ available: false, status: 'not-built' });
+      expect(fresh.cuda.reason).toMatch(/^built without CUDA: .*gpupool_native\.node does not exist.*nvcc/);
+      expect(fresh.loadedAddon()).toBeUndefined();
+    } finally {
+      vi.doUnmock('node:fs');
+    }
+  });
+
+  it('names GPUPOOL_NATIVE_ADDON when the file it names is missing, without throwing', async () => {
     vi.stubEnv('GPUPOOL_NATIVE_ADDON', '/nonexistent/gpupool_native.node');
     vi.resetModules();
     const fresh = await import('../src/binding.js');
-    expect(fresh.cuda).toMatchObject({ available: false, status: 'not-built' });
-    expect(fresh.cuda.reason).toMatch(/^built without CUDA: .*gpupool_native\.node does not exist.*nvcc/);
+    expect(fresh.cuda).toMatchObject({ available: false, status: 'load-failed' });
+    expect(fresh.cuda.reason).toMatch(
+      /^the addon GPUPOOL_NATIVE_ADDON names, \/nonexistent\/gpupool_native\.node, does not exist/,
+    );
     expect(fresh.loadedAddon()).toBeUndefined();
+  });
+
+  it('resolves a relative GPUPOOL_NATIVE_ADDON against the working directory, for the check and the load alike', async () => {
+    const dir = mkdtempSync(join(process.cwd(), 'tmp-addon-'));
+    try {
+      const file = join(dir, 'broken.node');
+      writeFileSync(file, 'not an ELF file');
+      vi.stubEnv('GPUPOOL_NATIVE_ADDON', relative(process.cwd(), file));
+      vi.resetModules();
+      const fresh = await import('../src/binding.js');
+      expect(fresh.cuda.addonPath).toBe(file);
+      // The file was found and loaded (and refused as not an ELF file), not looked up as a package.
+      expect(fresh.cuda).toMatchObject({ available: false, status: 'load-failed' });
+      expect(fresh.cuda.reason).not.toMatch(/Cannot find module/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('reports a broken addon as "load-failed", without throwing', async () => {
@@ -133,3 +170,65 @@ describe.skipIf(cuda.available)('without CUDA (this machine)', () => {
     expect(() => addon.benchAllocation(0, 'malloc', 1024, 1)).toThrow();
   });
 });
+
+/**
+ * The addon is loadable on its own, so its entry points check what the TypeScript wrapper would
+ * have: these refusals come before any CUDA call, so they run wherever the addon is built (with or
+ * without a GPU). The Context methods' checks are exercised in cuda-gpu.test.ts.
+ */
+describe.skipIf(loadedAddon() === undefined)(
+  'the built addon checks its arguments before any CUDA call',
+  () => {
+    const refuses = (fn: () => unknown, message: RegExp) => {
+      let thrown: unknown;
+      try {
+        fn();
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toMatchObject({ kind: 'argument' });
+      expect((thrown as Error).message).toMatch(message);
+    };
+
+    it('refuses sizes that are negative, fractional, not numbers or past 2^53 (no wrap-around to size_t)', () => {
+      const addon = loadedAddon() as NonNullable<ReturnType<typeof loadedAddon>>;
+      for (const bytes of [-1, -(2 ** 21), 0, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53, '8', 8n]) {
+        refuses(
+          () => addon.allocPinned(bytes as number),
+          /^allocPinned: bytes must be a (number|positive integer)/,
+        );
+      }
+      refuses(() => addon.benchAllocation(0, 'malloc', -1, 1), /benchAllocation: bytes/);
+    });
+
+    it('refuses bad indices, counts and types', () => {
+      const addon = loadedAddon() as NonNullable<ReturnType<typeof loadedAddon>>;
+      refuses(
+        () => addon.benchAllocation(0, 'malloc', 1024, 0),
+        /benchAllocation: iterations must be an integer in 1\.\./,
+      );
+      refuses(
+        () => addon.benchAllocation(0, 7 as unknown as string, 1024, 1),
+        /benchAllocation: mode must be a string/,
+      );
+      refuses(() => addon.benchAllocation(-1, 'malloc', 1024, 1), /benchAllocation: deviceIndex/);
+      refuses(() => addon.deviceProperties(0.5), /deviceProperties: deviceIndex/);
+      refuses(() => new addon.Context(-1), /^deviceIndex must be an integer/);
+      refuses(() => new addon.Context('0' as unknown as number), /^deviceIndex must be a number/);
+      refuses(
+        () => addon.freePinned(new Uint8Array(8) as unknown as ArrayBuffer),
+        /freePinned: buffer must be an ArrayBuffer/,
+      );
+      let thrown: unknown;
+      try {
+        addon.freePinned(new ArrayBuffer(8));
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toMatchObject({
+        kind: 'handle',
+        message: expect.stringMatching(/not a live pinned buffer/),
+      });
+    });
+  },
+);

@@ -79,6 +79,40 @@ describe('CudaDevice construction', () => {
     );
   });
 
+  it('validates pageBytes and allocationBytes in every mode, before any native context exists', () => {
+    for (const mode of ['vmm', 'malloc', 'mallocAsync'] as const) {
+      const addon = new FakeAddon();
+      const expectRefused = (
+        options: object,
+        type: typeof ArgumentRangeError | typeof InvalidArgumentError,
+        argument: string,
+      ) => {
+        let thrown: unknown;
+        try {
+          new CudaDevice({ mode, ...options }, addon);
+        } catch (error) {
+          thrown = error;
+        }
+        expect(thrown, `${mode} ${JSON.stringify(options)}`).toBeInstanceOf(type);
+        expect((thrown as { argument?: string }).argument).toBe(argument);
+      };
+      expectRefused({ pageBytes: '2097152' }, InvalidArgumentError, 'pageBytes');
+      expectRefused({ pageBytes: PAGE + 1 }, ArgumentRangeError, 'pageBytes');
+      expectRefused({ pageBytes: -PAGE }, ArgumentRangeError, 'pageBytes');
+      expectRefused({ allocationBytes: 3 }, ArgumentRangeError, 'allocationBytes');
+      expectRefused({ allocationBytes: Number.NaN }, ArgumentRangeError, 'allocationBytes');
+      expectRefused(
+        { pageBytes: 2 * PAGE, allocationBytes: 3 * PAGE },
+        ArgumentRangeError,
+        'allocationBytes',
+      );
+      // Every refusal gave back the context it may have opened.
+      expect(addon.contexts.every((c) => c.destroyed)).toBe(true);
+      // Valid values are accepted (segment modes do not use them).
+      new CudaDevice({ mode, pageBytes: PAGE, allocationBytes: 4 * PAGE }, addon).destroy();
+    }
+  });
+
   it('refuses vmm mode on a GPU without VMM, and allows malloc there', () => {
     const addon = new FakeAddon({ vmm: false });
     expect(() => new CudaDevice({ mode: 'vmm', pageBytes: PAGE }, addon)).toThrow(
@@ -345,6 +379,49 @@ describe('CudaDevice data', () => {
     rejectsBeforeNative(addon, () => device.data.fill(block, 0), ArgumentRangeError, 'block'); // freed
   });
 
+  it('refuses detached sources and targets with a typed error before the addon', () => {
+    const { device, addon } = setup('malloc');
+    const block = blockOf(device.allocateSegment(64));
+    const detach = (view: Uint8Array) => {
+      structuredClone(view.buffer, { transfer: [view.buffer as ArrayBuffer] });
+      return view;
+    };
+    rejectsBeforeNative(
+      addon,
+      () => device.data.copyIn(block, detach(new Uint8Array(8))),
+      InvalidArgumentError,
+      'source',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.data.copyOut(block, detach(new Uint8Array(8))),
+      InvalidArgumentError,
+      'target',
+    );
+    const stream = device.streams.createStream();
+    const view = new DataView(new ArrayBuffer(8));
+    structuredClone(view.buffer, { transfer: [view.buffer] });
+    rejectsBeforeNative(
+      addon,
+      () => device.data.copyOutAsync(block, view, stream),
+      InvalidArgumentError,
+      'target',
+    );
+    // A zero-length view of a live buffer is fine (nothing moves).
+    device.data.copyIn(block, new Uint8Array(0));
+    device.data.copyOut(block, new Uint8Array(new ArrayBuffer(4), 4, 0), 64);
+  });
+
+  it('copies from and into SharedArrayBuffer views and views with a byteOffset', () => {
+    const { device } = setup('malloc');
+    const block = blockOf(device.allocateSegment(64));
+    const shared = new Uint8Array(new SharedArrayBuffer(48), 16, 32).map((_, i) => i + 1);
+    device.data.copyIn(block, shared, 8);
+    const back = new Uint16Array(new SharedArrayBuffer(64), 8, 16);
+    device.data.copyOut(block, back, 8);
+    expect(new Uint8Array(back.buffer, back.byteOffset, back.byteLength)).toEqual(shared.slice());
+  });
+
   it('refuses copies into unmapped pages of a range', () => {
     const { device, addon } = setup();
     const range = device.reserve(2 * PAGE);
@@ -445,6 +522,43 @@ describe('CudaDevice kernels (through the fake, which runs the CPU references)',
     const out = new Uint16Array(2 * 3 * 4 * 2);
     device.data.copyOut(target, out);
     expect([...out]).toEqual([...cropResizeCpu(image, 5, 6, boxes, { outHeight: 4, outWidth: 2 })]);
+  });
+
+  it('refuses blocks whose dtype is not the one the kernel reads or writes', () => {
+    const { device, addon } = setup('malloc');
+    const frame = { ...blockOf(device.allocateSegment(4 * 4 * 3 * 4)), dtype: 'uint8' as const };
+    const out = { ...blockOf(device.allocateSegment(3 * 4 * 4 * 4)), dtype: 'float16' as const };
+    const args = { width: 4, height: 4, targetWidth: 4, targetHeight: 4 };
+    // Pool blocks carry a dtype (BlockLike does not require one).
+    const as = (block: typeof frame | typeof out, dtype: string) => ({ ...block, dtype });
+    rejectsBeforeNative(
+      addon,
+      () => device.kernels.preprocessFrame({ ...args, source: as(frame, 'float16'), target: out }),
+      InvalidArgumentError,
+      'source',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.kernels.preprocessFrame({ ...args, source: frame, target: as(out, 'float32') }),
+      InvalidArgumentError,
+      'target',
+    );
+    const crop = { width: 4, height: 4, boxes: [0, 0, 2, 2], outWidth: 2, outHeight: 2 };
+    rejectsBeforeNative(
+      addon,
+      () => device.kernels.cropResize({ ...crop, image: as(out, 'uint8'), target: out }),
+      InvalidArgumentError,
+      'image',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.kernels.cropResize({ ...crop, image: out, target: as(out, 'int32') }),
+      InvalidArgumentError,
+      'target',
+    );
+    // The right dtypes, or none (a block from acquire(bytes)), run.
+    device.kernels.preprocessFrame({ ...args, source: frame, target: out });
+    device.kernels.cropResize({ ...crop, image: out, target: { ptr: out.ptr, bytes: out.bytes } });
   });
 
   it('validates shapes against block sizes before the addon', () => {
@@ -642,6 +756,43 @@ describe('CudaDevice ranges shared across devices of one process (adoptRange)', 
     expect(() => worker.data.fill({ ptr: adopted.base, bytes: 1 }, 0)).toThrow(ArgumentRangeError);
     worker.disownRange(adopted);
     expect(worker.live().adoptedRanges).toBe(0);
+  });
+
+  it("refuses to adopt a range whose pages differ from this device's (page arithmetic would be wrong)", () => {
+    const addon = new FakeAddon({ capacityBytes: 64 * PAGE });
+    const main = new CudaDevice({ pageBytes: 2 * PAGE }, addon);
+    const worker = new CudaDevice({ pageBytes: PAGE }, addon);
+    const range = main.reserve(8 * PAGE);
+    main.map(range, 2 * PAGE, 2 * PAGE); // main's page 1 = bytes [2, 4) pages of PAGE
+    expect(() => worker.adoptRange(range)).toThrow(DeviceError);
+    expect(worker.live().adoptedRanges).toBe(0);
+    // Had it been adopted, worker page 1 (bytes [PAGE, 2 PAGE)) would have looked mapped.
+    expect(() => worker.data.fill({ ptr: range.base + BigInt(PAGE), bytes: 1 }, 0)).toThrow(
+      ArgumentRangeError,
+    );
+    main.unmap(range, 2 * PAGE, 2 * PAGE);
+    main.releaseRange(range);
+    expect(addon.usedBytes).toBe(0);
+  });
+
+  it('a stale adopted range does not hide a live range later reserved at the same address', () => {
+    const { addon, main, worker } = pair();
+    const old = main.reserve(2 * PAGE);
+    worker.adoptRange(old); // kept in the worker's books after the owner releases it
+    main.releaseRange(old);
+    addon.nextAddress = old.base; // the driver hands the same addresses out again
+    const fresh = main.reserve(2 * PAGE);
+    expect(fresh.base).toBe(old.base);
+    main.map(fresh, 0, 2 * PAGE);
+    worker.adoptRange(fresh);
+    const block = { ptr: fresh.base + 8n, bytes: 16 };
+    worker.data.fill(block, 0x5a);
+    const back = new Uint8Array(16);
+    main.data.copyOut(block, back);
+    expect(back.every((b) => b === 0x5a)).toBe(true);
+    // Where only the stale range matches, the refusal still says why.
+    worker.disownRange(fresh);
+    expect(() => worker.data.fill(block, 0)).toThrow(/released/);
   });
 
   it('only the reserving device releases; disownRange forgets an adopted range without touching it', () => {

@@ -607,6 +607,136 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
   });
 
+  describe('argument and lifetime hardening', () => {
+    it('copies from and into SharedArrayBuffer views (and crop boxes in one), at their byte offsets', () => {
+      const device = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
+      const range = device.reserve(2 * MiB);
+      device.map(range, 0, 2 * MiB);
+      const block = { ptr: range.base, bytes: 4096 };
+      const source = new Uint8Array(new SharedArrayBuffer(4096 + 64), 64, 4096);
+      source.set(pattern(4096, 9));
+      device.data.copyIn(block, source);
+      const target = new Uint8Array(new SharedArrayBuffer(4096 + 32), 32, 4096);
+      device.data.copyOut(block, target);
+      expectSameBytes(target, pattern(4096, 9));
+      const stream = device.streams.createStream();
+      const out = new Uint8Array(new SharedArrayBuffer(4096));
+      device.data.copyOutAsync(block, out, stream);
+      device.streams.synchronizeStream(stream);
+      expectSameBytes(out, pattern(4096, 9));
+      // cropResize reads its boxes from host memory: a Float32Array over a SharedArrayBuffer.
+      const width = 8;
+      const height = 8;
+      const image = Uint16Array.from({ length: 3 * width * height }, (_, i) => float32ToFloat16Bits(i / 16));
+      const imageBlock = { ptr: range.base + 65536n, bytes: image.byteLength };
+      const cropBlock = { ptr: range.base + 131072n, bytes: 3 * 4 * 2 * 2 };
+      device.data.copyIn(imageBlock, image);
+      const boxes = new Float32Array(new SharedArrayBuffer(32), 16, 4);
+      boxes.set([1, 1, 6, 7]);
+      device.kernels.cropResize({
+        image: imageBlock,
+        width,
+        height,
+        boxes,
+        target: cropBlock,
+        outHeight: 4,
+        outWidth: 2,
+      });
+      const crop = new Uint16Array(3 * 4 * 2);
+      device.data.copyOut(cropBlock, crop);
+      const cpu = cropResizeCpu(image, width, height, [1, 1, 6, 7], { outHeight: 4, outWidth: 2 });
+      expect(maxUlp(crop, cpu).max).toBeLessThanOrEqual(1);
+      device.destroy();
+    });
+
+    it('refuses malformed arguments to the addon called directly, without launching anything or poisoning the context', () => {
+      const addon = loadedAddon();
+      if (addon === undefined) throw new Error('addon missing');
+      const context = new addon.Context(0);
+      const [id, base] = context.reserve(4 * MiB);
+      context.map(id, 0, 2 * MiB);
+      const refuses = (fn: () => unknown, message: RegExp) => {
+        let thrown: unknown;
+        try {
+          fn();
+        } catch (error) {
+          thrown = error;
+        }
+        expect(thrown).toMatchObject({ kind: 'argument' });
+        expect((thrown as Error).message).toMatch(message);
+      };
+      const floats = (n: number) => new Float32Array(n).fill(1);
+      // A zero or negative width would read before the source: refused before the launch.
+      refuses(() => context.preprocessFrame(base, 0, 4, base, 4, 4, floats(3), floats(3), 0), /width/);
+      refuses(() => context.preprocessFrame(base, 4, -4, base, 4, 4, floats(3), floats(3), 0), /height/);
+      refuses(() => context.preprocessFrame(base, 4, 4, base, 4, 4, floats(2), floats(3), 0), /mean/);
+      refuses(() => context.cropResize(base, 4, 4, floats(3), base, 2, 2, 0), /boxes/);
+      refuses(() => context.cropResize(base, 4, 4, floats(4), base, 0, 2, 0), /outHeight/);
+      // Sizes never wrap around to huge size_t values; pointers are unsigned 64-bit bigints.
+      refuses(() => context.fill(base, 0, -1, 0, false), /fill: bytes/);
+      refuses(() => context.fill(base, 256, 1, 0, false), /fill: byteValue/);
+      refuses(() => context.fill(-1n, 0, 1, 0, false), /fill: ptr/);
+      refuses(() => context.map(id, 2 * MiB, 2 * MiB + 0.5), /map: bytes/);
+      refuses(() => context.unmap(id, -2 * MiB, 2 * MiB), /unmap: offsetBytes/);
+      refuses(() => context.copyIn(base, [1, 2] as unknown as Uint8Array, 0, false), /copyIn: source/);
+      // The context still works: nothing was launched on a bad address.
+      context.fill(base, 7, 16, 0, false);
+      const out = new Uint8Array(16);
+      context.copyOut(base, out, 0, false);
+      expect(out.every((b) => b === 7)).toBe(true);
+      context.synchronize();
+      context.destroy();
+      // After destroy no kernel launches (stream 0 included), and unmap says why.
+      expect(() => context.preprocessFrame(base, 4, 4, base, 4, 4, floats(3), floats(3), 0)).toThrow(
+        /destroyed/,
+      );
+      expect(() => context.cropResize(base, 4, 4, floats(4), base, 2, 2, 0)).toThrow(/destroyed/);
+      expect(() => context.unmap(id, 0, 2 * MiB)).toThrow(/destroyed/);
+      expect(() => context.map(id, 0, 2 * MiB)).toThrow(/destroyed/);
+      const probe = new CudaDevice({ mode: 'malloc' });
+      probe.synchronize(); // no sticky error in the process
+      probe.destroy();
+    });
+
+    it('refuses to adopt a range whose page size differs from the adopting device', () => {
+      const owner = new CudaDevice({
+        mode: 'vmm',
+        pageBytes: 2 * TEST_PAGE_BYTES,
+        allocationBytes: 2 * TEST_PAGE_BYTES,
+      });
+      const other = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
+      const range = owner.reserve(8 * TEST_PAGE_BYTES);
+      expect(() => other.adoptRange(range)).toThrow(/pages/);
+      expect(other.live().adoptedRanges).toBe(0);
+      other.destroy();
+      owner.destroy();
+    });
+
+    it.skipIf(cuda.deviceCount < 2)(
+      'unmap waits for work on its own GPU even when another GPU was used last on this thread',
+      () => {
+        const gpu0 = new CudaDevice({ mode: 'vmm', deviceIndex: 0, ...PER_PAGE });
+        const gpu1 = new CudaDevice({ mode: 'malloc', deviceIndex: 1 });
+        const bytes = 64 * MiB;
+        const range = gpu0.reserve(bytes);
+        gpu0.map(range, 0, bytes);
+        const stream = gpu0.streams.createStream();
+        // Milliseconds of queued writes into the pages about to be unmapped.
+        for (let i = 0; i < 200; i++) gpu0.data.fillAsync({ ptr: range.base, bytes }, i & 0xff, stream);
+        gpu1.memInfo(); // GPU 1 is now current on this thread
+        gpu0.unmap(range, 0, bytes); // must synchronize GPU 0, not GPU 1
+        gpu0.streams.synchronizeStream(stream); // no illegal-address fault from the writes
+        gpu0.map(range, 0, 2 * MiB);
+        gpu0.data.fill({ ptr: range.base, bytes: 16 }, 3);
+        const out = new Uint8Array(16);
+        gpu0.data.copyOut({ ptr: range.base, bytes: 16 }, out);
+        expect(out.every((b) => b === 3)).toBe(true);
+        gpu1.destroy();
+        gpu0.destroy();
+      },
+    );
+  });
+
   it('measures raw allocation timings inside C++ (not asserted)', () => {
     const timings: Record<string, Record<string, number>> = {};
     for (const bytes of [2 * MiB, 64 * MiB]) {

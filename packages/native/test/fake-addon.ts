@@ -249,6 +249,11 @@ export class FakeContext implements NativeContext {
       throw usage('handle', `base or size do not match address range ${id}`);
     if (record.deviceIndex !== this.deviceIndex)
       throw usage('device', `address range ${id} belongs to GPU ${record.deviceIndex}`);
+    if (record.page !== this.#pageBytes)
+      throw usage(
+        'range',
+        `adoptRange: address range ${id} has ${record.page}-byte pages, not ${this.#pageBytes}`,
+      );
     if (!this.ranges.has(id)) this.ranges.set(id, { record, owned: false });
   }
 

@@ -59,9 +59,23 @@ double BenchAllocation(int device, const std::string& mode, size_t bytes, int it
       ns = TimeNs(iterations, [&] {
         CUmemGenericAllocationHandle handle = 0;
         CU_TRY(api.cuMemCreate(&handle, size, &prop, 0));
-        CU_TRY(api.cuMemMap(base, size, 0, handle, 0));
-        CU_TRY(api.cuMemSetAccess(base, size, &access, 1));
-        CU_TRY(api.cuMemUnmap(base, size));
+        // A failed step must not leave the allocation (or its mapping) behind for the process.
+        CUresult status = api.cuMemMap(base, size, 0, handle, 0);
+        if (status != CUDA_SUCCESS) {
+          api.cuMemRelease(handle);
+          ThrowDriver("cuMemMap(base, size, 0, handle, 0)", status);
+        }
+        status = api.cuMemSetAccess(base, size, &access, 1);
+        if (status != CUDA_SUCCESS) {
+          api.cuMemUnmap(base, size);
+          api.cuMemRelease(handle);
+          ThrowDriver("cuMemSetAccess(base, size, &access, 1)", status);
+        }
+        status = api.cuMemUnmap(base, size);
+        if (status != CUDA_SUCCESS) {
+          api.cuMemRelease(handle);
+          ThrowDriver("cuMemUnmap(base, size)", status);
+        }
         CU_TRY(api.cuMemRelease(handle));
       });
     } catch (...) {

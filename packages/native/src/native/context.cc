@@ -75,6 +75,9 @@ void CudaContext::SetPageBytes(size_t bytes) {
   if (!ranges_.empty())
     throw UsageException("state", "setPageBytes: ranges are already reserved with the old page size");
   pageBytes_ = bytes;
+  // Keep AllocationBytes() a multiple of the page: an allocation size set for the old page that does
+  // not divide into the new one falls back to one page per allocation.
+  if (allocationBytes_ % bytes != 0) allocationBytes_ = 0;
 }
 
 size_t CudaContext::AllocationBytes() {
@@ -149,7 +152,7 @@ void CudaContext::ReleaseRange(int id) {
 }
 
 void CudaContext::AdoptRange(int id, uint64_t base, size_t bytes) {
-  Use();
+  const size_t page = PageBytes();  // also makes this context's GPU current
   auto known = ranges_.find(id);
   std::shared_ptr<RangeRecord> record =
       known != ranges_.end() ? known->second.record : RangeRegistry::Get().Find(id);
@@ -165,6 +168,13 @@ void CudaContext::AdoptRange(int id, uint64_t base, size_t bytes) {
     throw UsageException("device", "adoptRange: address range " + std::to_string(id) + " belongs to GPU " +
                                        std::to_string(record->device) + ", not GPU " +
                                        std::to_string(device_));
+  }
+  // The wrapper counts pages in its own page size (bounds checks, findPage): another size would
+  // make it vouch for the wrong pages.
+  if (record->page != page) {
+    throw UsageException("range", "adoptRange: address range " + std::to_string(id) + " has " +
+                                      std::to_string(record->page) + "-byte pages, this context maps " +
+                                      std::to_string(page) + "-byte pages");
   }
   if (known == ranges_.end()) ranges_[id] = RangeRef{record, false};
 }
@@ -191,6 +201,7 @@ long CudaContext::FindPage(int id, size_t firstPage, size_t count, bool mapped) 
 }
 
 void CudaContext::Map(int id, size_t offsetBytes, size_t bytes) {
+  CheckAlive();
   std::shared_ptr<RangeRecord> record = FindRange(id).record;
   RangeRecord& range = *record;
   const size_t page = range.page;
@@ -269,6 +280,9 @@ void CudaContext::UnmapPages(RangeRecord& range, size_t first, size_t count) noe
 }
 
 void CudaContext::Unmap(int id, size_t offsetBytes, size_t bytes) {
+  // Makes this GPU current: the synchronize below must wait for work on this GPU, whichever GPU
+  // another CudaDevice of this thread used last.
+  Use();
   std::shared_ptr<RangeRecord> record = FindRange(id).record;
   RangeRecord& range = *record;
   const size_t page = range.page;
@@ -323,7 +337,17 @@ int CudaContext::AllocateSegment(size_t bytes, bool async, uint64_t* base) {
     CUDA_TRY(cudaMalloc(&ptr, bytes));
   }
   int id = nextId_++;
-  segments_[id] = SegmentEntry{ptr, bytes, async};
+  try {
+    segments_[id] = SegmentEntry{ptr, bytes, async};
+  } catch (...) {  // out of host memory for the books: give the segment back
+    if (async) {
+      cudaFreeAsync(ptr, nullptr);
+    } else {
+      cudaFree(ptr);
+    }
+    cudaGetLastError();
+    throw;
+  }
   *base = reinterpret_cast<uint64_t>(ptr);
   return id;
 }
@@ -353,6 +377,8 @@ void CudaContext::Synchronize() {
 }
 
 cudaStream_t CudaContext::Stream(int id) {
+  // Also the kernels' only check: after Destroy() stream 0 must not launch on freed memory.
+  CheckAlive();
   if (id == 0) return nullptr;
   auto it = streams_.find(id);
   if (it == streams_.end())
@@ -395,7 +421,12 @@ int CudaContext::CreateStream() {
   cudaStream_t stream = nullptr;
   CUDA_TRY(cudaStreamCreateWithFlags(&stream, cudaStreamDefault));
   int id = nextId_++;
-  streams_[id] = stream;
+  try {
+    streams_[id] = stream;
+  } catch (...) {
+    cudaStreamDestroy(stream);
+    throw;
+  }
   return id;
 }
 
@@ -423,7 +454,12 @@ int CudaContext::RecordEvent(int stream) {
     ThrowRuntime("cudaEventRecord(event, stream)", recorded);
   }
   int id = nextId_++;
-  events_[id] = event;
+  try {
+    events_[id] = event;
+  } catch (...) {
+    cudaEventDestroy(event);
+    throw;
+  }
   return id;
 }
 

@@ -2,8 +2,6 @@
 
 #include <cuda_runtime_api.h>
 
-#include <mutex>
-
 #include "cuda_try.hpp"
 
 namespace gpupool {
@@ -47,10 +45,10 @@ DriverApi LoadDriver() {
 }  // namespace
 
 const DriverApi& Driver() {
-  static std::once_flag once;
-  static DriverApi api;
-  std::call_once(once, [] { api = LoadDriver(); });
-  return api;
+  // Deliberately leaked (like the RangeRegistry): a worker's cleanup hook may still unmap pages
+  // while the process tears down statics.
+  static const DriverApi* api = new DriverApi(LoadDriver());
+  return *api;
 }
 
 const DriverApi& RequireDriver() {
