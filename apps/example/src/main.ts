@@ -4,10 +4,11 @@
  *
  * Output: progress on stderr (one updating line on a TTY, a line a second otherwise), then the
  * statistics on stdout (a table, or with --json exactly one JSON object). Exit status: 0 when every
- * frame was right and nothing leaked, 1 otherwise, 2 for a usage error or CUDA being unavailable.
+ * frame was right and nothing leaked, 1 otherwise, 2 for a usage error (a --report path that cannot
+ * be written included) or CUDA being unavailable.
  */
-import { writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { accessSync, constants, existsSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { policyNames } from '@gpupool/core';
 import { renderReport } from './report.js';
@@ -36,7 +37,8 @@ Options:
   --workers W          worker threads (default: one per core, at most 8; 0 = main thread)
   --policy NAME        pool placement policy (default: core's default for the device)
   --json               print one JSON object with the statistics at the end
-  --report FILE.html   where to write the HTML memory report (default gpupool-report.html)
+  --report FILE.html   where to write the HTML memory report (default gpupool-report.html;
+                       its folder must exist)
   -h, --help           this text
 `;
 
@@ -49,6 +51,23 @@ function integer(name: string, raw: string | undefined, fallback: number, lo: nu
     throw new UsageError(`--${name} must be an integer in ${lo}..${hi} (got '${raw}')`);
   }
   return value;
+}
+
+/** --report's file, checked before the run so a bad path fails in a second, not after every frame. */
+function reportPath(raw: string | undefined): string {
+  const path = resolve(raw ?? 'gpupool-report.html');
+  const shown = raw ?? path;
+  if (existsSync(path) && statSync(path).isDirectory())
+    throw new UsageError(`--report ${shown} is a directory: name a file, e.g. report.html`);
+  const folder = dirname(path);
+  if (!existsSync(folder) || !statSync(folder).isDirectory())
+    throw new UsageError(`--report ${shown}: the folder ${folder} does not exist`);
+  try {
+    accessSync(folder, constants.W_OK);
+  } catch {
+    throw new UsageError(`--report ${shown}: the folder ${folder} is not writable`);
+  }
+  return path;
 }
 
 function progressPrinter(tty: boolean): { print(p: Progress): void; end(): void } {
@@ -130,6 +149,7 @@ export async function main(argv: string[]): Promise<number> {
       allowPositionals: false,
     });
   let options: Parameters<typeof runPipeline>[0];
+  let reportFile: string;
   try {
     values = parse(argv).values;
     if (values.help === true) {
@@ -153,12 +173,12 @@ export async function main(argv: string[]): Promise<number> {
       }
       options.policy = values.policy;
     }
+    reportFile = reportPath(values.report);
   } catch (error) {
     process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
     return 2;
   }
   const json = values.json === true;
-  const reportFile = resolve(values.report ?? 'gpupool-report.html');
   const printer = progressPrinter(process.stderr.isTTY === true);
   if (!json) {
     process.stderr.write(
@@ -180,7 +200,12 @@ export async function main(argv: string[]): Promise<number> {
     throw error;
   }
   printer.end();
-  writeFileSync(reportFile, renderReport(summary));
+  try {
+    writeFileSync(reportFile, renderReport(summary));
+  } catch (error) {
+    process.stderr.write(`--report ${reportFile}: cannot write it: ${(error as Error).message}\n`);
+    return 2;
+  }
   if (json) {
     const { timeline: _timeline, snapshots: _snapshots, ...rest } = summary;
     process.stdout.write(`${JSON.stringify({ ...rest, reportFile })}\n`);

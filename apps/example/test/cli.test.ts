@@ -74,6 +74,18 @@ describe('the built app', () => {
     expect(stdout).toMatch(/^OK:/m);
   });
 
+  it.each([
+    ['a folder that does not exist', join(dir, 'no', 'such', 'folder', 'r.html')],
+    ['a folder', dir],
+  ])('refuses a --report path in %s before running any frame (exit 2)', async (_what, report) => {
+    const r = await app(['--frames', '1', '--workers', '0', '--report', report]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^--report /);
+    expect(r.stderr).not.toMatch(/crashed|\n\s+at /);
+    expect(r.stderr).not.toMatch(/frames\/s/); // no frame ran
+    expect(r.stdout).toBe('');
+  });
+
   it('explains usage errors and --device cuda without CUDA', async () => {
     const bad = await app(['--frames', 'many']);
     expect(bad.code).toBe(2);

@@ -22,6 +22,11 @@ export function parseArgs(
   const options = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
+    // `-h` as at the top level (`gpupool-bench -h`), not a file named "-h".
+    if (arg === '-h' && declared.help === 'boolean') {
+      options.set('help', true);
+      continue;
+    }
     if (!arg.startsWith('--') || arg === '--') {
       positionals.push(arg);
       continue;

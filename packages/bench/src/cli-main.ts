@@ -4,6 +4,8 @@
  * stderr and a non-zero exit status. `runCli` takes its output streams as arguments so tests run
  * it in-process.
  */
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import {
   choiceOption,
   flag,
@@ -30,7 +32,7 @@ import {
   SCALING_WARMUP_MS_DEFAULT,
 } from './commands/scaling.js';
 import { CUDA_MODES, DEVICE_KINDS, type DeviceSpec } from './devices.js';
-import { BenchError, BenchUsageError } from './errors.js';
+import { BenchError, BenchOutputError, BenchUsageError } from './errors.js';
 import { capacityTable, latencyTable, replayTable, scalingTable, summaryTables } from './format/summary.js';
 import { machineInfo } from './machine.js';
 import { createProgress } from './progress.js';
@@ -53,19 +55,23 @@ const processIo: CliIo = {
 export const USAGE = `usage: gpupool-bench <command> [options]
 
 commands:
-  replay <trace.gz...>   replay traces through policies      --policy NAME[,NAME]|all  --device simulated|host|cuda
+  replay <trace.gz...>   replay traces through policies      --policy NAME[,NAME]|all (default: the pool's
+                         default for the device)  --device simulated|host|cuda
                          --cuda-mode vmm|malloc|mallocAsync  --capacity-gib N  --runs N (default ${REPLAY_RUNS_DEFAULT})  --detail
                          --warmup N (untimed replays first, each trace and policy; default ${REPLAY_WARMUP_DEFAULT})
-  latency                acquire+release pair time by size   --policy  --device  --runs  --sizes BYTES,...
-                         --run-ms N  --warmup-ms N  --no-raw (skip raw CUDA timings)
+                         --json: one object per (trace, policy), one a line
+  latency                acquire+release pair time by size   --policy  --device  --cuda-mode  --capacity-gib
+                         --runs  --sizes BYTES,...  --run-ms N  --warmup-ms N  --no-raw (skip raw CUDA timings)
                          each policy runs in --processes N fresh processes (default 3; median of
                          their medians); --in-process: all in this one
   scaling                throughput by thread count          --workers 1,2,4,8  --device host|cuda  --runs  --pairs N
                          --warmup-ms N (untimed pairs per thread first; default ${SCALING_WARMUP_MS_DEFAULT})
+                         --policy NAME (of the slices; default: the pool's default)
   capacity <trace.gz...> smallest device that completes      --policy
   merge <file.json...>   fold result files (ours, peers) into tables and a report
   suite [trace.gz...]    replay + latency + capacity (+ scaling with --workers); traces default to
-                         ${traceDirCandidates().slice(0, 2).join(', ')}   --quick  --device  --runs
+                         ${traceDirCandidates().slice(0, 2).join(', ')}   --quick  --policy  --device
+                         --cuda-mode  --capacity-gib  --runs  --warmup
                          each (trace, policy) replayed and each policy timed in fresh processes
                          (--in-process: all in this one)
 
@@ -109,7 +115,6 @@ function traceArgs(args: ParsedArgs, command: string): string[] {
   return args.positionals;
 }
 
-/** Prints JSON: one object as is, several as one object per line. */
 /** With --json the values, one JSON document a line; otherwise the readable table. */
 function print(io: CliIo, json: boolean, values: readonly unknown[], table: () => string): void {
   if (!json) io.stdout(`${table()}\n`);
@@ -156,13 +161,15 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
         command,
       );
       if (flag(args, 'help')) return help(io);
+      checkReportPath(args);
       const spec = deviceSpec(args);
       const files = traceArgs(args, command);
       const runs = intOption(args, 'runs', REPLAY_RUNS_DEFAULT, 1, 1000);
       const json = flag(args, 'json');
       const records = await runReplay({
         traces: files,
-        policies: policies(args),
+        // Without --policy, one record per trace (DESIGN.md: `replay <trace.gz> --json` → one object).
+        policies: policies(args) ?? 'default',
         device: spec,
         runs,
         warmup: intOption(args, 'warmup', REPLAY_WARMUP_DEFAULT, 1, 1000),
@@ -192,6 +199,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
         command,
       );
       if (flag(args, 'help')) return help(io);
+      checkReportPath(args);
       const spec = deviceSpec(args);
       const json = flag(args, 'json');
       const runTargetMs = numberOption(args, 'run-ms', LATENCY_RUN_TARGET_MS_DEFAULT, 0.001, 60_000);
@@ -226,6 +234,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
         command,
       );
       if (flag(args, 'help')) return help(io);
+      checkReportPath(args);
       const kind = choiceOption(args, 'device', ['host', 'cuda'] as const, 'host');
       const json = flag(args, 'json');
       const record = await runScaling({
@@ -244,6 +253,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
     case 'capacity': {
       args = parseArgs(rest, { ...COMMON, policy: 'string' }, command);
       if (flag(args, 'help')) return help(io);
+      checkReportPath(args);
       const files = traceArgs(args, command);
       const json = flag(args, 'json');
       const records = runCapacity({
@@ -258,6 +268,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
     case 'merge': {
       args = parseArgs(rest, COMMON, command);
       if (flag(args, 'help')) return help(io);
+      checkReportPath(args);
       if (args.positionals.length === 0) throw new BenchUsageError('merge needs at least one result file');
       const merged = mergeFiles(args.positionals);
       const onCuda = [...merged.replays, ...merged.latency, ...merged.scaling].some((r) =>
@@ -284,6 +295,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
         command,
       );
       if (flag(args, 'help')) return help(io);
+      checkReportPath(args);
       bundle = await runSuite(args, io, progressFor(flag(args, 'json')));
       print(io, flag(args, 'json'), [bundle], () => summaryTables(bundle));
       break;
@@ -295,10 +307,36 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
   }
   const report = stringOption(args, 'report');
   if (report !== undefined) {
-    writeReport(report, bundle);
+    try {
+      writeReport(report, bundle);
+    } catch (error) {
+      throw new BenchOutputError(`cannot write the report ${report}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
     io.stderr(`report written to ${report}\n`);
   }
   return 0;
+}
+
+/**
+ * Checks --report's path before the command runs (a suite takes minutes; it should not end in
+ * ENOENT): an existing, writable folder, and not itself a folder.
+ */
+function checkReportPath(args: ParsedArgs): void {
+  const report = stringOption(args, 'report');
+  if (report === undefined) return;
+  const path = resolve(report);
+  if (existsSync(path) && statSync(path).isDirectory())
+    throw new BenchUsageError(`--report ${report} is a directory: name a file, e.g. report.html`);
+  const folder = dirname(path);
+  if (!existsSync(folder) || !statSync(folder).isDirectory())
+    throw new BenchUsageError(`--report ${report}: the folder ${folder} does not exist`);
+  try {
+    accessSync(folder, constants.W_OK);
+  } catch {
+    throw new BenchUsageError(`--report ${report}: the folder ${folder} is not writable`);
+  }
 }
 
 function help(io: CliIo): number {

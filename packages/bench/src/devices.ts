@@ -4,6 +4,7 @@
  * lazily, so everything except `--device cuda` works even when the addon cannot load; without a
  * usable GPU, `cuda` fails with a BenchDeviceError that carries the addon's own reason.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { type Device, GiB, HostDevice, SimulatedDevice } from '@gpupool/core';
 import { BenchDeviceError } from './errors.js';
 
@@ -15,8 +16,12 @@ export type CudaMode = (typeof CUDA_MODES)[number];
 
 /** An H100's memory: the default capacity of a simulated device. */
 export const SIMULATED_CAPACITY_BYTES_DEFAULT = 80 * GiB;
-/** SharedArrayBuffers much larger than this fail or thrash on ordinary machines. */
-export const HOST_CAPACITY_BYTES_MAX = 8 * GiB;
+/**
+ * SharedArrayBuffers much larger than 8 GiB fail or thrash on ordinary machines, and HostDevice
+ * views its memory through one Uint8Array, which Node 20 caps at 4 GiB (buffer.constants.MAX_LENGTH;
+ * beyond it, a RangeError from V8 rather than a clear error).
+ */
+export const HOST_CAPACITY_BYTES_MAX = Math.min(8 * GiB, bufferConstants.MAX_LENGTH);
 
 export interface DeviceSpec {
   kind: DeviceKind;
@@ -60,7 +65,7 @@ export async function createDevice(spec: DeviceSpec): Promise<Device> {
       const capacityBytes = spec.capacityBytes ?? 1 * GiB;
       if (capacityBytes > HOST_CAPACITY_BYTES_MAX) {
         throw new BenchDeviceError(
-          `--device host: needs ${(capacityBytes / GiB).toFixed(1)} GiB of shared memory, more than the ${HOST_CAPACITY_BYTES_MAX / GiB} GiB allowed; use --device simulated for this trace`,
+          `--device host: needs ${(capacityBytes / GiB).toFixed(1)} GiB of shared memory, more than the ${(HOST_CAPACITY_BYTES_MAX / GiB).toFixed(1)} GiB a host device holds here; use --device simulated for this trace`,
         );
       }
       return new HostDevice({ capacityBytes, scrubByte: null });

@@ -1,12 +1,14 @@
 /**
  * The bench package's typed errors. Each has a stable `code`; the CLI turns them into one clear
- * line on stderr and a non-zero exit status (2 for usage, 3 for an unavailable device).
+ * line on stderr and a non-zero exit status (2 for usage, 3 for an unavailable device, 4 for
+ * unreadable input, 5 for output that cannot be written).
  */
 
 export type BenchErrorCode =
   | 'ERR_GPUPOOL_BENCH_USAGE'
   | 'ERR_GPUPOOL_BENCH_DEVICE'
-  | 'ERR_GPUPOOL_BENCH_INPUT';
+  | 'ERR_GPUPOOL_BENCH_INPUT'
+  | 'ERR_GPUPOOL_BENCH_OUTPUT';
 
 export class BenchError extends Error {
   readonly code: BenchErrorCode;
@@ -38,5 +40,12 @@ export class BenchDeviceError extends BenchError {
 export class BenchInputError extends BenchError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_GPUPOOL_BENCH_INPUT', message, 4, options);
+  }
+}
+
+/** An output file (the HTML report) that cannot be written once the results are in. */
+export class BenchOutputError extends BenchError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_GPUPOOL_BENCH_OUTPUT', message, 5, options);
   }
 }

@@ -49,7 +49,13 @@ export {
 export type { CudaMode, DeviceKind, DeviceSpec } from './devices.js';
 export { CUDA_MODES, createDevice, DEVICE_KINDS, deviceLabel } from './devices.js';
 export type { BenchErrorCode } from './errors.js';
-export { BenchDeviceError, BenchError, BenchInputError, BenchUsageError } from './errors.js';
+export {
+  BenchDeviceError,
+  BenchError,
+  BenchInputError,
+  BenchOutputError,
+  BenchUsageError,
+} from './errors.js';
 export { capacityTable, latencyTable, replayTable, scalingTable, summaryTables } from './format/summary.js';
 export { formatBytes, formatNs, formatRatio, formatTable } from './format/table.js';
 export type { MachineInfo } from './machine.js';

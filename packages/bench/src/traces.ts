@@ -3,7 +3,7 @@
  * and, on a development machine, in ../shared/traces; `defaultTraceFiles` looks in both, from the
  * repo root or from the bench package, and takes the first folder that has any.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readTrace, type Trace } from '@gpupool/core';
 import { BenchInputError } from './errors.js';
@@ -29,13 +29,44 @@ export function defaultTraceFiles(dirs: readonly string[] = traceDirCandidates()
   return [];
 }
 
-/** Reads a trace file, turning any failure into a BenchInputError that names the file. */
+/**
+ * Reads a trace file, turning any failure into a BenchInputError that names the file: missing, a
+ * folder, unparseable (with a note when a `.gz` file holds no gzip data), or without operations
+ * (nothing to replay: its ratio and time per operation would mean nothing).
+ */
 export function loadTrace(path: string): Trace {
   if (!existsSync(path)) throw new BenchInputError(`trace file not found: ${path}`);
+  if (statSync(path).isDirectory())
+    throw new BenchInputError(`trace path is a directory, not a file: ${path}`);
+  let trace: Trace;
   try {
-    return readTrace(path);
+    trace = readTrace(path);
   } catch (error) {
-    throw new BenchInputError(`cannot read trace ${path}: ${(error as Error).message}`, { cause: error });
+    // readTrace reads a file without gzip's magic bytes as text, so a mislabelled file fails as text.
+    const note =
+      path.endsWith('.gz') && !startsWithGzipMagic(path) ? ' (not gzip data: read as plain text)' : '';
+    throw new BenchInputError(`cannot read trace ${path}${note}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  if (trace.length === 0)
+    throw new BenchInputError(
+      `trace ${path} has no operations (only comments or blank lines): nothing to replay`,
+    );
+  return trace;
+}
+
+/** Whether the file starts with gzip's magic bytes (1f 8b). */
+function startsWithGzipMagic(path: string): boolean {
+  const head = Buffer.alloc(2);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    return readSync(fd, head, 0, 2, 0) === 2 && head[0] === 0x1f && head[1] === 0x8b;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

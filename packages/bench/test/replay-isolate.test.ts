@@ -93,6 +93,22 @@ describe('replay in fresh processes (isolate)', () => {
     },
   );
 
+  it.skipIf(!builtCli)(
+    "policies 'default': one child per trace, without --policy, as in this process",
+    async () => {
+      const options = { traces: [traceA], policies: 'default' as const, runs: 1, warmup: 1 };
+      spawned.length = 0;
+      const isolated = await runReplay({ ...options, isolate: true });
+      expect(spawned).toHaveLength(1);
+      expect(spawned[0]!.args).not.toContain('--policy');
+      const inProcess = await runReplay(options);
+      expect(inProcess).toHaveLength(1);
+      expect(isolated.map((r) => [r.policy, r.peakReservedBytes])).toEqual(
+        inProcess.map((r) => [r.policy, r.peakReservedBytes]),
+      );
+    },
+  );
+
   it('needs trace files: a parsed trace is refused before any process starts', async () => {
     spawned.length = 0;
     await expect(

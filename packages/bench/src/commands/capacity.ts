@@ -7,6 +7,7 @@
  */
 import { createPool, OutOfMemoryError, replayTrace, SimulatedDevice, type Trace } from '@gpupool/core';
 import { bisectSmallest } from '../bisect.js';
+import { BenchInputError } from '../errors.js';
 import type { Progress } from '../progress.js';
 import type { CapacityRecord } from '../results.js';
 import { loadTrace } from '../traces.js';
@@ -64,6 +65,13 @@ export function capacityOf(
 export function runCapacity(options: CapacityBenchOptions): CapacityRecord[] {
   const policies = resolvePolicies(options.policies);
   const traces = options.traces.map((t) => (typeof t === 'string' ? loadTrace(t) : t));
+  // Capacity is a multiple of peak live bytes: without any, there is nothing to bisect.
+  for (const trace of traces) {
+    if (trace.peakLiveBytes === 0)
+      throw new BenchInputError(
+        `trace ${trace.name} never holds a live byte (peak live 0 B): capacity is measured as a multiple of peak live bytes`,
+      );
+  }
   const records: CapacityRecord[] = [];
   options.progress?.setTotal(traces.length * policies.length);
   for (const trace of traces) {

@@ -18,10 +18,11 @@
  * policy.allocate, …) would have seen every policy timed before, and a later policy would run on
  * polymorphic call sites that a real program, which uses one policy, never has. `isolate: false` (CLI `--in-process`) times every policy in the calling process.
  */
-import { createPool, type Device, MiB } from '@gpupool/core';
+import { createPool, type Device, MiB, OutOfMemoryError } from '@gpupool/core';
 import { benchCliFile, deviceArgs, runCliChildRecord } from '../cli-child.js';
 import { createDevice, type DeviceSpec, deviceLabel, loadNative } from '../devices.js';
 import { BenchUsageError } from '../errors.js';
+import { formatBytes } from '../format/table.js';
 import type { Progress } from '../progress.js';
 import type { LatencyRecord, LatencyRow, RawLatencyRow } from '../results.js';
 import { median } from '../stats.js';
@@ -103,7 +104,15 @@ export async function runLatency(options: LatencyBenchOptions = {}): Promise<Lat
         for (const policy of policies) {
           for (const bytes of sizes) {
             options.progress?.update(pool.length, `${policy} ${bytes} B`);
-            const { nsPerPair, iterations } = timePairs(device, policy, bytes, runs, targetMs, warmupMs);
+            const { nsPerPair, iterations } = timePairsOrUsage(
+              device,
+              spec,
+              policy,
+              bytes,
+              runs,
+              targetMs,
+              warmupMs,
+            );
             iterationsUsed = Math.max(iterationsUsed, iterations);
             pool.push({ policy, bytes, nsPerPair });
           }
@@ -172,6 +181,27 @@ function isLatencyRecord(value: unknown): value is LatencyRecord {
   return (
     typeof record === 'object' && record !== null && record.kind === 'latency' && Array.isArray(record.pool)
   );
+}
+
+/** timePairs, where a size the device cannot hold is a usage error naming --sizes, not a crash. */
+function timePairsOrUsage(
+  device: Device,
+  spec: DeviceSpec,
+  policy: string,
+  bytes: number,
+  runs: number,
+  targetMs: number,
+  warmupMs: number,
+): { nsPerPair: number; iterations: number } {
+  try {
+    return timePairs(device, policy, bytes, runs, targetMs, warmupMs);
+  } catch (error) {
+    if (!(error instanceof OutOfMemoryError)) throw error;
+    throw new BenchUsageError(
+      `--sizes: a ${bytes} B block does not fit the ${deviceLabel(spec)} device (${formatBytes(device.totalBytes)}` +
+        `${spec.kind === 'simulated' ? '; --capacity-gib sets its size' : ''}): ${error.message}`,
+    );
+  }
 }
 
 /** Median ns per acquire+release pair of `bytes` on a warm pool. */

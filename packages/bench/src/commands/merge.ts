@@ -102,7 +102,11 @@ export function mergeFiles(paths: readonly string[], into: ResultsBundle = empty
     } catch (error) {
       throw new BenchInputError(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
     }
-    for (const value of parseJsonValues(text, path)) addToBundle(into, value, path);
+    const values = parseJsonValues(text, path);
+    // An empty file, or lines that are not JSON, would otherwise merge as nothing without a word.
+    if (values.every((v) => Array.isArray(v) && v.length === 0))
+      throw new BenchInputError(`${path} holds no result records (expected --json output: JSON objects)`);
+    for (const value of values) addToBundle(into, value, path);
   }
   return into;
 }

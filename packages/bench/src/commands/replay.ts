@@ -10,6 +10,7 @@ import {
   type Block,
   createPool,
   type Device,
+  defaultPolicyName,
   type Pool,
   policyNames,
   replayTrace,
@@ -41,8 +42,12 @@ export const MEMORY_MAP_BLOCKS_MAX = 50_000;
 export interface ReplayBenchOptions {
   /** Trace files or parsed traces. */
   traces: readonly (string | Trace)[];
-  /** Policy names; default: every registered policy. */
-  policies?: readonly string[];
+  /**
+   * Policy names (`all`: every registered one); default: every registered policy. `'default'`: the
+   * one policy a pool gets on the device when none is named (core's defaultPolicyName), as
+   * `gpupool-bench replay` without --policy does.
+   */
+  policies?: readonly string[] | 'default';
   device?: DeviceSpec;
   /** Timed replays per (trace, policy); default 5. */
   runs?: number;
@@ -71,7 +76,8 @@ export function resolvePolicies(names: readonly string[] | undefined): string[] 
 }
 
 export async function runReplay(options: ReplayBenchOptions): Promise<ReplayRecord[]> {
-  const policies = resolvePolicies(options.policies);
+  // undefined: the device's default, known once the device is (the CLI without --policy).
+  const policies = options.policies === 'default' ? undefined : resolvePolicies(options.policies);
   const spec: DeviceSpec = options.device ?? { kind: 'simulated' };
   const runs = options.runs ?? REPLAY_RUNS_DEFAULT;
   if (!Number.isInteger(runs) || runs < 1)
@@ -82,7 +88,7 @@ export async function runReplay(options: ReplayBenchOptions): Promise<ReplayReco
   if (options.isolate === true) return replayIsolated(options, policies, spec, runs, warmup);
   const traces = options.traces.map((t) => (typeof t === 'string' ? loadTrace(t) : t));
   const records: ReplayRecord[] = [];
-  options.progress?.setTotal(traces.length * policies.length * (runs + 1));
+  options.progress?.setTotal(traces.length * (policies?.length ?? 1) * (runs + 1));
   let done = 0;
   let shared: Device | undefined;
   try {
@@ -99,7 +105,7 @@ export async function runReplay(options: ReplayBenchOptions): Promise<ReplayReco
         device = shared;
       }
       try {
-        for (const policy of policies) {
+        for (const policy of policies ?? [defaultPolicyName(device, {})]) {
           const label = `${trace.name}/${policy}`;
           options.progress?.update(done, label);
           records.push(
@@ -120,10 +126,13 @@ export async function runReplay(options: ReplayBenchOptions): Promise<ReplayReco
   return records;
 }
 
-/** runReplay with `isolate`: one child process of the built CLI per (trace, policy), in order. */
+/**
+ * runReplay with `isolate`: one child process of the built CLI per (trace, policy), in order.
+ * `policies` undefined: the device's default policy, which each child picks itself.
+ */
 async function replayIsolated(
   options: ReplayBenchOptions,
-  policies: readonly string[],
+  policies: readonly string[] | undefined,
   spec: DeviceSpec,
   runs: number,
   warmup: number,
@@ -135,15 +144,16 @@ async function replayIsolated(
   });
   const cli = benchCliFile('replay');
   const records: ReplayRecord[] = [];
-  options.progress?.setTotal(files.length * policies.length);
+  options.progress?.setTotal(files.length * (policies?.length ?? 1));
   try {
     for (const file of files) {
-      for (const policy of policies) {
-        options.progress?.update(records.length, `${file}/${policy}`);
+      for (const policy of policies ?? [undefined]) {
+        const name = policy ?? 'the default policy';
+        options.progress?.update(records.length, `${file}/${name}`);
         const args = replayChildArgs(file, policy, spec, runs, warmup, options.detail === true);
         const isOne = (value: unknown): value is ReplayRecord =>
-          isReplayRecord(value) && value.policy === policy;
-        records.push(await runCliChildRecord(cli, args, `replay record for ${policy}`, isOne));
+          isReplayRecord(value) && (policy === undefined || value.policy === policy);
+        records.push(await runCliChildRecord(cli, args, `replay record for ${name}`, isOne));
       }
     }
     options.progress?.update(records.length);
@@ -153,16 +163,20 @@ async function replayIsolated(
   return records;
 }
 
-/** The command line (after the CLI file) that replays one trace through one policy in a child process. */
+/**
+ * The command line (after the CLI file) that replays one trace through one policy in a child
+ * process (`policy` undefined: the device's default).
+ */
 export function replayChildArgs(
   file: string,
-  policy: string,
+  policy: string | undefined,
   spec: DeviceSpec,
   runs: number,
   warmup: number,
   detail: boolean,
 ): string[] {
-  const args = ['replay', file, '--policy', policy, ...deviceArgs(spec), '--runs', String(runs)];
+  const args = ['replay', file, ...(policy === undefined ? [] : ['--policy', policy])];
+  args.push(...deviceArgs(spec), '--runs', String(runs));
   args.push('--warmup', String(warmup), '--json');
   if (detail) args.push('--detail');
   return args;

@@ -31,11 +31,20 @@ import {
   type ScalingTaskResult,
 } from '../scaling-worker.js';
 import { median } from '../stats.js';
+import { resolvePolicies } from './replay.js';
 
 export const SCALING_PAIRS_PER_THREAD_DEFAULT = 200_000;
 export const SCALING_WARMUP_MS_DEFAULT = 300;
 const ARENA_BYTES = 1024 * MiB;
+/**
+ * Arena per thread, beyond ARENA_BYTES: a thread's ring of 8 blocks (≤ 1.4 MiB live) fits in one
+ * 8 MiB superblock; half as much again leaves room, and 256 threads still fit a 4 GiB host device.
+ * Only counts above 85 threads grow the arena.
+ */
+const ARENA_BYTES_PER_THREAD = 12 * MiB;
 const LOCKED_ARENA_BYTES = 256 * MiB;
+/** The locked pool holds every thread's ring (1.33 MiB live each): above 128 threads it grows. */
+const LOCKED_ARENA_BYTES_PER_THREAD = 2 * MiB;
 
 export interface ScalingBenchOptions {
   threads: readonly number[];
@@ -81,10 +90,16 @@ export async function runScaling(options: ScalingBenchOptions): Promise<ScalingR
   const pairs = options.pairsPerThread ?? SCALING_PAIRS_PER_THREAD_DEFAULT;
   const warmupMs = options.warmupMs ?? SCALING_WARMUP_MS_DEFAULT;
   const kind = options.device ?? 'host';
+  // Checked here: an unknown name would otherwise fail inside the first worker's task.
+  if (options.policy !== undefined && resolvePolicies([options.policy])[0] !== options.policy)
+    throw new BenchUsageError(`--policy: scaling takes one policy name (got "${options.policy}")`);
   const workers = await loadWorkers();
   const filename = scalingWorkerFile();
+  const threadsMax = threadsList.at(-1)!;
+  const arenaBytes = Math.max(ARENA_BYTES, threadsMax * ARENA_BYTES_PER_THREAD);
+  const lockedArenaBytes = Math.max(LOCKED_ARENA_BYTES, threadsMax * LOCKED_ARENA_BYTES_PER_THREAD);
   const device = await createDevice(
-    kind === 'host' ? { kind, capacityBytes: ARENA_BYTES + LOCKED_ARENA_BYTES + 64 * MiB } : { kind },
+    kind === 'host' ? { kind, capacityBytes: arenaBytes + lockedArenaBytes + 64 * MiB } : { kind },
   );
   const rows: ScalingRow[] = [];
   options.progress?.setTotal(threadsList.length * 2);
@@ -96,7 +111,9 @@ export async function runScaling(options: ScalingBenchOptions): Promise<ScalingR
         const pool = workers.createWorkerPool({
           device,
           filename,
-          arenaBytes: ARENA_BYTES,
+          arenaBytes,
+          // One slice per thread plus the main thread's: --workers goes past the default 64 slots.
+          maxSlices: Math.max(workers.DEFAULT_MAX_SLICES, threads + 1),
           minThreads: threads,
           maxThreads: threads,
           ...(options.policy !== undefined ? { policy: options.policy } : {}),
@@ -105,7 +122,7 @@ export async function runScaling(options: ScalingBenchOptions): Promise<ScalingR
           options.progress?.update(rows.length, `${mode} × ${threads}`);
           const locked =
             mode === 'locked'
-              ? workers.createLockedSharedPool({ device, arenaBytes: LOCKED_ARENA_BYTES })
+              ? workers.createLockedSharedPool({ device, arenaBytes: lockedArenaBytes })
               : undefined;
           lockedId++;
           try {

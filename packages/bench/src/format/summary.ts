@@ -59,7 +59,13 @@ export function replayTable(records: readonly ReplayRecord[]): string {
   if (peers.length > 0) geo.push('');
   rows.push(geo);
   const headers = ['trace', ...columns, ...(peers.length > 0 ? ['best peer ratio'] : [])];
-  return `replay: peak reserved / peak live · ns per op (median)\n${formatTable(headers, rows)}`;
+  // A cell says only "error"; the reasons follow the table.
+  const failed = records.filter((r) => r.error !== undefined);
+  const reasons =
+    failed.length > 0
+      ? `\nfailed:\n${failed.map((r) => `  ${r.trace}/${columnOf(r, mixed)}: ${r.error}`).join('\n')}`
+      : '';
+  return `replay: peak reserved / peak live · ns per op (median)\n${formatTable(headers, rows)}${reasons}`;
 }
 
 export function latencyTable(record: LatencyRecord): string {
