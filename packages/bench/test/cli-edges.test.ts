@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { defaultPolicyName, formatTrace, GiB, SimulatedDevice } from '@gpupool/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli, USAGE } from '../src/cli-main.js';
-import { syntheticTrace } from './helpers.js';
+import { cli, REPLAY_CONTRACT, syntheticTrace } from './helpers.js';
 
 /** scaling starts worker threads from the built files (turbo: test dependsOn build). */
 const builtCli = existsSync(new URL('../dist/cli.js', import.meta.url));
@@ -19,26 +19,6 @@ const dir = mkdtempSync(join(tmpdir(), 'gpupool-cli-edges-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const tracePath = join(dir, 'small.trace');
 writeFileSync(tracePath, formatTrace(syntheticTrace('small', 200, 3)));
-
-/** The contract of ../shared/DESIGN.md (bench). */
-const REPLAY_CONTRACT = [
-  'trace',
-  'policy',
-  'device',
-  'ops',
-  'peakLiveBytes',
-  'peakReservedBytes',
-  'ratio',
-  'nsPerOp',
-  'deviceCalls',
-];
-
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t), progress: false });
-  return { code, out, err };
-}
 
 function file(name: string, content: string | Uint8Array): string {
   const path = join(dir, name);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { formatTrace } from '@gpupool/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli-main.js';
-import { syntheticTrace } from './helpers.js';
+import { cli, REPLAY_CONTRACT, syntheticTrace } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gpupool-cli-'));
 /** Commands that start child processes or worker threads run the built files (turbo: test dependsOn build). */
@@ -12,26 +12,6 @@ const builtCli = existsSync(new URL('../dist/cli.js', import.meta.url));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const tracePath = join(dir, 'small.trace');
 writeFileSync(tracePath, formatTrace(syntheticTrace('small', 300, 5)));
-
-/** The contract of ../shared/DESIGN.md (bench): these fields, in every replay object. */
-const REPLAY_CONTRACT = [
-  'trace',
-  'policy',
-  'device',
-  'ops',
-  'peakLiveBytes',
-  'peakReservedBytes',
-  'ratio',
-  'nsPerOp',
-  'deviceCalls',
-];
-
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t), progress: false });
-  return { code, out, err };
-}
 
 describe('gpupool-bench replay --json', () => {
   it('prints one object with the contract fields, ratio = reserved / live', async () => {

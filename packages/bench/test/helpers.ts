@@ -1,5 +1,6 @@
 /** Small synthetic traces for tests (real traces are too slow for CI). */
 import { parseTrace, type Trace } from '@gpupool/core';
+import { runCli } from '../src/cli-main.js';
 
 /** A deterministic mix of small and large blocks with varied lifetimes: `count` allocations. */
 export function syntheticTrace(name = 'synthetic', count = 400, seed = 7): Trace {
@@ -22,4 +23,25 @@ export function syntheticTrace(name = 'synthetic', count = 400, seed = 7): Trace
     }
   }
   return parseTrace(lines.join('\n'), name);
+}
+
+/** The contract of ../shared/DESIGN.md (bench): these fields, in every replay object. */
+export const REPLAY_CONTRACT = [
+  'trace',
+  'policy',
+  'device',
+  'ops',
+  'peakLiveBytes',
+  'peakReservedBytes',
+  'ratio',
+  'nsPerOp',
+  'deviceCalls',
+];
+
+/** Runs the CLI in this process, collecting what it prints. */
+export async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await runCli(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t), progress: false });
+  return { code, out, err };
 }

@@ -808,33 +808,24 @@ export class Pool implements BlockOwner, Disposable {
    * (unsettled frees), and lets go of unsettled frees whose work is done.
    */
   private settleFor(slot: number, stream: StreamHandle): void {
-    const streams = this.device.streams!;
     const start = this.policy.addressOf(slot);
     const end = start + this.policy.sizeOf(slot);
-    const kept: UnsettledFree[] = [];
-    for (const u of this.unsettled) {
-      const overlaps = u.stream !== stream && u.address < end && start < u.address + u.sizeBytes;
-      if (streams.eventDone(u.event)) {
-        streams.destroyEvent(u.event);
-      } else if (overlaps) {
-        streams.synchronizeEvent(u.event);
-        this.crossStreamWaits++;
-        streams.destroyEvent(u.event);
-      } else {
-        kept.push(u);
-      }
-    }
-    this.setUnsettled(kept);
+    this.settle((u) => u.stream !== stream && u.address < end && start < u.address + u.sizeBytes);
   }
 
   /** Lets go of unsettled frees whose work is done, or (wait) of all, waiting for them. */
   private settleAll(wait: boolean): void {
+    this.settle(() => wait);
+  }
+
+  /** Lets go of unsettled frees whose work is done, and of those `mustWait` names, after waiting. */
+  private settle(mustWait: (u: UnsettledFree) => boolean): void {
     const streams = this.device.streams!;
     const kept: UnsettledFree[] = [];
     for (const u of this.unsettled) {
       if (streams.eventDone(u.event)) {
         streams.destroyEvent(u.event);
-      } else if (wait) {
+      } else if (mustWait(u)) {
         streams.synchronizeEvent(u.event);
         this.crossStreamWaits++;
         streams.destroyEvent(u.event);

@@ -9,6 +9,7 @@ import { CudaDevice, cudaDeviceProperties } from '../src/cuda-device.js';
 import { CudaUnavailableError } from '../src/errors.js';
 import type { NativeProbe } from '../src/native-api.js';
 import { allocatePinned } from '../src/pinned.js';
+import { expectAddonRefusal } from './addon-refusal.js';
 
 const probe = (over: Partial<NativeProbe>): NativeProbe => ({
   runtimeVersion: 13000,
@@ -179,43 +180,32 @@ describe.skipIf(cuda.available)('without CUDA (this machine)', () => {
 describe.skipIf(loadedAddon() === undefined)(
   'the built addon checks its arguments before any CUDA call',
   () => {
-    const refuses = (fn: () => unknown, message: RegExp) => {
-      let thrown: unknown;
-      try {
-        fn();
-      } catch (error) {
-        thrown = error;
-      }
-      expect(thrown).toMatchObject({ kind: 'argument' });
-      expect((thrown as Error).message).toMatch(message);
-    };
-
     it('refuses sizes that are negative, fractional, not numbers or past 2^53 (no wrap-around to size_t)', () => {
       const addon = loadedAddon() as NonNullable<ReturnType<typeof loadedAddon>>;
       for (const bytes of [-1, -(2 ** 21), 0, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53, '8', 8n]) {
-        refuses(
+        expectAddonRefusal(
           () => addon.allocPinned(bytes as number),
           /^allocPinned: bytes must be a (number|positive integer)/,
         );
       }
-      refuses(() => addon.benchAllocation(0, 'malloc', -1, 1), /benchAllocation: bytes/);
+      expectAddonRefusal(() => addon.benchAllocation(0, 'malloc', -1, 1), /benchAllocation: bytes/);
     });
 
     it('refuses bad indices, counts and types', () => {
       const addon = loadedAddon() as NonNullable<ReturnType<typeof loadedAddon>>;
-      refuses(
+      expectAddonRefusal(
         () => addon.benchAllocation(0, 'malloc', 1024, 0),
         /benchAllocation: iterations must be an integer in 1\.\./,
       );
-      refuses(
+      expectAddonRefusal(
         () => addon.benchAllocation(0, 7 as unknown as string, 1024, 1),
         /benchAllocation: mode must be a string/,
       );
-      refuses(() => addon.benchAllocation(-1, 'malloc', 1024, 1), /benchAllocation: deviceIndex/);
-      refuses(() => addon.deviceProperties(0.5), /deviceProperties: deviceIndex/);
-      refuses(() => new addon.Context(-1), /^deviceIndex must be an integer/);
-      refuses(() => new addon.Context('0' as unknown as number), /^deviceIndex must be a number/);
-      refuses(
+      expectAddonRefusal(() => addon.benchAllocation(-1, 'malloc', 1024, 1), /benchAllocation: deviceIndex/);
+      expectAddonRefusal(() => addon.deviceProperties(0.5), /deviceProperties: deviceIndex/);
+      expectAddonRefusal(() => new addon.Context(-1), /^deviceIndex must be an integer/);
+      expectAddonRefusal(() => new addon.Context('0' as unknown as number), /^deviceIndex must be a number/);
+      expectAddonRefusal(
         () => addon.freePinned(new Uint8Array(8) as unknown as ArrayBuffer),
         /freePinned: buffer must be an ArrayBuffer/,
       );

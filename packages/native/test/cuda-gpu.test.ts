@@ -23,6 +23,7 @@ import {
 import { CudaError, CudaOutOfMemoryError } from '../src/errors.js';
 import { float16BitsToFloat32, float32ToFloat16Bits } from '../src/float16.js';
 import { allocatePinned, freePinned } from '../src/pinned.js';
+import { expectAddonRefusal } from './addon-refusal.js';
 
 const light = process.env.GPUPOOL_GPU_LIGHT === '1';
 const MiB = 1024 * 1024;
@@ -655,30 +656,32 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
       const context = new addon.Context(0);
       const [id, base] = context.reserve(4 * MiB);
       context.map(id, 0, 2 * MiB);
-      const refuses = (fn: () => unknown, message: RegExp) => {
-        let thrown: unknown;
-        try {
-          fn();
-        } catch (error) {
-          thrown = error;
-        }
-        expect(thrown).toMatchObject({ kind: 'argument' });
-        expect((thrown as Error).message).toMatch(message);
-      };
       const floats = (n: number) => new Float32Array(n).fill(1);
       // A zero or negative width would read before the source: refused before the launch.
-      refuses(() => context.preprocessFrame(base, 0, 4, base, 4, 4, floats(3), floats(3), 0), /width/);
-      refuses(() => context.preprocessFrame(base, 4, -4, base, 4, 4, floats(3), floats(3), 0), /height/);
-      refuses(() => context.preprocessFrame(base, 4, 4, base, 4, 4, floats(2), floats(3), 0), /mean/);
-      refuses(() => context.cropResize(base, 4, 4, floats(3), base, 2, 2, 0), /boxes/);
-      refuses(() => context.cropResize(base, 4, 4, floats(4), base, 0, 2, 0), /outHeight/);
+      expectAddonRefusal(
+        () => context.preprocessFrame(base, 0, 4, base, 4, 4, floats(3), floats(3), 0),
+        /width/,
+      );
+      expectAddonRefusal(
+        () => context.preprocessFrame(base, 4, -4, base, 4, 4, floats(3), floats(3), 0),
+        /height/,
+      );
+      expectAddonRefusal(
+        () => context.preprocessFrame(base, 4, 4, base, 4, 4, floats(2), floats(3), 0),
+        /mean/,
+      );
+      expectAddonRefusal(() => context.cropResize(base, 4, 4, floats(3), base, 2, 2, 0), /boxes/);
+      expectAddonRefusal(() => context.cropResize(base, 4, 4, floats(4), base, 0, 2, 0), /outHeight/);
       // Sizes never wrap around to huge size_t values; pointers are unsigned 64-bit bigints.
-      refuses(() => context.fill(base, 0, -1, 0, false), /fill: bytes/);
-      refuses(() => context.fill(base, 256, 1, 0, false), /fill: byteValue/);
-      refuses(() => context.fill(-1n, 0, 1, 0, false), /fill: ptr/);
-      refuses(() => context.map(id, 2 * MiB, 2 * MiB + 0.5), /map: bytes/);
-      refuses(() => context.unmap(id, -2 * MiB, 2 * MiB), /unmap: offsetBytes/);
-      refuses(() => context.copyIn(base, [1, 2] as unknown as Uint8Array, 0, false), /copyIn: source/);
+      expectAddonRefusal(() => context.fill(base, 0, -1, 0, false), /fill: bytes/);
+      expectAddonRefusal(() => context.fill(base, 256, 1, 0, false), /fill: byteValue/);
+      expectAddonRefusal(() => context.fill(-1n, 0, 1, 0, false), /fill: ptr/);
+      expectAddonRefusal(() => context.map(id, 2 * MiB, 2 * MiB + 0.5), /map: bytes/);
+      expectAddonRefusal(() => context.unmap(id, -2 * MiB, 2 * MiB), /unmap: offsetBytes/);
+      expectAddonRefusal(
+        () => context.copyIn(base, [1, 2] as unknown as Uint8Array, 0, false),
+        /copyIn: source/,
+      );
       // The context still works: nothing was launched on a bad address.
       context.fill(base, 7, 16, 0, false);
       const out = new Uint8Array(16);

@@ -15,7 +15,7 @@ import {
   toDescriptor,
   type WorkerPool,
 } from '../dist/index.js';
-import { DEVICE_KIND, makeDevice, WORKER_FILE, workersCanMap } from './test-device.js';
+import { catchError, DEVICE_KIND, makeDevice, WORKER_FILE, waitFor, workersCanMap } from './test-device.js';
 
 const SUPERBLOCK = 4 * MiB;
 
@@ -190,21 +190,4 @@ function sliceOf(wp: WorkerPool, ownerId: number): SliceStats {
   const s = wp.stats().arena.slices.find((x) => x.ownerId === ownerId);
   if (s === undefined) throw new Error(`no slice with owner ${ownerId}`);
   return s;
-}
-
-function catchError(f: () => unknown): unknown {
-  try {
-    f();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected an error');
-}
-
-async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const start = Date.now();
-  while (!condition()) {
-    if (Date.now() - start > timeoutMs) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }

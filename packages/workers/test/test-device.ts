@@ -27,3 +27,22 @@ export function makeDevice(capacityBytes = 256 * MiB): Device {
 export function workersCanMap(device: Device): boolean {
   return device.kind === 'host' || typeof (device as { adoptRange?: unknown }).adoptRange === 'function';
 }
+
+/** The error `f` throws; fails the test when it throws none. */
+export function catchError(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected an error');
+}
+
+/** Polls `condition` until it holds; throws after `timeoutMs`. */
+export async function waitFor(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const start = Date.now();
+  while (!condition()) {
+    if (Date.now() - start > timeoutMs) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

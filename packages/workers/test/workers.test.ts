@@ -9,7 +9,7 @@ import {
   toDescriptor,
   type WorkerPool,
 } from '../dist/index.js';
-import { DEVICE_KIND, makeDevice, WORKER_FILE, workersCanMap } from './test-device.js';
+import { catchError, DEVICE_KIND, makeDevice, WORKER_FILE, waitFor, workersCanMap } from './test-device.js';
 
 const THREADS = Number(process.env.THREADS ?? 2);
 const ITERATIONS = Number(process.env.ITERATIONS ?? 1500);
@@ -284,24 +284,7 @@ worker(`sharing the arena between threads (${DEVICE_KIND})`, () => {
   });
 });
 
-function catchError(f: () => unknown): unknown {
-  try {
-    f();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected an error');
-}
-
 function allMerged(wp: WorkerPool): boolean {
   const t = wp.stats().arena.total;
   return t.remoteFreesMerged === t.remoteFreesPushed;
-}
-
-async function waitFor(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const start = Date.now();
-  while (!condition()) {
-    if (Date.now() - start > timeoutMs) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
