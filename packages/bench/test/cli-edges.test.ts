@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultPolicyName, formatTrace, GiB, SimulatedDevice } from '@gpupool/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli, USAGE } from '../src/cli-main.js';
+import { USAGE } from '../src/cli-main.js';
 import { cli, REPLAY_CONTRACT, syntheticTrace } from './helpers.js';
 
 /** scaling starts worker threads from the built files (turbo: test dependsOn build). */

@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatTrace } from '@gpupool/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli-main.js';
 import { cli, REPLAY_CONTRACT, syntheticTrace } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gpupool-cli-'));
