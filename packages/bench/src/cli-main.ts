@@ -70,8 +70,8 @@ commands:
   capacity <trace.gz...> smallest device that completes      --policy
   merge <file.json...>   fold result files (ours, peers) into tables and a report
   suite [trace.gz...]    replay + latency + capacity (+ scaling with --workers); traces default to
-                         ${traceDirCandidates().slice(0, 2).join(', ')}   --quick  --policy  --device
-                         --cuda-mode  --capacity-gib  --runs  --warmup
+                         packages/core/test/fixtures, else ../shared/traces (from the repo root or a
+                         package folder)   --quick  --policy  --device  --cuda-mode  --capacity-gib  --runs  --warmup
                          each (trace, policy) replayed and each policy timed in fresh processes
                          (--in-process: all in this one)
 

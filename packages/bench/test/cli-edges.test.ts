@@ -193,6 +193,13 @@ describe('--help', () => {
     expect(r.out).toBe(`${USAGE}\n`);
   });
 
+  it("names suite's default trace folders as they are looked for, wherever it runs", () => {
+    // From a package folder, absolute paths made from the working directory named folders that do not exist.
+    expect(USAGE).not.toContain(process.cwd());
+    expect(USAGE).toContain('packages/core/test/fixtures');
+    expect(USAGE).toContain('../shared/traces');
+  });
+
   /** The lines of USAGE that describe `command`, up to the next command. */
   function section(command: string): string {
     const lines = USAGE.split('\n');

@@ -1,17 +1,20 @@
 /**
  * Block: one allocation handed to a user, [offset, offset + bytes) inside an arena. Release it
  * with `release()` or let `using` do it (`[Symbol.dispose]`). After release the handle is
- * inert: `ptr` throws, a second release throws DoubleReleaseError.
+ * inert: `ptr` throws, a second release throws DoubleReleaseError. After its pool's destroy() too,
+ * `ptr` throws (PoolDestroyedError), while release() only detaches the handle.
  */
 import type { ArenaRef } from './backing.js';
 import type { BlockLike, StreamHandle } from './device.js';
 import type { DType } from './dtype.js';
-import { DoubleReleaseError, ReleasedBlockError } from './errors.js';
+import { DoubleReleaseError, PoolDestroyedError, ReleasedBlockError } from './errors.js';
 import { POLICY_GRANULE_BYTES } from './policies/policy.js';
 
 /** What a block needs from its pool; implemented by the pool. */
 export interface BlockOwner {
   releaseBlock(block: Block): void;
+  /** True once the pool gave its memory back: its blocks' addresses may be another pool's. */
+  readonly destroyed?: boolean;
 }
 
 export class Block implements BlockLike, Disposable {
@@ -55,9 +58,11 @@ export class Block implements BlockLike, Disposable {
     this.stream = stream;
   }
 
-  /** Device address of the first byte. Throws once the block is released. */
+  /** Device address of the first byte. Throws once the block is released or its pool destroyed. */
   get ptr(): bigint {
     if (this._owner === null) throw new ReleasedBlockError(`block #${this.id} ptr`);
+    // destroy() gave the memory back to the device, which may have handed it to another pool.
+    if (this._owner.destroyed === true) throw new PoolDestroyedError(`block #${this.id} ptr`);
     if (this.cachedPtr === undefined) this.cachedPtr = this._arena.base + BigInt(this.offset);
     return this.cachedPtr;
   }

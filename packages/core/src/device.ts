@@ -68,6 +68,12 @@ export interface DeviceStreams {
   eventDone(event: EventHandle): boolean;
   synchronizeEvent(event: EventHandle): void;
   destroyEvent(event: EventHandle): void;
+  /**
+   * Optional: whether `stream` is one of this device's live streams (0, the default stream,
+   * always is). The pool checks it at acquire: a block on a stream that is not there could
+   * never be released (recordEvent refuses it).
+   */
+  hasStream?(stream: StreamHandle): boolean;
 }
 
 /** Optional: devices whose memory can be written and read from JavaScript. Bounds-checked. */

@@ -58,13 +58,14 @@ export function bytesOfShape(shape: unknown, dtype: DType, argument = 'shape'): 
   let elements = 1;
   for (let i = 0; i < shape.length; i++) {
     const dim = shape[i];
-    if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < 0) {
-      throw new ArgumentRangeError(`${argument}[${i}]`, 'must be a non-negative integer', dim);
+    // Safe integers only: past 2^53 a product can overflow to Infinity, and Infinity × 0 is NaN bytes.
+    if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim < 0) {
+      throw new ArgumentRangeError(`${argument}[${i}]`, 'must be a non-negative integer below 2^53', dim);
     }
     elements *= dim;
   }
   const bytes = elements * DTYPE_BYTES[dtype];
-  if (bytes > MAX_BLOCK_BYTES)
+  if (!(bytes <= MAX_BLOCK_BYTES))
     throw new ArgumentRangeError(argument, 'describes more than 2^48 bytes', shape);
   return bytes;
 }

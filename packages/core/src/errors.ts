@@ -19,7 +19,10 @@ export type GpuPoolErrorCode =
   | 'ERR_GPUPOOL_UNKNOWN_POLICY'
   | 'ERR_GPUPOOL_INVARIANT';
 
-/** Base class: `instanceof GpuPoolError` catches every error of ours. */
+/**
+ * Base class of every error of ours except the two argument errors below, which extend TypeError
+ * and RangeError as Node's own argument errors do. `isGpuPoolError(e)` recognises all of them.
+ */
 export class GpuPoolError extends Error {
   readonly code: GpuPoolErrorCode;
   constructor(code: GpuPoolErrorCode, message: string, options?: { cause?: unknown }) {
@@ -27,6 +30,13 @@ export class GpuPoolError extends Error {
     this.name = new.target.name;
     this.code = code;
   }
+}
+
+/** True for every error gpupool throws on purpose: each carries a `code` starting `ERR_GPUPOOL_`. */
+export function isGpuPoolError(error: unknown): error is Error & { code: string } {
+  if (!(error instanceof Error)) return false;
+  const code: unknown = (error as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('ERR_GPUPOOL_');
 }
 
 /** A public argument has the wrong type or shape (a `TypeError` for callers that check that). */
@@ -60,8 +70,9 @@ export interface OutOfMemoryDetails {
   deviceFreeBytes: number;
   deviceTotalBytes: number;
   /**
-   * The largest free run of the pool's address space, bounded by what memory could back now (the
-   * limit and the device's free memory): an upper bound on the block that could still be placed.
+   * The largest free run of the pool's address space (or, where the pool grows by segments, of a
+   * new segment), bounded by what memory could back now (the limit and the device's free memory, in
+   * whole pages): an upper bound on the block that could still be placed.
    */
   largestFreeBytes: number;
 }

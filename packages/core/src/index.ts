@@ -38,6 +38,7 @@ export {
   InjectedFaultError,
   InvalidArgumentError,
   InvariantError,
+  isGpuPoolError,
   OutOfMemoryError,
   PoolDestroyedError,
   ReleasedBlockError,

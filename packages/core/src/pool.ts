@@ -43,7 +43,8 @@ import type { BlockSnapshot, PoolSnapshot } from './snapshot.js';
 import type { PoolStats } from './stats.js';
 import { TraceRecorder, type TraceRecorderOptions } from './trace/trace-recorder.js';
 import { grown } from './typed-arrays.js';
-import { alignUp, isPowerOfTwo, MiB } from './units.js';
+import { alignDown, alignUp, isPowerOfTwo, MiB } from './units.js';
+import { VmmBacking } from './vmm-backing.js';
 
 export type { AcquireOptions, AcquireRequest, PoolOptions, PrewarmSpec };
 
@@ -141,6 +142,9 @@ export class Pool implements BlockOwner, Disposable {
     }
     this.device = device;
     this.limitBytes = checkOptionalPositive(options.limitBytes, 'limitBytes') ?? device.totalBytes;
+    if (options.name !== undefined && options.name !== null && typeof options.name !== 'string') {
+      throw new InvalidArgumentError('name', 'must be a string', options.name);
+    }
     this.name = options.name ?? `pool(${device.name})`;
     this.policy = resolvePolicy(options.policy, defaultPolicyName(device, options));
     if (attachedPolicies.has(this.policy)) {
@@ -156,6 +160,9 @@ export class Pool implements BlockOwner, Disposable {
       throw new InvalidArgumentError('onLeak', 'must be a function', options.onLeak);
     }
     this.onLeak = options.onLeak;
+    if (options.captureStacks !== undefined && typeof options.captureStacks !== 'boolean') {
+      throw new InvalidArgumentError('captureStacks', 'must be true or false', options.captureStacks);
+    }
     this.captureStacks = options.captureStacks === true;
     if (options.mode !== undefined && options.mode !== 'vmm' && options.mode !== 'segments') {
       throw new InvalidArgumentError('mode', "must be 'vmm' or 'segments'", options.mode);
@@ -168,7 +175,15 @@ export class Pool implements BlockOwner, Disposable {
       );
     }
     // arenaBytes is checked in every mode, so bad input throws whatever backing is chosen.
-    checkOptionalPositive(options.arenaBytes, 'arenaBytes');
+    const arenaBytes = checkOptionalPositive(options.arenaBytes, 'arenaBytes');
+    if (arenaBytes !== undefined && alignUp(arenaBytes, device.pageBytes) > Number.MAX_SAFE_INTEGER) {
+      // Past 2^53 a byte count is no longer exact (and the device would name its own argument).
+      throw new ArgumentRangeError(
+        'arenaBytes',
+        'must be at most 2^53 − 1 bytes, rounded up to pages',
+        arenaBytes,
+      );
+    }
     const detect = options.detectLeaks ?? 'sampled';
     if (![true, false, 'all', 'sampled', 'off'].includes(detect)) {
       throw new InvalidArgumentError('detectLeaks', "must be true, false, 'all', 'sampled' or 'off'", detect);
@@ -320,6 +335,15 @@ export class Pool implements BlockOwner, Disposable {
             options.stream,
           );
         }
+        // A stream the device does not know would make the block unreleasable (recordEvent refuses it).
+        const streams = this.device.streams;
+        if (options.stream !== 0 && streams?.hasStream !== undefined && !streams.hasStream(options.stream)) {
+          throw new ArgumentRangeError(
+            'stream',
+            'must be a live stream of this device (from createStream(), not destroyed), or 0',
+            options.stream,
+          );
+        }
         stream = options.stream;
       }
       if (options.alignmentBytes !== undefined) {
@@ -462,11 +486,10 @@ export class Pool implements BlockOwner, Disposable {
         for (let n = 0; n < s.count; n++)
           blocks.push(this.acquire({ shape: s.shape, dtype: s.dtype ?? 'float16' }));
     } finally {
-      for (const b of blocks) {
-        this.prewarmedBytes += alignUp(Math.max(b.bytes, 1), POLICY_GRANULE_BYTES);
-        this.releaseBlock(b);
-      }
+      // The floor before the releases: with retainFraction < 1 they would unmap the memory at once.
+      for (const b of blocks) this.prewarmedBytes += alignUp(Math.max(b.bytes, 1), POLICY_GRANULE_BYTES);
       this.backing.setRetainFloor?.(this.prewarmedBytes);
+      for (const b of blocks) this.releaseBlock(b);
     }
   }
 
@@ -689,15 +712,23 @@ export class Pool implements BlockOwner, Disposable {
   }
 
   /**
-   * For the OOM message: the largest free run, but no more than memory could back. On a
-   * page-mapping backing the run includes address space not mapped yet (the arena is reserved
-   * larger than the device), which the limit and the device's free memory bound.
+   * For the OOM message: the largest block that could still be placed, at most. On a page-mapping
+   * backing the policy's runs include address space not mapped yet (the arena is reserved larger
+   * than the device), which the limit and the device's free memory bound; a backing that grows
+   * (segments) may add a range beside the runs it holds. New memory comes in whole pages, so a
+   * limit that is no multiple of the page leaves its last part out of reach.
    */
   private placeableRunBytes(deviceFreeBytes: number): number {
-    const heldFreeBytes = this.backing.reservedBytes - this.liveBytes;
-    let bytes = Math.min(this.policy.largestFreeBytes(), this.limitBytes - this.liveBytes);
-    if (Number.isFinite(deviceFreeBytes)) bytes = Math.min(bytes, deviceFreeBytes + heldFreeBytes);
-    return Math.max(0, bytes);
+    const reservedBytes = this.backing.reservedBytes;
+    const page = this.backing.pageBytes;
+    let newBytes = alignDown(Math.max(0, this.limitBytes - reservedBytes), page);
+    if (Number.isFinite(deviceFreeBytes))
+      newBytes = Math.min(newBytes, alignDown(Math.max(0, deviceFreeBytes), page));
+    const largest = this.policy.largestFreeBytes();
+    if (this.backing instanceof VmmBacking) {
+      return Math.max(0, Math.min(largest, reservedBytes - this.liveBytes + newBytes));
+    }
+    return Math.max(0, Math.min(this.limitBytes - this.liveBytes, Math.max(largest, newBytes)));
   }
 
   private tryPlace(sizeBytes: number, alignmentBytes: number, key: string | undefined): number {
@@ -877,7 +908,8 @@ export class Pool implements BlockOwner, Disposable {
 
   private onCollected(slot: number): void {
     if (this.destroyedFlag || this.slotLive[slot] !== 1) return;
-    this.leaks++;
+    // A block reported aged already is one leak, now certain: reported again, counted once.
+    if (this.slotAgedReported[slot] !== 1) this.leaks++;
     this.report({
       kind: 'collected',
       blockId: this.slotBlockId[slot]!,
@@ -887,6 +919,8 @@ export class Pool implements BlockOwner, Disposable {
       ageMs: this.slotCreatedMs[slot]! > 0 ? Date.now() - this.slotCreatedMs[slot]! : 0,
       stack: this.slotStack[slot],
     });
+    // onLeak may have destroyed the pool, which reclaimed every block: this one too.
+    if (this.destroyedFlag) return;
     try {
       this.retire(slot, this.slotStream[slot]!);
     } catch {
@@ -915,6 +949,8 @@ export class Pool implements BlockOwner, Disposable {
         ageMs: age,
         stack: this.slotStack[slot],
       });
+      // onLeak may have destroyed the pool: its blocks are no longer live, nor leaks.
+      if (this.destroyedFlag) return;
     }
   }
 

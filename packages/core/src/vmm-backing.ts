@@ -185,7 +185,13 @@ export class VmmBacking implements Backing, MappedFit {
   }
 
   attach(policy: Policy): void {
-    if (policy.addArena !== undefined) policy.addArena(0, this.range.bytes);
+    // A policy may divide an arena into regions (bestFitPools: halves) only where each can still
+    // hold any block: the arena is at least twice the most the pool may hold. A smaller one (an
+    // explicit arenaBytes, or a device that refused the double reservation, as a HostDevice does)
+    // is one range, or a block above half of it would find no room in an empty pool.
+    const largestBlockBytes = Math.min(this.limitBytes, this.device.totalBytes);
+    if (policy.addArena !== undefined && this.range.bytes >= 2 * largestBlockBytes)
+      policy.addArena(0, this.range.bytes);
     else policy.addRange(0, this.range.bytes);
     if (this.mappedFitFactor > 0) policy.preferMapped?.(this);
   }
@@ -231,8 +237,10 @@ export class VmmBacking implements Backing, MappedFit {
    */
   private shrinkTo(retainBytes: number): void {
     const keepPages = Math.floor(Math.max(this.retainMinBytes, retainBytes / 2) / this.pageBytes);
+    // Groups go whole: one that would take empty memory below retainMinBytes (prewarmed memory) stays.
+    const floorPages = Math.floor(this.retainMinBytes / this.pageBytes);
     try {
-      this.releaseEmpty(this.emptyGroupPages - keepPages, -1, -1);
+      this.releaseEmpty(this.emptyGroupPages - keepPages, -1, -1, this.emptyGroupPages - floorPages);
     } catch (error) {
       if (!(error instanceof DeviceError)) throw error;
     }
@@ -250,10 +258,12 @@ export class VmmBacking implements Backing, MappedFit {
     this.epoch++;
     let budget = this.emptyGroupPages - Math.floor(this.retainMinBytes / this.pageBytes);
     let released = 0;
-    const pages = this.groupOf.length;
-    for (let g = 0; g < pages && budget > 0; ) {
-      if (this.groupOf[g] !== g) {
-        g++;
+    // Highest addresses first, as releaseEmpty: placement favours low addresses, so the empty pages
+    // kept (retainMinBytes, prewarmed memory) are those the next blocks land on.
+    for (let p = this.groupOf.length - 1; p >= 0 && budget > 0; ) {
+      const g = this.groupOf[p]!;
+      if (g < 0) {
+        p--;
         continue;
       }
       const length = this.groupPages[g]!;
@@ -262,7 +272,7 @@ export class VmmBacking implements Backing, MappedFit {
         budget -= length;
         released += this.unmapGroups(g, length);
       }
-      g += length;
+      p = g - 1;
     }
     return released;
   }
@@ -628,12 +638,18 @@ export class VmmBacking implements Backing, MappedFit {
 
   /**
    * Unmaps empty groups, highest addresses first, until at least `count` pages are gone (or none
-   * is left), sparing groups that touch [spareFirst, spareLast]; adjacent groups go in one call.
-   * Returns the bytes unmapped.
+   * is left), sparing groups that touch [spareFirst, spareLast] and any group that would take the
+   * total past `mostPages`; adjacent groups go in one call. Returns the bytes unmapped.
    */
-  private releaseEmpty(count: number, spareFirst: number, spareLast: number): number {
+  private releaseEmpty(
+    count: number,
+    spareFirst: number,
+    spareLast: number,
+    mostPages = Number.POSITIVE_INFINITY,
+  ): number {
     const bits = this.emptyBits;
     let remaining = count;
+    let allowed = mostPages;
     let released = 0;
     let runStart = -1; // the run being collected grows downward: [runStart, runEnd)
     let runEnd = -1;
@@ -649,6 +665,8 @@ export class VmmBacking implements Backing, MappedFit {
         const g = (w << 5) | bit;
         const length = this.groupPages[g]!;
         if (g <= spareLast && g + length - 1 >= spareFirst) continue;
+        if (length > allowed) continue;
+        allowed -= length;
         if (runStart === g + length) {
           runStart = g;
         } else {

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { createPool, type LeakReport, MiB, type Pool, SimulatedDevice } from '../src/index.js';
+import { type Block, createPool, type LeakReport, MiB, type Pool, SimulatedDevice } from '../src/index.js';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -96,6 +96,114 @@ describe('leak detection', () => {
     pool.destroy();
   });
 
+  it('an onLeak callback that destroys the pool leaves it destroyed with nothing live (GC and age timer)', async () => {
+    const device = newDevice();
+    let pool: Pool | undefined;
+    const reports: LeakReport[] = [];
+    pool = createPool({
+      device,
+      detectLeaks: true,
+      onLeak: (r) => {
+        reports.push(r);
+        pool!.destroy();
+      },
+    });
+    const held = pool.acquire(4096);
+    dropBlock(pool, 3 * MiB);
+    await collectUntil(() => reports.length > 0);
+    expect(reports).toHaveLength(1);
+    // The collected block was reclaimed by destroy(): retiring it afterwards drove the figures negative.
+    expect(pool.stats()).toMatchObject({ liveBlocks: 0, liveBytes: 0, reservedBytes: 0, returns: 0 });
+    held.release();
+    expect(pool.stats()).toMatchObject({ liveBlocks: 0, liveBytes: 0 });
+    expect(device.usedBytes).toBe(0);
+
+    // The age check stops at the first report whose callback destroyed the pool.
+    const aged: LeakReport[] = [];
+    const second = createPool({
+      device,
+      detectLeaks: false,
+      leakAgeMs: 5,
+      onLeak: (r) => {
+        aged.push(r);
+        second.destroy();
+      },
+    });
+    const blocks = [second.acquire(1), second.acquire(2), second.acquire(3)];
+    for (let i = 0; i < 200 && aged.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 120));
+    expect(aged).toHaveLength(1);
+    expect(second.stats().leaks).toBe(1);
+    expect(second.leakReports()).toHaveLength(1);
+    for (const b of blocks) b.release();
+    expect(device.usedBytes).toBe(0);
+  });
+
+  it('an onLeak callback that acquires and releases blocks leaves the books exact', async () => {
+    const device = newDevice();
+    const extra: Block[] = [];
+    let pool: Pool | undefined;
+    let calls = 0;
+    pool = createPool({
+      device,
+      detectLeaks: true,
+      blockCacheBytes: 0,
+      onLeak: () => {
+        calls++;
+        extra.push(pool!.acquire(5000), pool!.acquire(3 * MiB));
+        extra.shift()!.release();
+        pool!.trim();
+      },
+    });
+    dropBlock(pool, 3 * MiB);
+    await collectUntil(() => calls > 0);
+    expect(calls).toBe(1);
+    pool.checkInvariants();
+    expect(pool.stats()).toMatchObject({ liveBlocks: 1, liveBytes: 3 * MiB, leaks: 1 });
+    for (const b of extra) b.release();
+    pool.trim();
+    expect(pool.stats().reservedBytes).toBe(0);
+    pool.destroy();
+    expect(device.usedBytes).toBe(0);
+  });
+
+  it('counts a block reported aged and then collected as one leak', async () => {
+    const reports: LeakReport[] = [];
+    const pool = createPool({
+      device: newDevice(),
+      detectLeaks: true,
+      leakAgeMs: 10,
+      onLeak: (r) => reports.push(r),
+    });
+    const id = dropBlock(pool, 1000);
+    for (let i = 0; i < 200 && reports.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await collectUntil(() => reports.length > 1);
+    // Both reports are made (the second is certain), but stats().leaks counts blocks.
+    expect(reports.map((r) => [r.kind, r.blockId])).toEqual([
+      ['aged', id],
+      ['collected', id],
+    ]);
+    expect(pool.stats()).toMatchObject({ leaks: 1, liveBlocks: 0 });
+    pool.destroy();
+  });
+
+  it('ignores blocks collected after destroy(), and leaves the device empty', async () => {
+    const device = newDevice();
+    const reports: LeakReport[] = [];
+    const pool = createPool({ device, detectLeaks: 'all', onLeak: (r) => reports.push(r) });
+    for (let i = 0; i < 8; i++) dropBlock(pool, 100_000 * (i + 1));
+    pool.destroy();
+    const stats = pool.stats();
+    // A sentinel pool proves the collector ran and finalizers were delivered.
+    const sentinel = createPool({ device, detectLeaks: true, onLeak: (r) => reports.push(r) });
+    const sentinelId = dropBlock(sentinel, 64);
+    await collectUntil(() => reports.length > 0);
+    expect(reports.map((r) => r.blockId)).toEqual([sentinelId]);
+    expect(pool.stats()).toEqual(stats);
+    sentinel.destroy();
+    expect(device.usedBytes).toBe(0);
+  });
+
   it('with detectLeaks false, reports nothing', async () => {
     const reports: LeakReport[] = [];
     const pool = createPool({ device: newDevice(), detectLeaks: false, onLeak: (r) => reports.push(r) });
@@ -130,6 +238,26 @@ describe('leak detection', () => {
     expect(old.released).toBe(false);
     expect(pool.snapshot().blocks[0]!.ageMs).toBeGreaterThanOrEqual(20);
     old.release();
+    pool.destroy();
+  });
+
+  it('leakReports() keeps the 100 most recent reports; stats().leaks counts them all', async () => {
+    let reported = 0;
+    const pool = createPool({
+      device: newDevice(),
+      detectLeaks: false,
+      leakAgeMs: 5,
+      onLeak: () => reported++,
+    });
+    const held = Array.from({ length: 150 }, (_, i) => pool.acquire(1000 + i));
+    for (let i = 0; i < 300 && reported < 150; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(reported).toBe(150);
+    const kept = pool.leakReports();
+    expect(kept.map((r) => r.blockId)).toEqual(held.slice(50).map((b) => b.id));
+    kept.length = 0; // a copy: the pool's list is unchanged
+    expect(pool.leakReports()).toHaveLength(100);
+    expect(pool.stats().leaks).toBe(150);
+    for (const b of held) b.release();
     pool.destroy();
   });
 

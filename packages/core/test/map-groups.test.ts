@@ -138,6 +138,36 @@ describe('VmmBacking over map groups', () => {
   });
 });
 
+describe('retainFraction on a device with multi-page allocations', () => {
+  it('keeps retainMinBytes and prewarmed memory mapped: a whole group is not unmapped below the floor', () => {
+    // Groups of four pages: unmapping "down to" a floor of three pages unmapped both groups.
+    const device = new SimulatedDevice({ capacityBytes: 1024 * MiB, allocationBytes: 4 * PAGE });
+    const pool = createPool({
+      device,
+      policy: 'bestFit',
+      retainFraction: 0,
+      retainMinBytes: 3 * PAGE,
+      blockCacheBytes: 0,
+      detectLeaks: false,
+    });
+    pool.acquire(8 * PAGE).release(); // groups [0, 4) and [4, 8)
+    expect(pool.stats().reservedBytes).toBe(4 * PAGE); // [4, 8) unmapped, [0, 4) kept
+    pool.checkInvariants();
+    expect(pool.trim()).toBe(4 * PAGE);
+
+    // Prewarmed memory is the floor: one group of three pages holding a 5 MiB block.
+    const shape = { shape: [5 * MiB], dtype: 'uint8' as const };
+    pool.prewarm([{ ...shape, count: 1 }]);
+    expect(pool.stats().reservedBytes).toBe(3 * PAGE);
+    const calls = pool.stats().allocations;
+    pool.acquire(shape).release();
+    expect(pool.stats().allocations).toBe(calls);
+    pool.checkInvariants();
+    pool.destroy();
+    expect(device.usedBytes).toBe(0);
+  });
+});
+
 describe('swap budget (swapsPerRaise) on a device with multi-page allocations', () => {
   function run(swapsPerRaise: number): number {
     const device = new SimulatedDevice({ capacityBytes: 1024 * MiB, allocationBytes: 4 * PAGE });

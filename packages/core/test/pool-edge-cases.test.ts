@@ -6,10 +6,13 @@
 import { describe, expect, it, vi } from 'vitest';
 import {
   type AddressRange,
+  bytesOfShape,
   createPolicy,
   createPool,
   type Device,
   GiB,
+  HostDevice,
+  isGpuPoolError,
   MiB,
   policyNames,
   SimulatedDevice,
@@ -33,6 +36,134 @@ describe('pool edge cases', () => {
     expect(small.offset).toBe(entry.offset);
     big.release();
     pool.destroy();
+  });
+
+  it('a block held across destroy() gives no pointer: its memory may be another pool’s by then', () => {
+    const device = new HostDevice({ capacityBytes: 64 * MiB });
+    for (const name of policyNames()) {
+      const first = createPool({ device, policy: name, detectLeaks: false });
+      const stale = first.acquire(4096);
+      const staleOffset = stale.offset;
+      first.destroy();
+      // A second pool gets the same device memory back.
+      const second = createPool({ device, policy: name, detectLeaks: false });
+      const fresh = second.acquire(4096);
+      device.data.fill(fresh, 1);
+      expectCode(() => stale.ptr, 'ERR_GPUPOOL_POOL_DESTROYED');
+      expectCode(() => device.data.fill(stale, 7), 'ERR_GPUPOOL_POOL_DESTROYED');
+      expectCode(() => device.view(stale), 'ERR_GPUPOOL_POOL_DESTROYED');
+      expect(device.view(fresh).every((byte) => byte === 1)).toBe(true);
+      // Inert otherwise: offset and arenaId stay readable, release() only detaches the handle.
+      expect(stale.offset).toBe(staleOffset);
+      expect(stale.released).toBe(false);
+      stale.release();
+      expectCode(() => stale.ptr, 'ERR_GPUPOOL_RELEASED_BLOCK');
+      fresh.release();
+      second.destroy();
+    }
+    expect(device.usedBytes).toBe(0);
+  });
+
+  it('rejects a name, captureStacks or arenaBytes it cannot use, naming the option, reserving nothing', () => {
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    const bad: [Record<string, unknown>, string, string][] = [
+      [{ name: 42 }, 'ERR_GPUPOOL_ARGUMENT', 'name'],
+      [{ name: {} }, 'ERR_GPUPOOL_ARGUMENT', 'name'],
+      // A string or number was taken for false: no stacks, silently.
+      [{ captureStacks: 'yes' }, 'ERR_GPUPOOL_ARGUMENT', 'captureStacks'],
+      [{ captureStacks: 1 }, 'ERR_GPUPOOL_ARGUMENT', 'captureStacks'],
+      // The device's own check named its argument, `bytes`.
+      [{ arenaBytes: 2 ** 60 }, 'ERR_GPUPOOL_RANGE', 'arenaBytes'],
+      [{ arenaBytes: 1e300 }, 'ERR_GPUPOOL_RANGE', 'arenaBytes'],
+    ];
+    for (const [options, code, argument] of bad) {
+      expectCode(() => createPool({ device, ...options }), code, argument);
+    }
+    expect(device.calls.reserve).toBe(0);
+    expect(device.openAllocations).toEqual({ ranges: 0, segments: 0 });
+    const named = createPool({ device, name: 'decoder', captureStacks: false, arenaBytes: 3 * MiB + 1 });
+    expect(named.snapshot().name).toBe('decoder');
+    expect(named.snapshot().arenas[0]!.bytes).toBe(4 * MiB);
+    named.destroy();
+  });
+
+  it('with limitBytes not a multiple of the page, holds whole pages below it and says so when out of memory', () => {
+    for (const mode of ['vmm', 'segments'] as const) {
+      const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
+      const pool = createPool({ device, mode, limitBytes: 7 * MiB, detectLeaks: false });
+      const block = pool.acquire(6 * MiB); // three pages: the most below the limit
+      expect(pool.stats().reservedBytes).toBe(6 * MiB);
+      block.release();
+      const error = expectCode(() => pool.acquire(6.5 * MiB), 'ERR_GPUPOOL_OUT_OF_MEMORY') as Error & {
+        details: { largestFreeBytes: number };
+      };
+      // The run quoted was the limit itself, 7 MiB: larger than the 6.5 MiB block just refused.
+      expect(error.details.largestFreeBytes, mode).toBeLessThan(6.5 * MiB);
+      expect(error.message).toMatch(/largest free run 6\.00 MiB/);
+      pool.checkInvariants();
+      pool.destroy();
+      expect(device.usedBytes).toBe(0);
+    }
+  });
+
+  it('rejects a shape whose dimensions are past 2^53, even with a zero among them (the size was NaN)', () => {
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    // 1e200 × 1e200 overflows to Infinity, and × 0 gave NaN bytes, which no check caught: the
+    // policy was then asked for NaN bytes and never returned.
+    for (const shape of [
+      [1e200, 1e200, 0],
+      [2 ** 60, 0],
+      [0, 2 ** 53],
+    ]) {
+      expect(() => bytesOfShape(shape, 'uint8')).toThrow(
+        expect.objectContaining({
+          code: 'ERR_GPUPOOL_RANGE',
+          argument: expect.stringMatching(/^shape\[\d\]$/),
+        }),
+      );
+    }
+    for (const name of policyNames()) {
+      const pool = createPool({ device, policy: name, detectLeaks: false });
+      expectCode(
+        () => pool.acquire({ shape: [1e200, 1e200, 0], dtype: 'uint8' }),
+        'ERR_GPUPOOL_RANGE',
+        'shape[0]',
+      );
+      expectCode(
+        () => pool.prewarm([{ shape: [2 ** 60, 0], count: 1 }]),
+        'ERR_GPUPOOL_RANGE',
+        'specs[0].shape[0]',
+      );
+      // Safe dimensions with a zero are an empty tensor, as before.
+      const empty = pool.acquire({ shape: [2 ** 40, 2 ** 40, 0], dtype: 'float32' });
+      expect(empty.bytes).toBe(0);
+      empty.release();
+      expect(pool.stats().liveBlocks).toBe(0);
+      pool.checkInvariants();
+      pool.destroy();
+    }
+    expect(device.usedBytes).toBe(0);
+  });
+
+  it('an empty pool serves a block of nearly its limit whatever the arena size (bestFitPools’ halves)', () => {
+    // A HostDevice cannot reserve twice its memory, so the arena is its size; bestFitPools, the
+    // default where allocations span pages, cut it in halves and refused any block above one half.
+    const host = new HostDevice({ capacityBytes: 256 * MiB, allocationBytes: 8 * MiB });
+    const hostPool = createPool({ device: host, detectLeaks: false });
+    expect(hostPool.policy.name).toBe('bestFitPools');
+    hostPool.acquire(200 * MiB).release();
+    hostPool.checkInvariants();
+    hostPool.destroy();
+    expect(host.usedBytes).toBe(0);
+    // The same with an arenaBytes of the limit, for every policy.
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    for (const name of policyNames()) {
+      const pool = createPool({ device, policy: name, limitBytes: 128 * MiB, arenaBytes: 128 * MiB });
+      pool.acquire(120 * MiB).release();
+      pool.checkInvariants();
+      pool.destroy();
+    }
+    expect(device.usedBytes).toBe(0);
   });
 
   it('a release whose stream the device refuses throws, and the block stays live and releasable', () => {
@@ -174,5 +305,45 @@ describe('pool edge cases', () => {
     block.release();
     pool.destroy();
     expect(inner.usedBytes).toBe(0);
+  });
+});
+
+describe('isGpuPoolError', () => {
+  it('recognises every error the pool throws on purpose, the argument errors included', () => {
+    const pool = createPool({
+      device: new SimulatedDevice({ capacityBytes: 64 * MiB }),
+      limitBytes: 16 * MiB,
+    });
+    const thrown = (fn: () => unknown): unknown => {
+      try {
+        fn();
+      } catch (error) {
+        return error;
+      }
+      throw new Error('expected a throw');
+    };
+    const block = pool.acquire(512);
+    block.release();
+    const errors = [
+      thrown(() => pool.acquire('many' as never)), // InvalidArgumentError, a TypeError
+      thrown(() => pool.acquire(-1)), // ArgumentRangeError, a RangeError
+      thrown(() => pool.acquire(32 * MiB)), // OutOfMemoryError
+      thrown(() => block.release()), // DoubleReleaseError
+    ];
+    expect(errors.map((e) => (e as { code: string }).code)).toEqual([
+      'ERR_GPUPOOL_ARGUMENT',
+      'ERR_GPUPOOL_RANGE',
+      'ERR_GPUPOOL_OUT_OF_MEMORY',
+      'ERR_GPUPOOL_DOUBLE_RELEASE',
+    ]);
+    for (const e of errors) expect(isGpuPoolError(e)).toBe(true);
+    for (const other of [
+      new TypeError('x'),
+      { code: 'ERR_GPUPOOL_ARGUMENT' },
+      'ERR_GPUPOOL_RANGE',
+      undefined,
+    ])
+      expect(isGpuPoolError(other)).toBe(false);
+    pool.destroy();
   });
 });

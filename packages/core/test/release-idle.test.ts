@@ -69,6 +69,48 @@ describe('releaseIdle', () => {
     pool.destroy();
   });
 
+  it('keeps the lowest empty pages, where placement looks first: prewarmed shapes need no device call after', () => {
+    for (const allocationBytes of [PAGE, 4 * PAGE]) {
+      const device = new SimulatedDevice({ capacityBytes: GiB, allocationBytes });
+      const pool = createPool({ device, policy: 'bestFit', retainMinBytes: 0, blockCacheBytes: 0 });
+      const shape = { shape: [4 * MiB], dtype: 'uint8' as const };
+      pool.prewarm([{ ...shape, count: 4 }]); // pages 0–7, the floor
+      const held = [0, 1, 2, 3].map(() => pool.acquire(shape));
+      pool.acquire(16 * MiB).release(); // pages 8–15, above them
+      for (const b of held) b.release();
+      pool.releaseIdle();
+      expect(pool.releaseIdle()).toBe(16 * MiB);
+      expect(pool.stats().reservedBytes).toBe(16 * MiB);
+      const calls = pool.stats().allocations;
+      const again = [0, 1, 2, 3].map(() => pool.acquire(shape));
+      expect(pool.stats().allocations, `allocationBytes ${allocationBytes}`).toBe(calls);
+      for (const b of again) b.release();
+      pool.checkInvariants();
+      pool.destroy();
+      expect(device.usedBytes).toBe(0);
+    }
+  });
+
+  it('prewarm keeps its memory mapped under retainFraction, until trim()', () => {
+    for (const retainFraction of [0, 0.5]) {
+      const device = new SimulatedDevice({ capacityBytes: GiB });
+      const pool = createPool({ device, retainFraction, retainMinBytes: 0, blockCacheBytes: 0 });
+      const shape = { shape: [4 * MiB], dtype: 'uint8' as const };
+      pool.prewarm([{ ...shape, count: 4 }]);
+      // Releasing the prewarmed blocks unmapped them at once: the floor was set only afterwards.
+      expect(pool.stats().reservedBytes, `retainFraction ${retainFraction}`).toBe(16 * MiB);
+      const calls = pool.stats().allocations;
+      const blocks = [0, 1, 2, 3].map(() => pool.acquire(shape));
+      expect(pool.stats().allocations).toBe(calls);
+      for (const b of blocks) b.release();
+      expect(pool.stats().reservedBytes).toBe(16 * MiB);
+      pool.checkInvariants();
+      expect(pool.trim()).toBe(16 * MiB);
+      pool.destroy();
+      expect(device.usedBytes).toBe(0);
+    }
+  });
+
   it('is 0 for segment pools and after destroy', () => {
     const device = new SimulatedDevice({ capacityBytes: GiB, vmm: false });
     const pool = createPool({ device });

@@ -670,6 +670,7 @@ export class CudaDevice implements Device {
         this.#invoke('destroyEvent', () => this.#native.destroyEvent(e));
         this.#events.delete(e);
       },
+      hasStream: (stream: StreamHandle): boolean => this.#streams.has(stream),
     };
   }
 

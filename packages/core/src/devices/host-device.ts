@@ -9,7 +9,12 @@
  */
 import { constants as bufferConstants } from 'node:buffer';
 import type { BlockLike, DeviceData } from '../device.js';
-import { ArgumentRangeError, InvalidArgumentError, ReleasedBlockError } from '../errors.js';
+import {
+  ArgumentRangeError,
+  InvalidArgumentError,
+  PoolDestroyedError,
+  ReleasedBlockError,
+} from '../errors.js';
 import { alignUp, MiB } from '../units.js';
 import { checkCapacity, StandInDevice, type StandInDeviceOptions } from './stand-in-device.js';
 
@@ -153,7 +158,8 @@ export class HostDevice extends StandInDevice {
     try {
       ptr = block.ptr;
     } catch (error) {
-      if (error instanceof ReleasedBlockError) throw error;
+      // A released block, or one whose pool was destroyed: say so rather than "not a block".
+      if (error instanceof ReleasedBlockError || error instanceof PoolDestroyedError) throw error;
       throw new InvalidArgumentError('block', 'must be a block (an object with ptr and bytes)', block);
     }
     if (typeof ptr !== 'bigint' || !Number.isSafeInteger(block.bytes) || block.bytes < 0) {

@@ -422,6 +422,7 @@ export abstract class StandInDevice implements Device {
         event(e, 'destroyEvent');
         this.simEvents.delete(e);
       },
+      hasStream: (s) => this.simStreams.has(s),
     };
   }
 }

@@ -20,8 +20,8 @@
  * - `freeBytes()`, `largestFreeBytes()`, `forEachFree(visit)`: what is free, for stats and snapshots.
  *
  * Optional: `addArena(address, bytes)`: like addRange, for a range far larger than any block (a VMM
- * arena's address space, given once), which a policy may divide into regions; without it the
- * backing calls addRange.
+ * arena's address space, given once, at least twice the most the pool may hold), which a policy may
+ * divide into regions; without it, or for a smaller arena, the backing calls addRange.
  *
  * Optional: `checkInvariants()`: recounts the policy's own structures (lists, bins, counters) and
  * returns a description of the first mismatch, or undefined. Expensive: for tests and debugging;

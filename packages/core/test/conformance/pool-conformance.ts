@@ -594,6 +594,27 @@ export function poolConformanceSuite(
       const eventsStayPending = () =>
         typeof (device as unknown as { completeAllWork?: unknown }).completeAllWork === 'function';
 
+      it('refuses a stream the device does not have (unknown or destroyed), leaving the pool as it was', () => {
+        if (!hasStreams() || device.streams!.hasStream === undefined) return;
+        const streams = device.streams!;
+        const pool = makePool();
+        const held = pool.acquire(4096);
+        const gone = streams.createStream();
+        streams.destroyStream(gone);
+        const before = observableState(pool);
+        for (const stream of [gone, 987_654]) {
+          expectCode(() => pool.acquire(4096, { stream }), 'ERR_GPUPOOL_RANGE', 'stream');
+        }
+        expect(observableState(pool)).toEqual(before);
+        const live = streams.createStream();
+        const ok = pool.acquire(4096, { stream: live });
+        ok.release();
+        held.release();
+        streams.synchronizeStream(live);
+        streams.destroyStream(live);
+        pool.destroy();
+      });
+
       it('a block carries its stream and is reused at once on that stream', () => {
         if (!hasStreams()) return;
         const streams = device.streams!;
