@@ -49,6 +49,9 @@ import {
   MAP_MAPPED,
   MAP_MAPPING,
   MAP_UNMAPPED,
+  MAP_UNMAPPING,
+  MERGE_APPLY,
+  MERGE_REJECT,
   OWNER_FREE,
   ownerIdOf,
   SB_EXPORTED_BLOCKS,
@@ -59,6 +62,13 @@ import {
   SL_CLAIMS,
   SL_DEAD,
   SL_GENERATION,
+  SL_MERGE_COUNT,
+  SL_MERGE_FIRST,
+  SL_MERGE_KEY,
+  SL_MERGE_POS,
+  SL_MERGE_STATE,
+  SL_MERGE_SUM,
+  SL_MERGE_TALLY,
   SL_OWNER_ID,
   SL_QUEUE_HEAD,
   SL_QUEUE_TAIL,
@@ -302,6 +312,7 @@ export class SharedArena implements LayoutShape {
       Atomics.store(w, sliceIndex(this, slot, SL_REMOTE_FREES_PUSHED), 0);
       Atomics.store(w, sliceIndex(this, slot, SL_SUPERBLOCKS_PEAK), 0);
       Atomics.store(w, sliceIndex(this, slot, SL_DEAD), 0);
+      Atomics.store(w, sliceIndex(this, slot, SL_MERGE_STATE), 0);
       Atomics.store(w, sliceIndex(this, slot, SL_THREAD_ID), threadId);
       Atomics.store(w, sliceIndex(this, slot, SL_OWNER_ID), ownerId);
       // ACTIVE last: producers that read ACTIVE then see the new ownerId.
@@ -404,9 +415,17 @@ export class SharedArena implements LayoutShape {
     const at = directoryIndex(first, SB_MAP_STATE);
     const state = Atomics.load(w, at);
     if (state === MAP_MAPPED) {
-      this.device.unmap(this.range, first * this.superblockBytes, count * this.superblockBytes);
-    } else if (state === MAP_MAPPING) {
-      // A thread died inside map(): the call either mapped the whole run or nothing.
+      Atomics.store(w, at, MAP_UNMAPPING);
+      try {
+        this.device.unmap(this.range, first * this.superblockBytes, count * this.superblockBytes);
+      } catch (error) {
+        // Refused: the run stays owned and mapped (a later call tries again).
+        Atomics.store(w, at, MAP_MAPPED);
+        throw error;
+      }
+    } else if (state === MAP_MAPPING || state === MAP_UNMAPPING) {
+      // A thread died inside (or just after) map() or unmap(): the call either did the whole run
+      // or nothing.
       try {
         this.device.unmap(this.range, first * this.superblockBytes, count * this.superblockBytes);
       } catch (error) {
@@ -499,13 +518,15 @@ export class SharedArena implements LayoutShape {
   }
 
   /**
-   * Pops up to `limit` entries of `slot`'s queue (single consumer: the owner, or the creator for an
-   * orphaned slot). Stops at a cell whose producer has not finished writing.
+   * Takes up to `limit` entries off `slot`'s queue (single consumer: the owner, or the creator for
+   * an orphaned slot). Stops at a cell whose producer has not finished writing. Each entry is
+   * visited before it leaves the queue (see SL_MERGE_STATE: a thread that ends in between leaves
+   * it for the adopter), and leaves it even if `visit` throws.
    */
   drainQueue(
     slot: number,
     limit: number,
-    visit: (offsetBytes: number, blockId: number, ownerId: number) => void,
+    visit: (offsetBytes: number, blockId: number, ownerId: number, pos: number) => void,
   ): number {
     const w = this.words;
     const headAt = sliceIndex(this, slot, SL_QUEUE_HEAD);
@@ -514,19 +535,87 @@ export class SharedArena implements LayoutShape {
     let n = 0;
     while (n < limit) {
       const cell = head & mask;
-      const seqAt = cellIndex(this, slot, cell, CELL_SEQ);
-      if (Atomics.load(w, seqAt) !== ((head + 1) | 0)) break;
+      if (Atomics.load(w, cellIndex(this, slot, cell, CELL_SEQ)) !== ((head + 1) | 0)) break;
       const offsetBytes = w[cellIndex(this, slot, cell, CELL_OFFSET_GRANULES)]! * GRANULE_BYTES;
       const blockId = w[cellIndex(this, slot, cell, CELL_BLOCK_ID)]!;
       const ownerId = w[cellIndex(this, slot, cell, CELL_OWNER_ID)]!;
-      // Hands the cell back to producers one lap later.
-      Atomics.store(w, seqAt, (head + this.queueCells) | 0);
-      head = (head + 1) | 0;
-      Atomics.store(w, headAt, head);
       n++;
-      visit(offsetBytes, blockId, ownerId);
+      try {
+        visit(offsetBytes, blockId, ownerId, head);
+      } finally {
+        this.popQueue(slot, head);
+      }
+      head = (head + 1) | 0;
     }
     return n;
+  }
+
+  /** Takes the entry at position `pos` (the head) off `slot`'s queue. */
+  private popQueue(slot: number, pos: number): void {
+    const w = this.words;
+    // Hands the cell back to producers one lap later.
+    Atomics.store(
+      w,
+      cellIndex(this, slot, pos & (this.queueCells - 1), CELL_SEQ),
+      (pos + this.queueCells) | 0,
+    );
+    Atomics.store(w, sliceIndex(this, slot, SL_QUEUE_HEAD), (pos + 1) | 0);
+  }
+
+  /**
+   * Owner only, before it applies (or rejects) the remote free at queue position `pos`: records
+   * what that changes as it is now (SL_MERGE_STATE), for the adopter if this thread ends midway.
+   */
+  logMerge(slot: number, pos: number, verdict: number, first: number, key: number): void {
+    const w = this.words;
+    const at = (f: number) => sliceIndex(this, slot, f);
+    Atomics.store(w, at(SL_MERGE_STATE), 0);
+    w[at(SL_MERGE_POS)] = pos;
+    if (verdict === MERGE_APPLY) {
+      w[at(SL_MERGE_FIRST)] = first;
+      w[at(SL_MERGE_KEY)] = key;
+      w[at(SL_MERGE_SUM)] = Atomics.load(w, directoryIndex(first, SB_EXPORTED_SUM));
+      w[at(SL_MERGE_COUNT)] = Atomics.load(w, directoryIndex(first, SB_EXPORTED_BLOCKS));
+      w[at(SL_MERGE_TALLY)] = Atomics.load(w, at(SL_REMOTE_FREES_MERGED));
+    } else {
+      w[at(SL_MERGE_TALLY)] = Atomics.load(w, at(SL_REMOTE_FREES_REJECTED));
+    }
+    // Published last: the adopter that reads a verdict sees the fields above.
+    Atomics.store(w, at(SL_MERGE_STATE), verdict);
+  }
+
+  /** Owner only: no merge in progress (after its last entry left the queue). */
+  clearMergeLog(slot: number): void {
+    Atomics.store(this.words, sliceIndex(this, slot, SL_MERGE_STATE), 0);
+  }
+
+  /**
+   * Adopter: finishes the remote free the owner was merging when its thread ended. Only the owner
+   * changed these words while it lived, so each one still equal to its logged value is a step not
+   * taken yet: the adopter takes it, then takes the entry off the queue if it is still on it.
+   */
+  private finishMerge(slot: number): void {
+    const w = this.words;
+    const at = (f: number) => sliceIndex(this, slot, f);
+    const verdict = Atomics.load(w, at(SL_MERGE_STATE));
+    if (verdict === 0) return;
+    const pos = w[at(SL_MERGE_POS)]!;
+    if (Atomics.load(w, at(SL_QUEUE_HEAD)) === pos) {
+      if (verdict === MERGE_APPLY) {
+        const first = w[at(SL_MERGE_FIRST)]!;
+        const sumAt = directoryIndex(first, SB_EXPORTED_SUM);
+        const countAt = directoryIndex(first, SB_EXPORTED_BLOCKS);
+        if (Atomics.load(w, sumAt) === w[at(SL_MERGE_SUM)]) Atomics.sub(w, sumAt, w[at(SL_MERGE_KEY)]!);
+        if (Atomics.load(w, countAt) === w[at(SL_MERGE_COUNT)]) Atomics.sub(w, countAt, 1);
+        if (Atomics.load(w, at(SL_REMOTE_FREES_MERGED)) === w[at(SL_MERGE_TALLY)])
+          Atomics.add(w, at(SL_REMOTE_FREES_MERGED), 1);
+      } else if (verdict === MERGE_REJECT) {
+        if (Atomics.load(w, at(SL_REMOTE_FREES_REJECTED)) === w[at(SL_MERGE_TALLY)])
+          Atomics.add(w, at(SL_REMOTE_FREES_REJECTED), 1);
+      }
+      this.popQueue(slot, pos);
+    }
+    Atomics.store(w, at(SL_MERGE_STATE), 0);
   }
 
   noteDroppedRemoteFree(): void {
@@ -602,6 +691,7 @@ export class SharedArena implements LayoutShape {
     let returned = 0;
     let merged = 0;
     let rejected = 0;
+    this.finishMerge(slot);
     this.drainQueue(slot, this.queueCells, (offsetBytes, blockId, entryOwner) => {
       const first = this.runFirstOf(Math.floor(offsetBytes / this.superblockBytes));
       const key = `${offsetBytes}:${blockId}`;

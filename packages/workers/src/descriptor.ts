@@ -21,12 +21,13 @@ import {
 } from '@gpupool/core';
 import { SharedArena } from './arena.js';
 import { NotExportableError, UnknownArenaError } from './errors.js';
-import { GRANULE_BYTES, SLOT_FREE, slotOfOwnerId } from './layout.js';
+import { GRANULE_BYTES } from './layout.js';
 import { isSlicePool } from './slice-pool.js';
 import {
-  pushDeferredFrees,
   register,
   registry,
+  relayName,
+  releaseRemote,
   type ThreadArena,
   workerBootstrap,
 } from './thread-context.js';
@@ -43,8 +44,6 @@ export interface BlockDescriptor {
   readonly shape: readonly number[] | undefined;
   readonly dtype: DType | undefined;
 }
-
-const DEFERRED_RETRY_MS = 5;
 
 /** A block owned by another thread's slice. Release it here; the owner merges the free. */
 export class RemoteBlock implements BlockLike, Disposable {
@@ -183,34 +182,6 @@ function contextFor(arenaId: number): ThreadArena {
   throw new UnknownArenaError(arenaId);
 }
 
-function releaseRemote(context: ThreadArena, ownerId: number, offset: number, id: number): void {
-  const arena = context.arena;
-  const { ownerId: current, state } = arena.slotOwner(slotOfOwnerId(ownerId, arena.sliceSlots));
-  if (current !== ownerId || state === SLOT_FREE) {
-    // The owner and everything it held are back in the arena already.
-    arena.noteDroppedRemoteFree();
-    return;
-  }
-  if (context.deferred.length === 0 && arena.pushRemoteFree(ownerId, offset, id)) return;
-  if (!arena.creator) {
-    // The owner's queue is full. A list kept here would be lost when this worker ends (Piscina ends
-    // idle workers; tasks may exit): the creating thread, which lives until destroy(), keeps it.
-    // A message posted before this thread ends is still delivered.
-    if (context.relay === null) {
-      context.relay = new BroadcastChannel(relayName(arena.arenaId));
-      context.relay.unref();
-    }
-    context.relay.postMessage([ownerId, offset, id]);
-    return;
-  }
-  context.deferred.push(ownerId, offset, id);
-  scheduleRetry(context);
-}
-
-function relayName(arenaId: number): string {
-  return `@gpupool/workers: frees for arena ${arenaId}`;
-}
-
 /** In the creating thread: takes the frees workers could not queue, and keeps them until pushed. */
 export function listenForRelayedFrees(context: ThreadArena): void {
   const channel = new BroadcastChannel(relayName(context.arena.arenaId));
@@ -221,12 +192,4 @@ export function listenForRelayedFrees(context: ThreadArena): void {
   };
   channel.unref();
   context.relay = channel;
-}
-
-function scheduleRetry(context: ThreadArena): void {
-  if (context.retryTimer !== null) return;
-  context.retryTimer = setTimeout(() => {
-    context.retryTimer = null;
-    if (pushDeferredFrees(context) > 0) scheduleRetry(context);
-  }, DEFERRED_RETRY_MS);
 }

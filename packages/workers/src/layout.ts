@@ -17,7 +17,7 @@
  *
  * False sharing: each slice's fields (which its owner reads on every acquire and release: the
  * queue head and tail) sit in their own SLICE_INT32S × 4 = 256-byte stride, with its fields in
- * the first 64 bytes, so the fields of two slices are at least 192 bytes apart, and the slice table
+ * the first 84 bytes, so the fields of two slices are at least 172 bytes apart, and the slice table
  * starts REGION_GAP_INT32S × 4 = 128 bytes after the directory and ends at least as far before
  * the queues. Two words at least 128 bytes apart never share a cache line nor an adjacent-line
  * prefetch pair (128 bytes), whatever the SharedArrayBuffer's own alignment (not 128-byte
@@ -26,7 +26,7 @@
  */
 
 /** Layout version: bump when any offset below changes. */
-export const LAYOUT_MAGIC = 0x67707733; // 'gpw3'
+export const LAYOUT_MAGIC = 0x67707734; // 'gpw4'
 /** Words of padding between the directory and the slice table (128 bytes). */
 export const REGION_GAP_INT32S = 32;
 
@@ -52,7 +52,9 @@ export const HDR_RECLAIMED_REMOTE_FREES = 8;
 /** Atomics.add: remote frees dropped because their owner was gone and its memory already back. */
 export const HDR_DROPPED_REMOTE_FREES = 9;
 /**
- * Atomics.add by a slice whose claim found no free run. Every slice that sees it change gives back
+ * Atomics.add by a slice whose claim found no free run, or whose map of a claimed run the device
+ * refused for lack of memory (its memory can be smaller than the arena's address space: the
+ * superblocks other slices keep empty and mapped hold it). Every slice that sees it change gives back
  * its empty superblocks (on its idle timer or when a run empties), so memory that one idle thread
  * keeps under `emptySuperblocksMax` is not refused to another thread forever.
  */
@@ -69,7 +71,10 @@ export const SB_INT32S = 5;
 export const SB_OWNER = 0;
 /** Index of the first superblock of the run this one was claimed with; written by the owner before it maps. */
 export const SB_RUN_FIRST = 1;
-/** On the run's first superblock: MAP_UNMAPPED / MAP_MAPPING / MAP_MAPPED. Owner-written; the adopter reads it after the owner died. */
+/**
+ * On the run's first superblock: MAP_UNMAPPED / MAP_MAPPING / MAP_MAPPED / MAP_UNMAPPING. Owner-written;
+ * the adopter reads it after the owner died.
+ */
 export const SB_MAP_STATE = 2;
 /**
  * On the run's first superblock: blocks of this run handed to other threads as descriptors and not
@@ -91,8 +96,14 @@ export const MAP_UNMAPPED = 0;
 /** Set before the device call: a thread killed during `map` leaves this, and the adopter tries to unmap. */
 export const MAP_MAPPING = 1;
 export const MAP_MAPPED = 2;
+/**
+ * Set before the device call that gives a run back: a thread killed during or just after `unmap`
+ * (Piscina terminates idle workers, and idle workers give back empty superblocks) leaves this, and
+ * the adopter unmaps only what is still mapped.
+ */
+export const MAP_UNMAPPING = 3;
 
-// ---- slice table: SLICE_INT32S int32 per slot (fields in the first 16, the rest padding) ----
+// ---- slice table: SLICE_INT32S int32 per slot (fields in the first 21, the rest padding) ----
 export const SLICE_INT32S = 64;
 /** SLOT_FREE / SLOT_OPENING / SLOT_ACTIVE / SLOT_ORPHANED. compareExchange FREE → OPENING takes a slot; ACTIVE → ORPHANED starts adoption. */
 export const SL_STATE = 0;
@@ -120,6 +131,25 @@ export const SL_QUEUE_TAIL = 11;
 export const SL_SUPERBLOCKS_PEAK = 12;
 /** 1 once the creator adopted the slot because its thread exited (reclaimed-* statistics); 0 when opened. */
 export const SL_DEAD = 13;
+/**
+ * Owner-only merge log: the remote free at queue position SL_MERGE_POS that the owner is applying
+ * (MERGE_APPLY) or rejecting (MERGE_REJECT), with what it changes as it was before. A thread can
+ * end between any two statements (Piscina terminates idle workers, and idle workers merge): the
+ * adopter finds the log and finishes that entry, applying only what did not change yet, then pops
+ * it. The owner writes the fields, then Atomics.store(SL_MERGE_STATE); it takes the entry off the
+ * queue only after applying it; SL_MERGE_STATE goes back to 0 (Atomics.store) before the next log.
+ */
+export const SL_MERGE_STATE = 14;
+export const SL_MERGE_POS = 15;
+/** The block's run (its first superblock) and exportKey(); the run's SB_EXPORTED_SUM and SB_EXPORTED_BLOCKS before. */
+export const SL_MERGE_FIRST = 16;
+export const SL_MERGE_KEY = 17;
+export const SL_MERGE_SUM = 18;
+export const SL_MERGE_COUNT = 19;
+/** SL_REMOTE_FREES_MERGED (MERGE_APPLY) or SL_REMOTE_FREES_REJECTED (MERGE_REJECT) before. */
+export const SL_MERGE_TALLY = 20;
+export const MERGE_APPLY = 1;
+export const MERGE_REJECT = 2;
 
 export const SLOT_FREE = 0;
 export const SLOT_ACTIVE = 1;

@@ -7,7 +7,8 @@
  * memory, then one device map call); a run that becomes empty is kept while at most
  * `emptySuperblocksMax` superblocks sit empty, else the oldest empty run is returned (unmapped and
  * freed in the directory). After another slice failed to claim (the arena's claim-failure count
- * changed), none is kept: memory this thread does not use goes to the thread that needs it.
+ * changed: no free run, or the device refused to map one), none is kept: memory this thread does
+ * not use goes to the thread that needs it.
  * Invariant: every run in `runs` is owned by `ownerId` and mapped.
  */
 import {
@@ -93,11 +94,7 @@ export class SliceBacking implements Backing {
     if (first < 0) {
       // Other slices may sit on empty superblocks (their allowance): ask them to give those back
       // (unless no arena could ever hold the request).
-      if (count <= this.arena.superblockCount) {
-        // This slice's own failure is no news to it (the pool's recovery trims it anyway).
-        const before = this.arena.noteClaimFailure();
-        if (before === this.claimFailuresSeen) this.claimFailuresSeen = (before + 1) | 0; // int32, as the shared word
-      }
+      if (count <= this.arena.superblockCount) this.askForEmptySuperblocks();
       throw new DeviceOutOfMemoryError(
         'claimSuperblocks',
         count * this.superblockBytes,
@@ -108,6 +105,9 @@ export class SliceBacking implements Backing {
       this.arena.mapRun(first, count);
     } catch (error) {
       this.arena.returnRun(first, count);
+      // The run was free but the device's memory ran out (a GPU's memory can be smaller than the
+      // arena's address space): other slices' empty superblocks hold memory too.
+      if (error instanceof DeviceOutOfMemoryError) this.askForEmptySuperblocks();
       throw error;
     }
     this.calls++;
@@ -144,6 +144,13 @@ export class SliceBacking implements Backing {
         if (!this.giveBack(this.emptyRuns[0]!)) break;
       }
     }
+  }
+
+  /** Makes the other slices give back their empty superblocks (see HDR_CLAIM_FAILURES). */
+  private askForEmptySuperblocks(): void {
+    // This slice's own failure is no news to it (the pool's recovery trims it anyway).
+    const before = this.arena.noteClaimFailure();
+    if (before === this.claimFailuresSeen) this.claimFailuresSeen = (before + 1) | 0; // int32, as the shared word
   }
 
   /**

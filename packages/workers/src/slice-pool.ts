@@ -5,7 +5,8 @@
  * start of the next acquire/release and on an idle timer.
  *
  * Invariants: `exported` holds exactly the live blocks handed out with toDescriptor (kept after
- * destroy(), so a block released here then still comes off its run's count); the shared
+ * destroy(), so a block released here then still comes off its run's count, through the slice's
+ * queue like any remote free, so its adopter counts it once); the shared
  * exported-block count of each run equals the number of its blocks in `exported`; only this
  * thread pops this slice's queue while the slice is active.
  */
@@ -23,6 +24,10 @@ import {
 import type { SharedArena } from './arena.js';
 import type { BlockDescriptor } from './descriptor.js';
 import {
+  exportKey,
+  GRANULE_BYTES,
+  MERGE_APPLY,
+  MERGE_REJECT,
   SL_QUEUE_HEAD,
   SL_QUEUE_TAIL,
   SL_REMOTE_FREES_MERGED,
@@ -31,7 +36,12 @@ import {
 } from './layout.js';
 import { SliceBacking } from './slice-backing.js';
 import type { SliceStats } from './stats.js';
-import { pushDeferredFrees, type SlicePoolSettings, type ThreadArena } from './thread-context.js';
+import {
+  pushDeferredFrees,
+  releaseRemote,
+  type SlicePoolSettings,
+  type ThreadArena,
+} from './thread-context.js';
 
 /** Brand shared by every copy of this package loaded in a thread (ESM and CJS builds). */
 export const SLICE_POOL_BRAND = Symbol.for('@gpupool/workers.SlicePool');
@@ -112,8 +122,16 @@ export class SlicePool extends Pool {
   /** @internal Called by Block.release(). */
   override releaseBlock(block: Block): void {
     // Most blocks never leave their thread: skip the table lookup while nothing is exported.
-    if (this.exported.size !== 0 && block._owner === this && this.exported.get(block.offset) === block)
-      this.unexport(block);
+    if (this.exported.size !== 0 && block._owner === this && this.exported.get(block.offset) === block) {
+      if (this.destroyed) {
+        // The adopter owns this slice's counts now and applies each block's free once, whichever
+        // thread sends it: the same block released through its descriptor too must not count twice.
+        this.exported.delete(block.offset);
+        releaseRemote(this.context, this.ownerId, block.offset, block.id | 0);
+      } else {
+        this.unexport(block);
+      }
+    }
     super.releaseBlock(block);
     if (this.remoteFreesWaiting()) this.mergeRemoteFrees();
   }
@@ -148,17 +166,32 @@ export class SlicePool extends Pool {
     if (this.destroyed) return 0;
     this.flushDeferred();
     let merged = 0;
-    this.arena.drainQueue(this.slot, MERGE_BATCH_MAX, (offsetBytes, blockId, ownerId) => {
+    // Each entry is logged before it changes anything (SL_MERGE_STATE): this thread may end
+    // between any two steps (Piscina terminates idle workers, and idle workers merge), and its
+    // adopter then finishes the entry. Counted as each is applied, before the release (which may
+    // give a superblock back).
+    this.arena.drainQueue(this.slot, MERGE_BATCH_MAX, (offsetBytes, blockId, ownerId, pos) => {
       const block = ownerId === this.ownerId ? this.exported.get(offsetBytes) : undefined;
       if (block === undefined || (block.id | 0) !== blockId || block._owner !== this) {
+        this.arena.logMerge(this.slot, pos, MERGE_REJECT, -1, 0);
         this.arena.count(this.slot, SL_REMOTE_FREES_REJECTED);
         return;
       }
-      this.unexport(block);
+      const first = this.slice.runFirstOf(offsetBytes);
+      this.arena.logMerge(
+        this.slot,
+        pos,
+        MERGE_APPLY,
+        first,
+        exportKey(offsetBytes / GRANULE_BYTES, blockId),
+      );
+      this.exported.delete(offsetBytes);
+      this.arena.addExported(first, -1, offsetBytes, blockId);
+      this.arena.count(this.slot, SL_REMOTE_FREES_MERGED);
       super.releaseBlock(block);
       merged++;
     });
-    if (merged > 0) this.arena.count(this.slot, SL_REMOTE_FREES_MERGED, merged);
+    this.arena.clearMergeLog(this.slot);
     return merged;
   }
 

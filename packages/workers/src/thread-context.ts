@@ -7,8 +7,9 @@
  * (creating thread only) holds remote frees whose owner's queue was full, retried until pushed
  * (never dropped). Other threads send such frees to the creating thread over `relay`.
  */
-import { type BroadcastChannel, workerData } from 'node:worker_threads';
+import { BroadcastChannel, workerData } from 'node:worker_threads';
 import type { ArenaHandle, SharedArena } from './arena.js';
+import { SLOT_FREE, slotOfOwnerId } from './layout.js';
 
 /** workerData key under which createWorkerPool passes the arena to its workers. */
 export const WORKER_DATA_KEY = '@gpupool/workers';
@@ -60,6 +61,49 @@ export function pushDeferredFrees(context: ThreadArena): number {
   }
   d.length = kept;
   return kept;
+}
+
+const DEFERRED_RETRY_MS = 5;
+
+/**
+ * Frees block (`offset`, `id`) of `ownerId`'s slice from this thread: onto the owner's remote-free
+ * queue, or (queue full) to the creating thread, which keeps it until pushed; dropped if the owner
+ * and everything it held are back in the arena already.
+ */
+export function releaseRemote(context: ThreadArena, ownerId: number, offset: number, id: number): void {
+  const arena = context.arena;
+  const { ownerId: current, state } = arena.slotOwner(slotOfOwnerId(ownerId, arena.sliceSlots));
+  if (current !== ownerId || state === SLOT_FREE) {
+    // The owner and everything it held are back in the arena already.
+    arena.noteDroppedRemoteFree();
+    return;
+  }
+  if (context.deferred.length === 0 && arena.pushRemoteFree(ownerId, offset, id)) return;
+  if (!arena.creator) {
+    // The owner's queue is full. A list kept here would be lost when this worker ends (Piscina ends
+    // idle workers; tasks may exit): the creating thread, which lives until destroy(), keeps it.
+    // A message posted before this thread ends is still delivered.
+    if (context.relay === null) {
+      context.relay = new BroadcastChannel(relayName(arena.arenaId));
+      context.relay.unref();
+    }
+    context.relay.postMessage([ownerId, offset, id]);
+    return;
+  }
+  context.deferred.push(ownerId, offset, id);
+  scheduleRetry(context);
+}
+
+export function relayName(arenaId: number): string {
+  return `@gpupool/workers: frees for arena ${arenaId}`;
+}
+
+function scheduleRetry(context: ThreadArena): void {
+  if (context.retryTimer !== null) return;
+  context.retryTimer = setTimeout(() => {
+    context.retryTimer = null;
+    if (pushDeferredFrees(context) > 0) scheduleRetry(context);
+  }, DEFERRED_RETRY_MS);
 }
 
 interface Registry {

@@ -86,6 +86,41 @@ describe(`descriptors with altered fields (${DEVICE_KIND})`, () => {
     expect(wp.stats().arena.ownedSuperblocks).toBe(0);
     wp.arena.checkDirectory();
   });
+
+  it.each(['descriptor first', 'block first'])(
+    'an exported block released twice after its slice pool was destroyed (%s) counts once: a later block in its superblock keeps it',
+    (order) => {
+      const wp = pool({ minThreads: 0, arenaBytes: SUPERBLOCK }); // one superblock: the later block lands in it
+      const old = wp.mainPool;
+      const block = old.acquire(1000);
+      const d = toDescriptor(block);
+      old.destroy(); // the run stays owned: d is out
+      const releaseDescriptor = () => {
+        fromDescriptor(d).release(); // a RemoteBlock here: this thread's slice is another now
+        wp.reclaim();
+      };
+      if (order === 'descriptor first') releaseDescriptor();
+      else block.release();
+      wp.reclaim();
+      expect(wp.stats().arena.ownedSuperblocks).toBe(0);
+      // A new slice takes the superblock and hands out a block of it.
+      const fresh = wp.mainPool;
+      const later = fresh.acquire(1000);
+      const d2 = toDescriptor(later);
+      expect(wp.arena.exportedOf(0)).toBe(1);
+      // The second release of the first block: it must not come off the later block's count.
+      if (order === 'descriptor first') block.release();
+      else expect(catchError(releaseDescriptor)).toMatchObject({ code: 'ERR_GPUPOOL_RELEASED_BLOCK' });
+      wp.reclaim();
+      expect(wp.arena.exportedOf(0)).toBe(1);
+      fresh.destroy(); // d2 is out: its superblock stays owned
+      expect(wp.stats().arena.ownedSuperblocks).toBe(1);
+      fromDescriptor(d2).release();
+      wp.reclaim();
+      expect(wp.stats().arena.ownedSuperblocks).toBe(0);
+      wp.arena.checkDirectory();
+    },
+  );
 });
 
 worker(`descriptors across threads (${DEVICE_KIND})`, () => {

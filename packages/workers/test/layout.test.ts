@@ -8,6 +8,7 @@ import {
   type LayoutShape,
   layoutBytes,
   SB_INT32S,
+  SL_MERGE_TALLY,
   SL_QUEUE_HEAD,
   SL_QUEUE_TAIL,
   SL_STATE,
@@ -28,7 +29,7 @@ describe('shared layout: no false sharing between slices', () => {
   it.each(shapes)(
     '%j: each slice’s fields are ≥ 128 bytes from every other slice’s and from the other regions',
     (shape) => {
-      const fields = [SL_STATE, SL_QUEUE_HEAD, SL_QUEUE_TAIL, SL_SUPERBLOCKS_PEAK];
+      const fields = [SL_STATE, SL_QUEUE_HEAD, SL_QUEUE_TAIL, SL_SUPERBLOCKS_PEAK, SL_MERGE_TALLY];
       const firstField = Math.min(...fields);
       const lastField = Math.max(...fields);
       expect(lastField).toBeLessThan(SLICE_INT32S);

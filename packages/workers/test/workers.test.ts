@@ -1,6 +1,14 @@
-import { ArgumentRangeError, type Block, InvalidArgumentError, MiB, OutOfMemoryError } from '@gpupool/core';
+import {
+  ArgumentRangeError,
+  type Block,
+  type HostDevice,
+  InvalidArgumentError,
+  MiB,
+  OutOfMemoryError,
+} from '@gpupool/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  type BlockDescriptor,
   createWorkerPool,
   fromDescriptor,
   NoArenaError,
@@ -248,6 +256,53 @@ worker(
   },
 );
 
+worker(`threads that end in the middle of an arena operation (${DEVICE_KIND})`, () => {
+  it('a worker ended just after it unmapped a superblock it was giving back: the main thread adopts its slice', async () => {
+    const wp = pool({ minThreads: 1, maxThreads: 1 });
+    await wp.run({ bytes: 1000 }, { name: 'exitWhileGivingBack' }).catch(() => {});
+    await waitFor(() => wp.stats().arena.reclaimedSlices === 1);
+    await waitFor(() => wp.stats().arena.ownedSuperblocks === 0, 5_000);
+    wp.arena.checkDirectory();
+    await wp.destroy();
+    // Nothing left mapped (unmapped once, not twice: the adopter's unmap did not throw).
+    if (DEVICE_KIND === 'host') expect((wp.arena.device as HostDevice).usedBytes).toBe(0);
+  });
+
+  it('a worker ended while it merged remote frees (the run the last one emptied going back): every merged free counts', async () => {
+    const wp = pool({ minThreads: 1, maxThreads: 1, emptySuperblocksMax: 0 });
+    // Blocks above the pool's block cache (64 KiB): a free empties its bytes at once.
+    const descriptors = await wp.run<BlockDescriptor[]>(
+      { blocks: 3, bytes: 1 * MiB, fill: 7 },
+      { name: 'exportBlocks' },
+    );
+    expect(wp.stats().arena.ownedSuperblocks).toBe(1);
+    await wp.run({}, { name: 'exitAfterNextUnmap' });
+    // The worker merges the three frees on its idle timer; the last one empties its superblock.
+    for (const d of descriptors) fromDescriptor(d).release();
+    await waitFor(() => wp.stats().arena.reclaimedSlices === 1);
+    await waitFor(() => wp.stats().arena.ownedSuperblocks === 0, 5_000);
+    const dead = wp.stats().arena.slices.find((s) => s.ownerId === descriptors[0]!.owner)!;
+    expect(dead).toMatchObject({ remoteFreesPushed: 3, remoteFreesMerged: 3, remoteFreesRejected: 0 });
+    wp.arena.checkDirectory();
+  });
+  it('a worker ended between taking a remote free off its queue and applying it: its adopter applies it', async () => {
+    const wp = pool({ minThreads: 1, maxThreads: 1 });
+    const descriptors = await wp.run<BlockDescriptor[]>(
+      { blocks: 2, bytes: 1 * MiB, fill: 7 },
+      { name: 'exportBlocks' },
+    );
+    await wp.run({}, { name: 'exitBeforeNextExportedChange' });
+    fromDescriptor(descriptors[0]!).release(); // merged on the worker's idle timer: it ends there
+    await waitFor(() => wp.stats().arena.reclaimedSlices === 1);
+    fromDescriptor(descriptors[1]!).release(); // merged by the adopter
+    await waitFor(() => wp.stats().arena.ownedSuperblocks === 0, 5_000).catch(() => {});
+    const dead = wp.stats().arena.slices.find((s) => s.ownerId === descriptors[0]!.owner)!;
+    expect(dead).toMatchObject({ remoteFreesPushed: 2, remoteFreesMerged: 2, remoteFreesRejected: 0 });
+    expect(wp.stats().arena.ownedSuperblocks).toBe(0);
+    wp.arena.checkDirectory();
+  });
+});
+
 worker(`sharing the arena between threads (${DEVICE_KIND})`, () => {
   it('a slice out of superblocks gets back the empty ones an idle thread keeps', async () => {
     const wp = pool({ minThreads: 1, maxThreads: 1, arenaBytes: 6 * SUPERBLOCK });
@@ -272,6 +327,37 @@ worker(`sharing the arena between threads (${DEVICE_KIND})`, () => {
     expect(block!.bytes).toBe(6 * SUPERBLOCK);
     wp.arena.checkDirectory();
   });
+
+  it.skipIf(DEVICE_KIND !== 'host')(
+    'a slice whose map the device refuses (memory, not address space, ran out) gets back the empty superblocks an idle thread keeps',
+    async () => {
+      const wp = pool({ minThreads: 1, maxThreads: 1, arenaBytes: 6 * SUPERBLOCK });
+      const filled = await wp.run<{ acquired: number; superblocksKept: number }>(
+        { bytes: SUPERBLOCK },
+        { name: 'fillAndEmpty' },
+      );
+      expect(filled).toEqual({ acquired: 6, superblocksKept: 2 });
+      // As on a GPU whose memory is smaller than the arena's address space: the device maps the
+      // three superblocks asked for below only while at most one other is mapped.
+      const device = wp.arena.device as HostDevice;
+      device.setFaults((call) => call === 'map' && device.usedBytes > SUPERBLOCK);
+      const main = wp.mainPool;
+      // The worker keeps two empty superblocks mapped: the run is free in the arena, but its map fails…
+      expect(() => main.acquire(3 * SUPERBLOCK)).toThrow(OutOfMemoryError);
+      // …and that asks the other slices to give their empty superblocks back, as a failed claim does.
+      let block: Block | undefined;
+      await waitFor(() => {
+        try {
+          block = main.acquire(3 * SUPERBLOCK);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 5_000);
+      expect(block!.bytes).toBe(3 * SUPERBLOCK);
+      wp.arena.checkDirectory();
+    },
+  );
 
   it('destroy() called twice: both calls resolve once everything is back', async () => {
     const wp = pool({ minThreads: 1, maxThreads: 1 });
