@@ -160,6 +160,24 @@ export class InjectedFaultError extends DeviceOutOfMemoryError {
   }
 }
 
+const DEVICE_ERROR_CODES: ReadonlySet<unknown> = new Set([
+  'ERR_GPUPOOL_DEVICE',
+  'ERR_GPUPOOL_DEVICE_OUT_OF_MEMORY',
+  'ERR_GPUPOOL_INJECTED_FAULT',
+]);
+
+/**
+ * A DeviceError (or subclass), recognised by its code as well: a device loaded through the other
+ * module format (CudaDevice required as CommonJS in a worker, the pool imported as ESM) throws
+ * errors of another copy of this class, which `instanceof` does not see.
+ */
+export function isDeviceError(error: unknown): boolean {
+  return (
+    error instanceof DeviceError ||
+    (error instanceof Error && DEVICE_ERROR_CODES.has((error as { code?: unknown }).code))
+  );
+}
+
 const REFUSAL_CODES: ReadonlySet<unknown> = new Set([
   'ERR_GPUPOOL_DEVICE_OUT_OF_MEMORY',
   'ERR_GPUPOOL_INJECTED_FAULT',

@@ -38,6 +38,8 @@ export {
   InjectedFaultError,
   InvalidArgumentError,
   InvariantError,
+  isDeviceError,
+  isDeviceRefusal,
   isGpuPoolError,
   OutOfMemoryError,
   PoolDestroyedError,

@@ -31,7 +31,7 @@
  */
 import type { ArenaRef, ArenaSnapshot, Backing } from './backing.js';
 import type { AddressRange, Device } from './device.js';
-import { DeviceError, DeviceOutOfMemoryError, isDeviceRefusal } from './errors.js';
+import { DeviceError, DeviceOutOfMemoryError, isDeviceError, isDeviceRefusal } from './errors.js';
 import type { MappedFit, Policy } from './policies/policy.js';
 
 export interface VmmBackingOptions {
@@ -242,7 +242,7 @@ export class VmmBacking implements Backing, MappedFit {
     try {
       this.releaseEmpty(this.emptyGroupPages - keepPages, -1, -1, this.emptyGroupPages - floorPages);
     } catch (error) {
-      if (!(error instanceof DeviceError)) throw error;
+      if (!isDeviceError(error)) throw error;
     }
   }
 

@@ -13,6 +13,7 @@ import {
   type Device,
   DeviceError,
   DeviceOutOfMemoryError,
+  isDeviceError,
   MiB,
   type Pool,
   policyNames,
@@ -83,6 +84,37 @@ describe('a device that refuses to take memory back', () => {
     expect(pool.stats().reservedBytes).toBeLessThanOrEqual(2 * PAGE_BYTES);
     kept.release();
     pool.checkInvariants();
+    pool.destroy();
+    expect(inner.usedBytes).toBe(0);
+  });
+
+  it('a refusal thrown by another copy of DeviceError (the other module format) is one all the same', () => {
+    // A CudaDevice required as CommonJS throws the CommonJS build's classes into an ESM pool.
+    class ForeignDeviceError extends Error {
+      readonly code = 'ERR_GPUPOOL_DEVICE';
+      readonly call = 'unmap';
+    }
+    const inner = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    let refuseUnmap = false;
+    const device = Object.create(inner, {
+      unmap: {
+        value(...args: unknown[]) {
+          if (refuseUnmap) throw new ForeignDeviceError('unmap: refused by the test');
+          return (inner.unmap as (...a: unknown[]) => unknown).apply(inner, args);
+        },
+      },
+    }) as Device;
+    expect(isDeviceError(new ForeignDeviceError('x'))).toBe(true);
+    expect(isDeviceError(new Error('x'))).toBe(false);
+    const pool = createPool({ device, retainFraction: 0, retainMinBytes: 0, detectLeaks: false });
+    const kept = pool.acquire(MiB);
+    const block = pool.acquire(8 * MiB);
+    refuseUnmap = true;
+    block.release(); // the unmap on the way is refused: best effort, the release completes
+    refuseUnmap = false;
+    expect(pool.stats().liveBytes).toBe(MiB);
+    pool.checkInvariants();
+    kept.release();
     pool.destroy();
     expect(inner.usedBytes).toBe(0);
   });

@@ -19,6 +19,7 @@ import {
   DeviceError,
   InvalidArgumentError,
   InvariantError,
+  isDeviceError,
   isPowerOfTwo,
 } from '@gpupool/core';
 import { canAdoptRanges, type DeviceShare, openSharedDevice, shareDevice } from './device-link.js';
@@ -429,7 +430,8 @@ export class SharedArena implements LayoutShape {
       try {
         this.device.unmap(this.range, first * this.superblockBytes, count * this.superblockBytes);
       } catch (error) {
-        if (!(error instanceof DeviceError)) throw error;
+        // By code: a CudaDevice opened in a worker is CommonJS, and its errors another copy of the class.
+        if (!isDeviceError(error)) throw error;
       }
     }
     Atomics.store(w, at, MAP_UNMAPPED);

@@ -16,6 +16,7 @@ import {
   type ArenaSnapshot,
   type Backing,
   DeviceOutOfMemoryError,
+  isDeviceRefusal,
   type Policy,
 } from '@gpupool/core';
 import type { SharedArena } from './arena.js';
@@ -107,7 +108,7 @@ export class SliceBacking implements Backing {
       this.arena.returnRun(first, count);
       // The run was free but the device's memory ran out (a GPU's memory can be smaller than the
       // arena's address space): other slices' empty superblocks hold memory too.
-      if (error instanceof DeviceOutOfMemoryError) this.askForEmptySuperblocks();
+      if (isDeviceRefusal(error)) this.askForEmptySuperblocks();
       throw error;
     }
     this.calls++;
