@@ -8,6 +8,7 @@
  * (never dropped). Other threads send such frees to the creating thread over `relay`.
  */
 import { BroadcastChannel, workerData } from 'node:worker_threads';
+import type { PoolOptions } from '@gpupool/core';
 import type { ArenaHandle, SharedArena } from './arena.js';
 import { SLOT_FREE, slotOfOwnerId } from './layout.js';
 
@@ -18,7 +19,7 @@ export interface SlicePoolSettings {
   policy: string | undefined;
   emptySuperblocksMax: number | undefined;
   idleMergeMs: number | undefined;
-  detectLeaks: boolean | undefined;
+  detectLeaks: PoolOptions['detectLeaks'];
 }
 
 export interface WorkerBootstrap {

@@ -9,7 +9,13 @@
  */
 import { availableParallelism } from 'node:os';
 import { threadId as mainThreadId, type Worker } from 'node:worker_threads';
-import { ArgumentRangeError, type Device, InvalidArgumentError, type Pool } from '@gpupool/core';
+import {
+  ArgumentRangeError,
+  type Device,
+  InvalidArgumentError,
+  type Pool,
+  type PoolOptions,
+} from '@gpupool/core';
 import { Piscina } from 'piscina';
 import { DEFAULT_MAX_SLICES, SharedArena, SLICES_MAX } from './arena.js';
 import { listenForRelayedFrees } from './descriptor.js';
@@ -47,8 +53,8 @@ export interface WorkerPoolOptions extends Omit<PiscinaOptions, 'filename' | 'wo
   remoteFreeQueueCells?: number;
   /** Period of the idle merge of remote frees and adoption of orphaned slices (ms, default 25; 0: off). */
   idleMergeMs?: number;
-  /** Leak detection in every slice pool (default true). */
-  detectLeaks?: boolean;
+  /** Leak detection in every slice pool, as core's PoolOptions.detectLeaks (default 'sampled'). */
+  detectLeaks?: PoolOptions['detectLeaks'];
   /** Passed to workers as Piscina's workerData (must be an object); the arena rides along under '@gpupool/workers'. */
   workerData?: Record<string, unknown>;
 }
