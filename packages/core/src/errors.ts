@@ -32,11 +32,19 @@ export class GpuPoolError extends Error {
   }
 }
 
+/**
+ * The `code` of an error, which the predicates below go by rather than by class: a device may throw
+ * errors of another copy of core (a CommonJS and an ESM copy in one process: CudaDevice required in
+ * a worker while the pool is imported), which `instanceof` would miss.
+ */
+function codeOf(error: unknown): unknown {
+  return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+}
+
 /** True for every error gpupool throws on purpose: each carries a `code` starting `ERR_GPUPOOL_`. */
 export function isGpuPoolError(error: unknown): error is Error & { code: string } {
-  if (!(error instanceof Error)) return false;
-  const code: unknown = (error as { code?: unknown }).code;
-  return typeof code === 'string' && code.startsWith('ERR_GPUPOOL_');
+  const code = codeOf(error);
+  return error instanceof Error && typeof code === 'string' && code.startsWith('ERR_GPUPOOL_');
 }
 
 /** A public argument has the wrong type or shape (a `TypeError` for callers that check that). */
@@ -160,40 +168,22 @@ export class InjectedFaultError extends DeviceOutOfMemoryError {
   }
 }
 
-const DEVICE_ERROR_CODES: ReadonlySet<unknown> = new Set([
-  'ERR_GPUPOOL_DEVICE',
-  'ERR_GPUPOOL_DEVICE_OUT_OF_MEMORY',
-  'ERR_GPUPOOL_INJECTED_FAULT',
-]);
-
-/**
- * A DeviceError (or subclass), recognised by its code as well: a device loaded through the other
- * module format (CudaDevice required as CommonJS in a worker, the pool imported as ESM) throws
- * errors of another copy of this class, which `instanceof` does not see.
- */
-export function isDeviceError(error: unknown): boolean {
-  return (
-    error instanceof DeviceError ||
-    (error instanceof Error && DEVICE_ERROR_CODES.has((error as { code?: unknown }).code))
-  );
-}
-
+/** Codes of the refusals: the device had no memory (DeviceOutOfMemoryError, injected faults included). */
 const REFUSAL_CODES: ReadonlySet<unknown> = new Set([
   'ERR_GPUPOOL_DEVICE_OUT_OF_MEMORY',
   'ERR_GPUPOOL_INJECTED_FAULT',
 ]);
+/** Codes of DeviceError and its subclasses. */
+const DEVICE_ERROR_CODES: ReadonlySet<unknown> = new Set([...REFUSAL_CODES, 'ERR_GPUPOOL_DEVICE']);
 
-/**
- * @internal A device refused memory (DeviceOutOfMemoryError, injected faults included), recognised
- * by its stable code as well as by class: a device may throw errors of another copy of core (a
- * CommonJS and an ESM copy in one process, or a native package built against core's dist), which
- * `instanceof` alone would miss.
- */
+/** A DeviceError or a subclass, of any copy of core (by code). */
+export function isDeviceError(error: unknown): boolean {
+  return DEVICE_ERROR_CODES.has(codeOf(error));
+}
+
+/** A device refused memory: DeviceOutOfMemoryError, injected faults included, of any copy of core (by code). */
 export function isDeviceRefusal(error: unknown): boolean {
-  return (
-    error instanceof DeviceOutOfMemoryError ||
-    (typeof error === 'object' && error !== null && REFUSAL_CODES.has((error as { code?: unknown }).code))
-  );
+  return REFUSAL_CODES.has(codeOf(error));
 }
 
 export class TraceFormatError extends GpuPoolError {

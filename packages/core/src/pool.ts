@@ -44,7 +44,6 @@ import type { PoolStats } from './stats.js';
 import { TraceRecorder, type TraceRecorderOptions } from './trace/trace-recorder.js';
 import { grown } from './typed-arrays.js';
 import { alignDown, alignUp, isPowerOfTwo, MiB } from './units.js';
-import { VmmBacking } from './vmm-backing.js';
 
 export type { AcquireOptions, AcquireRequest, PoolOptions, PrewarmSpec };
 
@@ -712,11 +711,12 @@ export class Pool implements BlockOwner, Disposable {
   }
 
   /**
-   * For the OOM message: the largest block that could still be placed, at most. On a page-mapping
-   * backing the policy's runs include address space not mapped yet (the arena is reserved larger
-   * than the device), which the limit and the device's free memory bound; a backing that grows
-   * (segments) may add a range beside the runs it holds. New memory comes in whole pages, so a
-   * limit that is no multiple of the page leaves its last part out of reach.
+   * For the OOM message: the largest block that could still be placed, at most, whatever the
+   * backing. A free run may lie in address space not mapped yet (a page-mapping arena is reserved
+   * larger than the device): no more of it can hold a block than the free memory held plus the new
+   * memory the limit and the device allow. A backing that grows (segments) may instead add a range
+   * of that new memory beside its runs. New memory comes in whole pages, so a limit that is no
+   * multiple of the page leaves its last part out of reach.
    */
   private placeableRunBytes(deviceFreeBytes: number): number {
     const reservedBytes = this.backing.reservedBytes;
@@ -724,11 +724,8 @@ export class Pool implements BlockOwner, Disposable {
     let newBytes = alignDown(Math.max(0, this.limitBytes - reservedBytes), page);
     if (Number.isFinite(deviceFreeBytes))
       newBytes = Math.min(newBytes, alignDown(Math.max(0, deviceFreeBytes), page));
-    const largest = this.policy.largestFreeBytes();
-    if (this.backing instanceof VmmBacking) {
-      return Math.max(0, Math.min(largest, reservedBytes - this.liveBytes + newBytes));
-    }
-    return Math.max(0, Math.min(this.limitBytes - this.liveBytes, Math.max(largest, newBytes)));
+    const inRun = Math.min(this.policy.largestFreeBytes(), reservedBytes - this.liveBytes + newBytes);
+    return Math.max(0, Math.min(this.limitBytes - this.liveBytes, Math.max(inRun, newBytes)));
   }
 
   private tryPlace(sizeBytes: number, alignmentBytes: number, key: string | undefined): number {

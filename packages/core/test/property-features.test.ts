@@ -30,7 +30,16 @@ import {
   policyNames,
   SimulatedDevice,
 } from '../src/index.js';
-import { assertApart, checkProperty, type LiveSpan, same, takeAt } from './helpers/model.js';
+import {
+  addLive,
+  blockBytesArb,
+  checkProperty,
+  definedOnly,
+  type LiveSpan,
+  same,
+  sameBooks,
+  takeAt,
+} from './helpers/model.js';
 
 const PAGE_BYTES = 2 * MiB;
 const RUNS = 120;
@@ -75,11 +84,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     weight: 12,
     arbitrary: fc.record({
       kind: fc.constant('acquire' as const),
-      bytes: fc.oneof(
-        fc.integer({ min: 0, max: 8192 }),
-        fc.integer({ min: 8193, max: 512 * 1024 }),
-        fc.integer({ min: 512 * 1024, max: 9 * MiB }),
-      ),
+      bytes: blockBytesArb(9 * MiB),
       // Negative: by bytes; otherwise an index into SHAPES (repeated keys exercise exactShape).
       shape: fc.integer({ min: -3, max: SHAPES.length - 1 }),
       dtype: fc.nat(DTYPES.length - 1),
@@ -118,8 +123,7 @@ function runSequence(config: Config, ops: readonly Op[]): void {
   const device = host ?? new SimulatedDevice({ ...deviceOptions, capacityBytes: 256 * MiB });
   const { policy, mode, limitBytes, arenaFactor, host: _host, allocationPages: _pages, ...rest } = config;
   // Options the configuration leaves out (undefined) take their defaults.
-  const chosen = Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined));
-  const options: PoolOptions = { device, policy, mode, limitBytes, detectLeaks: false, ...chosen };
+  const options: PoolOptions = { device, policy, mode, limitBytes, detectLeaks: false, ...definedOnly(rest) };
   if (arenaFactor !== undefined) {
     // A HostDevice's address space is its memory: no arena larger than that.
     options.arenaBytes = Math.min(
@@ -145,11 +149,7 @@ function runSequence(config: Config, ops: readonly Op[]): void {
         if (codeOf(error) !== 'ERR_GPUPOOL_OUT_OF_MEMORY') throw error;
       }
       if (block !== undefined) {
-        if (block.ptr % BigInt(op.alignmentBytes) !== 0n) throw new Error(`block #${block.id} misaligned`);
-        const start = Number(block.ptr);
-        const end = start + Math.max(block.bytes, 1);
-        assertApart(live, block.id, start, end);
-        live.push({ block, start, end });
+        addLive(live, block, op.alignmentBytes);
         liveBytes += block.bytes;
         if (host !== null && block.bytes > 0) {
           // A few bytes, not all of them: a scrubbed (unmapped) or overwritten page shows there too.
@@ -234,11 +234,11 @@ function runSequence(config: Config, ops: readonly Op[]): void {
       }
     }
     const stats = pool.stats();
-    same('liveBytes', stats.liveBytes, liveBytes);
-    same('liveBlocks', stats.liveBlocks, live.length);
-    same('reservedBytes (device)', stats.reservedBytes, device.usedBytes);
-    same('allocations (device calls)', stats.allocations, memoryObtainingCalls(device.calls));
-    if (stats.reservedBytes > limitBytes) throw new Error(`reservedBytes ${stats.reservedBytes} > limit`);
+    sameBooks(
+      stats,
+      { liveBytes, liveBlocks: live.length, limitBytes },
+      { usedBytes: device.usedBytes, obtainingCalls: memoryObtainingCalls(device.calls) },
+    );
     if (stats.peakReservedBytes < stats.reservedBytes)
       throw new Error('peakReservedBytes below reservedBytes');
     if (stats.peakLiveBytes < stats.liveBytes) throw new Error('peakLiveBytes below liveBytes');

@@ -23,7 +23,16 @@ import {
   policyNames,
   SimulatedDevice,
 } from '../src/index.js';
-import { assertApart, checkProperty, type LiveSpan, same, takeAt } from './helpers/model.js';
+import {
+  addLive,
+  blockBytesArb,
+  checkProperty,
+  definedOnly,
+  type LiveSpan,
+  same,
+  sameBooks,
+  takeAt,
+} from './helpers/model.js';
 
 const PAGE_BYTES = 2 * MiB;
 const RUNS = 300;
@@ -58,11 +67,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     weight: 12,
     arbitrary: fc.record({
       kind: fc.constant('acquire' as const),
-      bytes: fc.oneof(
-        fc.integer({ min: 0, max: 8192 }),
-        fc.integer({ min: 8193, max: 512 * 1024 }),
-        fc.integer({ min: 512 * 1024, max: 12 * MiB }),
-      ),
+      bytes: blockBytesArb(12 * MiB),
       stream: fc.constantFrom(0, 0, 1, 2),
       alignmentBytes: fc.constantFrom(256, 256, 4096, 65536, PAGE_BYTES),
       fault: fc.constant(false),
@@ -104,8 +109,7 @@ function runSequence(config: Config, ops: readonly Op[]): void {
   });
   const { policy, mode, limitBytes, detectLeaks, allocationPages: _pages, ...rest } = config;
   // Options the configuration leaves out (undefined) take their defaults.
-  const chosen = Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined));
-  const options: PoolOptions = { device, policy, mode, limitBytes, detectLeaks, ...chosen };
+  const options: PoolOptions = { device, policy, mode, limitBytes, detectLeaks, ...definedOnly(rest) };
   const pool = createPool(options);
   const streams = [0, device.streams.createStream(), device.streams.createStream()];
   const live: (LiveSpan & { block: Block })[] = [];
@@ -126,11 +130,7 @@ function runSequence(config: Config, ops: readonly Op[]): void {
         faulting = false;
       }
       if (block !== undefined) {
-        if (block.ptr % BigInt(op.alignmentBytes) !== 0n) throw new Error(`block #${block.id} misaligned`);
-        const start = Number(block.ptr);
-        const end = start + Math.max(block.bytes, 1);
-        assertApart(live, block.id, start, end);
-        live.push({ block, start, end });
+        addLive(live, block, op.alignmentBytes);
         liveBytes += block.bytes;
       }
     } else if (op.kind === 'release') {
@@ -154,12 +154,11 @@ function runSequence(config: Config, ops: readonly Op[]): void {
         faulting = false;
       }
     }
-    const stats = pool.stats();
-    same('liveBytes', stats.liveBytes, liveBytes);
-    same('liveBlocks', stats.liveBlocks, live.length);
-    same('reservedBytes (device)', stats.reservedBytes, device.usedBytes);
-    same('allocations (device calls)', stats.allocations, memoryObtainingCalls(device.calls));
-    if (stats.reservedBytes > limitBytes) throw new Error(`reservedBytes ${stats.reservedBytes} > limit`);
+    sameBooks(
+      pool.stats(),
+      { liveBytes, liveBlocks: live.length, limitBytes },
+      { usedBytes: device.usedBytes, obtainingCalls: memoryObtainingCalls(device.calls) },
+    );
     if (i % INVARIANTS_EVERY === 0) pool.checkInvariants();
   }
   pool.checkInvariants();

@@ -24,7 +24,7 @@ import {
   policyNames,
   SimulatedDevice,
 } from '../src/index.js';
-import { assertApart, checkProperty, type LiveSpan, same, takeAt } from './helpers/model.js';
+import { addLive, checkProperty, type LiveSpan, same, takeAt } from './helpers/model.js';
 
 const OPS_PER_RUN_MAX = 2000;
 const RUNS_PER_BATCH = 10;
@@ -60,10 +60,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ kind: 'trim' as const }) },
 );
 
-interface LiveEntry extends LiveSpan {
-  block: Block;
-  bytes: number;
-}
+type LiveEntry = LiveSpan & { block: Block };
 
 /** Bytes held whole for reuse (pool block cache + a caching policy's own): neither live nor free. */
 function cachedBytes(pool: Pool): number | undefined {
@@ -121,7 +118,7 @@ function runSequence(policy: string, deviceMode: Mode, ops: readonly Op[]): void
     for (const entry of live) {
       const b = byId.get(entry.block.id);
       if (b === undefined) throw new Error(`block #${entry.block.id} missing from the snapshot`);
-      same(`block #${b.id} bytes`, b.bytes, entry.bytes);
+      same(`block #${b.id} bytes`, b.bytes, entry.block.bytes);
       if (arenaBase.get(b.arenaId)! + BigInt(b.offset) !== entry.block.ptr)
         throw new Error(`block #${b.id}: snapshot arena base + offset is not its ptr`);
       sizeSum += b.sizeBytes;
@@ -185,18 +182,14 @@ function runSequence(policy: string, deviceMode: Mode, ops: readonly Op[]): void
         // fall through to the per-op checks
       } else {
         acquires++;
-        if (block.ptr % BigInt(op.alignmentBytes) !== 0n) throw new Error(`block #${block.id} misaligned`);
-        const start = Number(block.ptr);
-        const end = start + Math.max(block.bytes, 1);
-        assertApart(live, block.id, start, end);
-        live.push({ block, start, end, bytes: block.bytes });
+        addLive(live, block, op.alignmentBytes);
         liveBytes += block.bytes;
       }
     } else if (op.kind === 'release') {
       if (live.length === 0) continue;
       const entry = takeAt(live, op.pick);
       entry.block.release();
-      liveBytes -= entry.bytes;
+      liveBytes -= entry.block.bytes;
       returns++;
     } else {
       const reservedBefore = pool.stats().reservedBytes;

@@ -315,16 +315,8 @@ worker(`sharing the arena between threads (${DEVICE_KIND})`, () => {
     // The worker keeps two empty superblocks (its allowance) and is idle: the first try fails…
     expect(() => main.acquire(6 * SUPERBLOCK)).toThrow(OutOfMemoryError);
     // …and the failure asks the other slices to give their empty superblocks back.
-    let block: Block | undefined;
-    await waitFor(() => {
-      try {
-        block = main.acquire(6 * SUPERBLOCK);
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    expect(block!.bytes).toBe(6 * SUPERBLOCK);
+    const block = await acquireWhenGivenBack(main, 6 * SUPERBLOCK);
+    expect(block.bytes).toBe(6 * SUPERBLOCK);
     wp.arena.checkDirectory();
   });
 
@@ -345,16 +337,8 @@ worker(`sharing the arena between threads (${DEVICE_KIND})`, () => {
       // The worker keeps two empty superblocks mapped: the run is free in the arena, but its map fails…
       expect(() => main.acquire(3 * SUPERBLOCK)).toThrow(OutOfMemoryError);
       // …and that asks the other slices to give their empty superblocks back, as a failed claim does.
-      let block: Block | undefined;
-      await waitFor(() => {
-        try {
-          block = main.acquire(3 * SUPERBLOCK);
-          return true;
-        } catch {
-          return false;
-        }
-      }, 5_000);
-      expect(block!.bytes).toBe(3 * SUPERBLOCK);
+      const block = await acquireWhenGivenBack(main, 3 * SUPERBLOCK);
+      expect(block.bytes).toBe(3 * SUPERBLOCK);
       wp.arena.checkDirectory();
     },
   );
@@ -369,6 +353,20 @@ worker(`sharing the arena between threads (${DEVICE_KIND})`, () => {
     await first;
   });
 });
+
+/** Retries `bytes` until the idle slices have given their empty superblocks back. */
+async function acquireWhenGivenBack(pool: { acquire(bytes: number): Block }, bytes: number): Promise<Block> {
+  let block: Block | undefined;
+  await waitFor(() => {
+    try {
+      block = pool.acquire(bytes);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  return block!;
+}
 
 function allMerged(wp: WorkerPool): boolean {
   const t = wp.stats().arena.total;

@@ -5,6 +5,17 @@
  * Used by core's property suites and, by path, by the workers' slice suite.
  */
 import fc from 'fast-check';
+// Types only: the workers' suite loads this file by path, with core's built package, not its source.
+import type { Block, PoolStats } from '../../src/index.js';
+
+/** Block sizes in three equally likely tiers: the block cache's, the policy's small, and large ones. */
+export function blockBytesArb(largeMaxBytes: number): fc.Arbitrary<number> {
+  return fc.oneof(
+    fc.integer({ min: 0, max: 8192 }),
+    fc.integer({ min: 8193, max: 512 * 1024 }),
+    fc.integer({ min: 512 * 1024, max: largeMaxBytes }),
+  );
+}
 
 /** Throws unless the pool's figure equals the model's. */
 export function same(what: string, actual: number, expected: number): void {
@@ -25,6 +36,43 @@ export function assertApart(live: readonly LiveSpan[], id: number, start: number
       throw new Error(`block #${id} [${start}, ${end}) overlaps #${other.block.id}`);
     }
   }
+}
+
+/**
+ * A block the pool just handed out: checks its alignment and that it overlaps no live block, then
+ * adds it to `live`. Returns the entry.
+ */
+export function addLive(live: (LiveSpan & { block: Block })[], block: Block, alignmentBytes: number) {
+  if (block.ptr % BigInt(alignmentBytes) !== 0n) throw new Error(`block #${block.id} misaligned`);
+  const start = Number(block.ptr);
+  const end = start + Math.max(block.bytes, 1);
+  assertApart(live, block.id, start, end);
+  const entry = { block, start, end };
+  live.push(entry);
+  return entry;
+}
+
+/**
+ * The per-operation books: live figures as the model has them, reserved memory as the device
+ * counts it (never above the limit), and the pool's allocations as the device's memory-obtaining
+ * calls (`memoryObtainingCalls(device.calls)`).
+ */
+export function sameBooks(
+  stats: PoolStats,
+  model: { liveBytes: number; liveBlocks: number; limitBytes: number },
+  device: { usedBytes: number; obtainingCalls: number },
+): void {
+  same('liveBytes', stats.liveBytes, model.liveBytes);
+  same('liveBlocks', stats.liveBlocks, model.liveBlocks);
+  same('reservedBytes (device)', stats.reservedBytes, device.usedBytes);
+  same('allocations (device calls)', stats.allocations, device.obtainingCalls);
+  if (stats.reservedBytes > model.limitBytes)
+    throw new Error(`reservedBytes ${stats.reservedBytes} > limit ${model.limitBytes}`);
+}
+
+/** Options a generated configuration sets: those it leaves undefined take the pool's defaults. */
+export function definedOnly<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<T>;
 }
 
 /** Removes and returns the entry at `pick` modulo the length (order is not kept); the list must not be empty. */
