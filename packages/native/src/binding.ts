@@ -36,6 +36,12 @@ export interface CudaStatus {
 }
 
 export const CUDA_ERROR_INSUFFICIENT_DRIVER = 35;
+/**
+ * The addon interface this package's JavaScript speaks (addon.cc exports the same number as
+ * `abiVersion`). An addon built from another version of the package is refused at load: its
+ * functions may take other arguments, and a mismatch there would fail far from its cause.
+ */
+export const NATIVE_ABI_VERSION = 1;
 export const CUDA_ERROR_NO_DEVICE = 100;
 
 const BUILD_HINT =
@@ -142,6 +148,16 @@ function load(): { status: CudaStatus; addon: NativeAddon | undefined } {
         ...unavailable,
         status: 'load-failed',
         reason: `the addon failed to load: ${(error as Error).message}; rebuild it: ${BUILD_HINT}`,
+      },
+    };
+  }
+  if (addon.abiVersion !== NATIVE_ABI_VERSION) {
+    return {
+      addon: undefined,
+      status: {
+        ...unavailable,
+        status: 'load-failed',
+        reason: `the addon at ${addonPath} has interface version ${String(addon.abiVersion)}, this package needs ${NATIVE_ABI_VERSION} (built from another version of @gpupool/native); rebuild it: ${BUILD_HINT}`,
       },
     };
   }

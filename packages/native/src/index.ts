@@ -7,7 +7,7 @@
 export type { AllocationBenchMode, AllocationBenchOptions } from './bench.js';
 export { ALLOCATION_BENCH_MODES, BENCH_ITERATIONS_MAX, benchAllocation } from './bench.js';
 export type { CudaStatus, CudaStatusCode } from './binding.js';
-export { CUDA_ERROR_INSUFFICIENT_DRIVER, CUDA_ERROR_NO_DEVICE, cuda } from './binding.js';
+export { CUDA_ERROR_INSUFFICIENT_DRIVER, CUDA_ERROR_NO_DEVICE, cuda, NATIVE_ABI_VERSION } from './binding.js';
 export type { CropResizeOptions, PreprocessOptions } from './cpu-kernels.js';
 export {
   CROP_BOXES_MAX,

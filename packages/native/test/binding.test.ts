@@ -119,6 +119,30 @@ describe('loading the addon', () => {
     expect(fresh.cuda.reason).toMatch(/failed to load/);
   });
 
+  it('refuses an addon of another interface version as "load-failed", naming both versions', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gpupool-'));
+    try {
+      // A JavaScript stand-in (require() loads .cjs as JavaScript): an addon built from an older package.
+      const file = join(dir, 'old-addon.cjs');
+      writeFileSync(
+        file,
+        'module.exports = { abiVersion: 0, probe() { globalThis.__gpupoolProbed = true; } };',
+      );
+      vi.stubEnv('GPUPOOL_NATIVE_ADDON', file);
+      vi.resetModules();
+      const fresh = await import('../src/binding.js');
+      const probed = (globalThis as { __gpupoolProbed?: boolean }).__gpupoolProbed === true;
+      expect(fresh.cuda).toMatchObject({ available: false, status: 'load-failed' });
+      expect(fresh.cuda.reason).toMatch(
+        new RegExp(`has interface version 0, this package needs ${fresh.NATIVE_ABI_VERSION} .*rebuild it`),
+      );
+      expect(fresh.loadedAddon()).toBeUndefined();
+      expect(probed).toBe(false); // refused before any of its functions ran
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('exposes a frozen status', () => {
     expect(Object.isFrozen(cuda)).toBe(true);
     expect(typeof cuda.available).toBe('boolean');

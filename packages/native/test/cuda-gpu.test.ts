@@ -387,6 +387,55 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
     });
   });
 
+  describe('freePinned and copies still in flight', () => {
+    it('waits for an async copy into the buffer before giving it back', () => {
+      const device = new CudaDevice({ mode: 'malloc' });
+      const bytes = 64 * MiB;
+      const segment = device.allocateSegment(bytes);
+      const block = { ptr: segment.base, bytes };
+      const stream = device.streams.createStream();
+      const out = allocatePinned(bytes);
+      // Milliseconds of queued fills ahead of the copy, so the copy is still queued at the free.
+      for (let i = 0; i < 100; i++) device.data.fillAsync(block, i & 0xff, stream);
+      device.data.copyOutAsync(block, new Uint8Array(out), stream);
+      const copied = device.streams.recordEvent(stream);
+      freePinned(out);
+      // Asked without waiting: the copy was done before the pinned memory went back.
+      expect(device.streams.eventDone(copied)).toBe(true);
+      expect(out.byteLength).toBe(0);
+      device.streams.synchronizeStream(stream); // no error from the copy
+      device.streams.destroyEvent(copied);
+      device.streams.destroyStream(stream);
+      device.freeSegment(segment);
+      device.destroy();
+    });
+
+    it.skipIf(cuda.deviceCount < 2)('waits for copies on another GPU too', () => {
+      const gpu1 = new CudaDevice({ mode: 'malloc', deviceIndex: 1 });
+      const gpu0 = new CudaDevice({ mode: 'malloc', deviceIndex: 0 });
+      const bytes = 64 * MiB;
+      const segment = gpu1.allocateSegment(bytes);
+      const block = { ptr: segment.base, bytes };
+      const stream = gpu1.streams.createStream();
+      const source = allocatePinned(bytes);
+      new Uint8Array(source).fill(7);
+      for (let i = 0; i < 100; i++) gpu1.data.fillAsync(block, i & 0xff, stream);
+      gpu1.data.copyInAsync(block, new Uint8Array(source), stream);
+      const copied = gpu1.streams.recordEvent(stream);
+      gpu0.memInfo(); // GPU 0 is now current on this thread
+      freePinned(source);
+      expect(gpu1.streams.eventDone(copied)).toBe(true);
+      const back = new Uint8Array(16);
+      gpu1.data.copyOut({ ptr: segment.base, bytes: 16 }, back);
+      expect(back.every((b) => b === 7)).toBe(true);
+      gpu1.streams.destroyEvent(copied);
+      gpu1.streams.destroyStream(stream);
+      gpu1.freeSegment(segment);
+      gpu0.destroy();
+      gpu1.destroy();
+    });
+  });
+
   describe('kernels match the CPU references', () => {
     it('preprocessFrame: random 1920×1080 frame → 3×640×640 float16', () => {
       const device = new CudaDevice({ mode: 'vmm', ...PER_PAGE });

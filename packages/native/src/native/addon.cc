@@ -463,7 +463,50 @@ PinnedRegistry& Pinned() {
   return *registry;
 }
 
+// Waits for all work queued on every GPU whose primary context is active in this process (the
+// contexts this addon uses, and any other library's), then makes the calling thread's device
+// current again. Without the driver API it waits on every GPU.
+void SynchronizeActiveGpus() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return;  // no device: nothing can be in flight
+  }
+  int previous = 0;
+  CUDA_TRY(cudaGetDevice(&previous));
+  struct Restore {
+    int device;
+    ~Restore() {
+      cudaSetDevice(device);
+      cudaGetLastError();
+    }
+  } restore{previous};
+  const DriverApi& api = Driver();
+  for (int ordinal = 0; ordinal < count; ordinal++) {
+    if (api.loaded) {
+      CUdevice dev = 0;
+      unsigned int flags = 0;
+      int active = 0;
+      // A GPU without an active context has no work queued, and synchronizing it would create one.
+      if (api.cuDeviceGet(&dev, ordinal) == CUDA_SUCCESS &&
+          api.cuDevicePrimaryCtxGetState(dev, &flags, &active) == CUDA_SUCCESS && active == 0)
+        continue;
+    }
+    CUDA_TRY(cudaSetDevice(ordinal));
+    CUDA_TRY(cudaDeviceSynchronize());
+  }
+}
+
 void FinalizePinned(Napi::Env, void*, PinnedBlock* block) {
+  if (!block->freed) {
+    // As in freePinned: a copy queued before the buffer became garbage may still be running.
+    // Finalizers must not throw; a failed wait leaves cudaFreeHost to do what it does.
+    try {
+      SynchronizeActiveGpus();
+    } catch (...) {
+      cudaGetLastError();
+    }
+  }
   {
     PinnedRegistry& pinned = Pinned();
     std::lock_guard<std::mutex> lock(pinned.mutex);
@@ -517,6 +560,11 @@ Napi::Value FreePinned(const Napi::CallbackInfo& info) {
         throw UsageException("handle", "freePinned: not a live pinned buffer");
       }
     }
+    // An async copy from or to the buffer may still be running on any stream of any GPU: wait for
+    // it, so that no DMA touches the memory once it is given back (whether cudaFreeHost waits by
+    // itself is not documented). A device-wide wait, but freePinned is rare (staging buffers).
+    // Before the detach: if it throws (a sticky error), the buffer stays live and listed.
+    SynchronizeActiveGpus();
     // Detach before touching the books: if it throws, the buffer is still live and still listed.
     // (Not under the lock: a finalizer it schedules takes the lock itself.)
     buffer.Detach();
@@ -611,6 +659,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pinnedLive", Napi::Function::New(env, PinnedLive, "pinnedLive"));
   exports.Set("benchAllocation", Napi::Function::New(env, BenchAlloc, "benchAllocation"));
   exports.Set("registryLive", Napi::Function::New(env, RegistryLive, "registryLive"));
+  // NATIVE_ABI_VERSION in binding.ts: bump both when an exported function changes its arguments.
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

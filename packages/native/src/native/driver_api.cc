@@ -37,7 +37,9 @@ DriverApi LoadDriver() {
             Resolve(api, "cuMemMap", api.cuMemMap) && Resolve(api, "cuMemUnmap", api.cuMemUnmap) &&
             Resolve(api, "cuMemSetAccess", api.cuMemSetAccess) &&
             Resolve(api, "cuMemGetAllocationGranularity", api.cuMemGetAllocationGranularity) &&
-            Resolve(api, "cuDeviceGetAttribute", api.cuDeviceGetAttribute);
+            Resolve(api, "cuDeviceGetAttribute", api.cuDeviceGetAttribute) &&
+            Resolve(api, "cuDeviceGet", api.cuDeviceGet) &&
+            Resolve(api, "cuDevicePrimaryCtxGetState", api.cuDevicePrimaryCtxGetState);
   api.loaded = ok;
   return api;
 }
