@@ -6,11 +6,14 @@
  *
  * Invariants: a superblock has at most one owner; it is mapped exactly while it is owned (between
  * the owner's map and its unmap); slice slots are reused only after every superblock of their last
- * owner is back, with a new generation so stale descriptors and queue entries are recognised.
- * Adoption of dead slices (`adoptDeadThread`, `adoptOrphans`) runs only in the creating thread,
- * whose device reserved the range and may unmap any page of it.
+ * owner is back and no free for that owner is being pushed (SLOT_CLOSING), with a new generation
+ * so stale descriptors are recognised. Every multi-step change of shared words on a slow path is
+ * recorded first in its thread's books (layout.ts, "Termination"). Adoption of dead slices and
+ * producer records (`adoptDeadThread`, `adoptOrphans`) runs only in the creating thread, whose
+ * device reserved the range and may unmap any page of it.
  */
 import { randomInt } from 'node:crypto';
+import { threadId as creatorThreadId } from 'node:worker_threads';
 import {
   type AddressRange,
   type ArenaRef,
@@ -35,7 +38,6 @@ import {
   GRANULE_BYTES,
   HDR_CLAIM_FAILURES,
   HDR_DROPPED_REMOTE_FREES,
-  HDR_FREE_SUPERBLOCKS,
   HDR_MAGIC,
   HDR_QUEUE_CELLS,
   HDR_RECLAIMED_REMOTE_FREES,
@@ -53,8 +55,22 @@ import {
   MAP_UNMAPPING,
   MERGE_APPLY,
   MERGE_REJECT,
+  OP_CLAIM,
+  OP_EXPORT,
+  OP_RETURN,
+  OP_UNEXPORT,
   OWNER_FREE,
   ownerIdOf,
+  PR_BLOCK_ID,
+  PR_OFFSET_GRANULES,
+  PR_OWNER_ID,
+  PR_POS,
+  PR_STATE,
+  PR_THREAD,
+  PUSH_COUNTED,
+  PUSH_PENDING,
+  PUSH_WON,
+  producerIndex,
   SB_EXPORTED_BLOCKS,
   SB_EXPORTED_SUM,
   SB_MAP_STATE,
@@ -70,6 +86,14 @@ import {
   SL_MERGE_STATE,
   SL_MERGE_SUM,
   SL_MERGE_TALLY,
+  SL_OP_COUNT,
+  SL_OP_EXPORTED,
+  SL_OP_FIRST,
+  SL_OP_KEY,
+  SL_OP_STATE,
+  SL_OP_SUM,
+  SL_OP_SUPERBLOCKS,
+  SL_OP_TALLY,
   SL_OWNER_ID,
   SL_QUEUE_HEAD,
   SL_QUEUE_TAIL,
@@ -82,11 +106,13 @@ import {
   SL_SUPERBLOCKS_PEAK,
   SL_THREAD_ID,
   SLOT_ACTIVE,
+  SLOT_CLOSING,
   SLOT_FREE,
   SLOT_OPENING,
   SLOT_ORPHANED,
   sliceIndex,
   slotOfOwnerId,
+  TOMBSTONE_OWNER_ID,
 } from './layout.js';
 import type { ArenaStats, SliceStats } from './stats.js';
 
@@ -120,6 +146,35 @@ export interface ArenaHandle {
   readonly superblockBytes: number;
 }
 
+/**
+ * Named points of the slow paths (claim, return, export, remote push) where a thread may be
+ * terminated; the tests park a worker at one (SharedArena.stepHook) and terminate it there.
+ */
+export type ArenaStep =
+  | 'close:closing'
+  | 'push:checked'
+  | 'push:trying'
+  | 'push:claimed'
+  | 'push:won'
+  | 'push:counted'
+  | 'push:published'
+  | 'claim:won'
+  | 'claim:mapped'
+  | 'return:detached'
+  | 'return:freed'
+  | 'export:sum'
+  | 'unexport:sum';
+
+/** What pushRemoteFree did with a free. */
+export type PushResult = typeof PUSH_PUSHED | typeof PUSH_FULL | typeof PUSH_DROPPED;
+export const PUSH_PUSHED = 0;
+/** The owner's queue is full: the caller keeps the free and tries again later. */
+export const PUSH_FULL = 1;
+/** Its owner is gone, or holds nothing: the free was stale (counted in droppedRemoteFrees). */
+export const PUSH_DROPPED = 2;
+/** The creating thread's producer record. */
+const CREATOR_RECORD = 0;
+
 export interface OpenedSlot {
   readonly slot: number;
   readonly ownerId: number;
@@ -145,6 +200,19 @@ export class SharedArena implements LayoutShape {
    * exported counts, so a block released twice after its owner is gone counts once.
    */
   private readonly adoptedFrees = new Map<number, Set<string>>();
+  /**
+   * @internal Test hook: called at each named point of the slow paths (ArenaStep) in this thread;
+   * the tests park a worker there and terminate it. Null (one property check) otherwise.
+   */
+  stepHook: ((step: ArenaStep) => void) | null = null;
+  /**
+   * Creator only: delivers a free that an ended producer may not have pushed (see
+   * resolveDeadProducers); the worker pool sets it to its main thread's remote release, which
+   * keeps the free until its queue takes it. Unset: pushed here, kept in `undelivered` if full.
+   */
+  redeliver: ((ownerId: number, offsetBytes: number, blockId: number) => void) | null = null;
+  /** Creator only: frees `redeliver` was not set to take and a full queue refused ([ownerId, offsetBytes, blockId]…). */
+  private readonly undelivered: number[] = [];
 
   private constructor(
     handle: ArenaHandle,
@@ -240,11 +308,11 @@ export class SharedArena implements LayoutShape {
     words[HDR_SLICE_SLOTS] = sliceSlots;
     words[HDR_QUEUE_CELLS] = queueCells;
     words[HDR_SUPERBLOCK_GRANULES] = superblockBytes / GRANULE_BYTES;
-    words[HDR_FREE_SUPERBLOCKS] = superblockCount;
     for (let s = 0; s < sliceSlots; s++) {
       for (let c = 0; c < queueCells; c++) words[cellIndex(shape, s, c, CELL_SEQ)] = c;
     }
     for (let b = 0; b < superblockCount; b++) words[directoryIndex(b, SB_RUN_FIRST)] = -1;
+    words[producerIndex(shape, CREATOR_RECORD, PR_THREAD)] = creatorThreadId + 1;
     // Published last: attach() checks it, and the buffer reaches workers only after this store.
     Atomics.store(words, HDR_MAGIC, LAYOUT_MAGIC);
     const range = device.reserve(arenaBytes);
@@ -314,6 +382,7 @@ export class SharedArena implements LayoutShape {
       Atomics.store(w, sliceIndex(this, slot, SL_SUPERBLOCKS_PEAK), 0);
       Atomics.store(w, sliceIndex(this, slot, SL_DEAD), 0);
       Atomics.store(w, sliceIndex(this, slot, SL_MERGE_STATE), 0);
+      Atomics.store(w, sliceIndex(this, slot, SL_OP_STATE), 0);
       Atomics.store(w, sliceIndex(this, slot, SL_THREAD_ID), threadId);
       Atomics.store(w, sliceIndex(this, slot, SL_OWNER_ID), ownerId);
       // ACTIVE last: producers that read ACTIVE then see the new ownerId.
@@ -336,25 +405,59 @@ export class SharedArena implements LayoutShape {
     Atomics.add(this.words, sliceIndex(this, slot, field), delta);
   }
 
-  /** Marks a slice closed by its own thread: what it still holds (exported runs) is adopted by the creator. */
+  /**
+   * Closes a slice from its own thread (its pool was destroyed): the slot is freed if the slice holds
+   * nothing; else (exported runs, queued frees) the creator adopts what is left.
+   */
   closeSlot(slot: number, ownerId: number): void {
-    if (this.ownedSuperblocks(ownerId) === 0 && this.queueEmpty(slot)) {
-      Atomics.store(this.words, sliceIndex(this, slot, SL_STATE), SLOT_FREE);
-    } else {
-      Atomics.store(this.words, sliceIndex(this, slot, SL_STATE), SLOT_ORPHANED);
+    this.tryFreeSlot(slot, ownerId, SLOT_ACTIVE);
+  }
+
+  /**
+   * Frees `slot` (owner `ownerId`, now in state `from`) if the slice holds no superblock, no free is
+   * queued for it and no producer is pushing one (a producer record naming `ownerId`); else leaves
+   * it ORPHANED for the creator to adopt. See SLOT_CLOSING for why the order makes this safe.
+   */
+  private tryFreeSlot(slot: number, ownerId: number, from: number): boolean {
+    const w = this.words;
+    const stateAt = sliceIndex(this, slot, SL_STATE);
+    // Before CLOSING, which makes producers drop their frees: only a slice that holds nothing (no
+    // superblock can come back to it: its thread closes it, or is gone) has no live block to free.
+    if (this.ownedSuperblocks(ownerId) !== 0 || !this.queueEmpty(slot)) {
+      Atomics.compareExchange(w, stateAt, from, SLOT_ORPHANED);
+      return false;
     }
+    if (Atomics.compareExchange(w, stateAt, from, SLOT_CLOSING) !== from) return false;
+    this.stepHook?.('close:closing');
+    let busy = false;
+    for (let r = 0; r < this.sliceSlots && !busy; r++) {
+      busy =
+        Atomics.load(w, producerIndex(this, r, PR_STATE)) !== 0 &&
+        Atomics.load(w, producerIndex(this, r, PR_OWNER_ID)) === ownerId;
+    }
+    // After the records: a push that finished before this read left its entry on the queue.
+    if (busy || !this.queueEmpty(slot)) {
+      Atomics.store(w, stateAt, SLOT_ORPHANED);
+      return false;
+    }
+    this.adoptedFrees.delete(ownerId);
+    Atomics.store(w, stateAt, SLOT_FREE);
+    return true;
   }
 
   // ---- superblocks ----
 
   /**
-   * Claims `count` contiguous free superblocks for `ownerId`, scanning from `hint`. Returns the first
-   * index, or -1 if no such run is free. Lock-free: a lost race moves on to the next candidate.
+   * Claims `count` contiguous free superblocks for slot `slot` (owner `ownerId`), scanning from
+   * `hint`. Returns the first index, or -1 if no such run is free. Lock-free: a lost race moves on
+   * to the next candidate. On success the claim stays open in the slot's op log (OP_CLAIM) until
+   * the caller maps the run and calls endOp(), or undoClaim() if the map fails: a thread that ends
+   * before then has its claim undone by its adopter (no block came out of the run yet).
    */
-  claimRun(count: number, ownerId: number, hint: number): number {
+  claimRun(count: number, ownerId: number, hint: number, slot: number): number {
     const w = this.words;
     const n = this.superblockCount;
-    if (count > n || Atomics.load(w, HDR_FREE_SUPERBLOCKS) < count) return -1;
+    if (count > n) return -1;
     for (let i = 0; i < n; i++) {
       const first = (hint + i) % n;
       if (first + count > n) continue;
@@ -366,6 +469,9 @@ export class SharedArena implements LayoutShape {
         }
       }
       if (!ok) continue;
+      // Logged after the check above: every superblock of [first, first + count) that this slice
+      // owns from here on was taken by this claim (its other runs lie elsewhere).
+      this.beginRunOp(slot, OP_CLAIM, first, count);
       let won = 0;
       while (
         won < count &&
@@ -377,14 +483,27 @@ export class SharedArena implements LayoutShape {
         for (let k = 0; k < won; k++) Atomics.store(w, directoryIndex(first + k, SB_OWNER), OWNER_FREE);
         continue;
       }
-      Atomics.sub(w, HDR_FREE_SUPERBLOCKS, count);
+      this.stepHook?.('claim:won');
       for (let k = 0; k < count; k++) Atomics.store(w, directoryIndex(first + k, SB_RUN_FIRST), first);
       Atomics.store(w, directoryIndex(first, SB_EXPORTED_BLOCKS), 0);
       Atomics.store(w, directoryIndex(first, SB_EXPORTED_SUM), 0);
       Atomics.store(w, directoryIndex(first, SB_MAP_STATE), MAP_UNMAPPED);
+      Atomics.add(w, sliceIndex(this, slot, SL_SUPERBLOCKS), count);
+      Atomics.add(w, sliceIndex(this, slot, SL_CLAIMS), 1);
       return first;
     }
+    this.endOp(slot);
     return -1;
+  }
+
+  /** Owner: undoes the open claim of `slot` (its map failed): the run goes back, counters as before. */
+  undoClaim(slot: number): void {
+    this.finishOp(slot, Atomics.load(this.words, sliceIndex(this, slot, SL_OWNER_ID)), false);
+  }
+
+  /** Owner: the op logged for `slot` is complete. */
+  endOp(slot: number): void {
+    Atomics.store(this.words, sliceIndex(this, slot, SL_OP_STATE), 0);
   }
 
   /** Records that a claim found no free run (the other slices give back their empty superblocks); returns the count before. */
@@ -410,11 +529,41 @@ export class SharedArena implements LayoutShape {
     Atomics.store(this.words, at, MAP_MAPPED);
   }
 
-  /** Unmaps (if mapped) and frees a run owned by `ownerId`. */
+  /**
+   * Owner: gives its run [first, first + count) back to the arena (unmapped, then freed) and counts
+   * it in the slice's books, as one op logged in `slot`'s op log (OP_RETURN): the adopter of a
+   * thread that ends midway completes it. A refused unmap leaves the run owned and mapped.
+   */
+  returnOwnRun(slot: number, first: number, count: number): void {
+    const w = this.words;
+    this.beginRunOp(slot, OP_RETURN, first, count);
+    try {
+      this.returnRun(first, count);
+    } catch (error) {
+      this.endOp(slot);
+      throw error;
+    }
+    this.stepHook?.('return:freed');
+    Atomics.sub(w, sliceIndex(this, slot, SL_SUPERBLOCKS), count);
+    Atomics.add(w, sliceIndex(this, slot, SL_RETURNS), 1);
+    this.endOp(slot);
+  }
+
+  /** Unmaps (if mapped) and frees the run [first, first + count), whose owner is not changing it. */
   returnRun(first: number, count: number): void {
+    this.unmapRun(first, count);
+    this.freeSuperblocks(first, count, this.ownerOf(first));
+  }
+
+  /**
+   * Unmaps the run [first, first + count) as its map state says (the run's owner, or its adopter,
+   * calls this). A refused unmap of a mapped run throws and leaves it mapped.
+   */
+  private unmapRun(first: number, count: number): void {
     const w = this.words;
     const at = directoryIndex(first, SB_MAP_STATE);
     const state = Atomics.load(w, at);
+    if (state === MAP_UNMAPPED) return;
     if (state === MAP_MAPPED) {
       Atomics.store(w, at, MAP_UNMAPPING);
       try {
@@ -424,9 +573,9 @@ export class SharedArena implements LayoutShape {
         Atomics.store(w, at, MAP_MAPPED);
         throw error;
       }
-    } else if (state === MAP_MAPPING || state === MAP_UNMAPPING) {
-      // A thread died inside (or just after) map() or unmap(): the call either did the whole run
-      // or nothing.
+    } else {
+      // MAP_MAPPING or MAP_UNMAPPING: a thread died inside (or just after) map() or unmap(): the
+      // call either did the whole run or nothing.
       try {
         this.device.unmap(this.range, first * this.superblockBytes, count * this.superblockBytes);
       } catch (error) {
@@ -435,10 +584,25 @@ export class SharedArena implements LayoutShape {
       }
     }
     Atomics.store(w, at, MAP_UNMAPPED);
-    for (let k = 0; k < count; k++) Atomics.store(w, directoryIndex(first + k, SB_RUN_FIRST), -1);
-    // FREE last, after the unmap: the next claimer maps pages that are certainly unmapped.
-    for (let k = 0; k < count; k++) Atomics.store(w, directoryIndex(first + k, SB_OWNER), OWNER_FREE);
-    Atomics.add(w, HDR_FREE_SUPERBLOCKS, count);
+  }
+
+  /**
+   * Frees every superblock of [first, first + count) that `ownerId` still owns (all unmapped by
+   * now): run words first, the owner word last, so a claimer that reads FREE sees the rest.
+   * Returns how many it freed.
+   */
+  private freeSuperblocks(first: number, count: number, ownerId: number): number {
+    const w = this.words;
+    for (let k = 0; k < count; k++)
+      if (this.ownerOf(first + k) === ownerId) Atomics.store(w, directoryIndex(first + k, SB_RUN_FIRST), -1);
+    this.stepHook?.('return:detached');
+    let freed = 0;
+    for (let k = 0; k < count; k++) {
+      // FREE last, after the unmap: the next claimer maps pages that are certainly unmapped.
+      if (Atomics.compareExchange(w, directoryIndex(first + k, SB_OWNER), ownerId, OWNER_FREE) === ownerId)
+        freed++;
+    }
+    return freed;
   }
 
   runFirstOf(superblock: number): number {
@@ -451,7 +615,8 @@ export class SharedArena implements LayoutShape {
 
   /**
    * Counts a block exported (delta 1) or no longer exported (delta -1) in the run starting at
-   * `first`, with its key in the run's checksum (SB_EXPORTED_SUM).
+   * `first`, with its key in the run's checksum (SB_EXPORTED_SUM). Unlogged: the merge of a remote
+   * free calls it under its own log (SL_MERGE_STATE), the adopter in its own thread.
    */
   addExported(first: number, delta: 1 | -1, offsetBytes: number, blockId: number): void {
     const key = exportKey(offsetBytes / GRANULE_BYTES, blockId);
@@ -459,6 +624,89 @@ export class SharedArena implements LayoutShape {
     // after this change comes with this change's sum.
     Atomics.add(this.words, directoryIndex(first, SB_EXPORTED_SUM), delta === 1 ? key : -key | 0);
     Atomics.add(this.words, directoryIndex(first, SB_EXPORTED_BLOCKS), delta);
+  }
+
+  /**
+   * Owner: counts a block exported by toDescriptor (OP_EXPORT) or released in its own thread after
+   * it was (OP_UNEXPORT), as addExported, logged in `slot`'s op log: the adopter of a thread that
+   * ends midway undoes an export (its descriptor was never returned) and completes an unexport.
+   */
+  changeExported(
+    slot: number,
+    op: typeof OP_EXPORT | typeof OP_UNEXPORT,
+    first: number,
+    offsetBytes: number,
+    blockId: number,
+  ): void {
+    const w = this.words;
+    const at = (f: number) => sliceIndex(this, slot, f);
+    const key = exportKey(offsetBytes / GRANULE_BYTES, blockId);
+    const sumAt = directoryIndex(first, SB_EXPORTED_SUM);
+    const countAt = directoryIndex(first, SB_EXPORTED_BLOCKS);
+    w[at(SL_OP_FIRST)] = first;
+    w[at(SL_OP_KEY)] = key;
+    w[at(SL_OP_SUM)] = Atomics.load(w, sumAt);
+    w[at(SL_OP_EXPORTED)] = Atomics.load(w, countAt);
+    Atomics.store(w, at(SL_OP_STATE), op);
+    Atomics.add(w, sumAt, op === OP_EXPORT ? key : -key | 0);
+    this.stepHook?.(op === OP_EXPORT ? 'export:sum' : 'unexport:sum');
+    Atomics.add(w, countAt, op === OP_EXPORT ? 1 : -1);
+    this.endOp(slot);
+  }
+
+  /** Opens a claim or return of [first, first + count) in `slot`'s op log, with the counters it changes. */
+  private beginRunOp(
+    slot: number,
+    op: typeof OP_CLAIM | typeof OP_RETURN,
+    first: number,
+    count: number,
+  ): void {
+    const w = this.words;
+    const at = (f: number) => sliceIndex(this, slot, f);
+    w[at(SL_OP_FIRST)] = first;
+    w[at(SL_OP_COUNT)] = count;
+    w[at(SL_OP_SUPERBLOCKS)] = Atomics.load(w, at(SL_SUPERBLOCKS));
+    w[at(SL_OP_TALLY)] = Atomics.load(w, at(op === OP_CLAIM ? SL_CLAIMS : SL_RETURNS));
+    // Published last: the adopter that reads the op sees the fields above.
+    Atomics.store(w, at(SL_OP_STATE), op);
+  }
+
+  /**
+   * Finishes the op `slot`'s owner logged and did not complete (its thread ended, or, for a claim,
+   * its map failed): a claim is undone (its superblocks go back, the counters get their logged
+   * values), a return completed; an export undone, an unexport completed (only the owner changed
+   * the run's count and checksum while it lived, so the logged values are exact). Returns the
+   * superblocks given back.
+   */
+  private finishOp(slot: number, ownerId: number, dead: boolean): number {
+    const w = this.words;
+    const at = (f: number) => sliceIndex(this, slot, f);
+    const op = Atomics.load(w, at(SL_OP_STATE));
+    if (op === 0) return 0;
+    const first = w[at(SL_OP_FIRST)]!;
+    let freed = 0;
+    if (op === OP_CLAIM || op === OP_RETURN) {
+      const count = w[at(SL_OP_COUNT)]!;
+      // The map state is this run's while the slice owns its first superblock (FREE ones are unmapped).
+      if (this.ownerOf(first) === ownerId) this.unmapRun(first, count);
+      freed = this.freeSuperblocks(first, count, ownerId);
+      const before = w[at(SL_OP_SUPERBLOCKS)]!;
+      if (op === OP_CLAIM) {
+        Atomics.store(w, at(SL_SUPERBLOCKS), before);
+        Atomics.store(w, at(SL_CLAIMS), w[at(SL_OP_TALLY)]!);
+      } else {
+        Atomics.store(w, at(SL_SUPERBLOCKS), before - count);
+        Atomics.store(w, at(SL_RETURNS), w[at(SL_OP_TALLY)]! + 1);
+      }
+      if (dead && freed > 0) Atomics.add(w, HDR_RECLAIMED_SUPERBLOCKS, freed);
+    } else if (op === OP_EXPORT || op === OP_UNEXPORT) {
+      const back = op === OP_EXPORT ? 0 : 1;
+      const key = w[at(SL_OP_KEY)]!;
+      Atomics.store(w, directoryIndex(first, SB_EXPORTED_SUM), (w[at(SL_OP_SUM)]! - back * key) | 0);
+      Atomics.store(w, directoryIndex(first, SB_EXPORTED_BLOCKS), w[at(SL_OP_EXPORTED)]! - back);
+    }
+    Atomics.store(w, at(SL_OP_STATE), 0);
+    return freed;
   }
 
   exportedOf(first: number): number {
@@ -486,31 +734,168 @@ export class SharedArena implements LayoutShape {
   // ---- remote-free queues ----
 
   /**
-   * Pushes a free of the block at `offsetBytes` onto the queue of `ownerId`'s slot. Returns false if
-   * the queue is full (the caller keeps the free and retries later). Lock-free, never waits.
+   * A producer record for thread `threadId` (kept for the thread's life; freed by its adopter), or
+   * -1 if every record is taken: that thread then hands its frees to the creating thread.
    */
-  pushRemoteFree(ownerId: number, offsetBytes: number, blockId: number): boolean {
+  takeProducerRecord(threadId: number): number {
+    if (this.creator) return CREATOR_RECORD;
+    for (let r = CREATOR_RECORD + 1; r < this.sliceSlots; r++) {
+      const at = producerIndex(this, r, PR_THREAD);
+      if (
+        Atomics.load(this.words, at) === 0 &&
+        Atomics.compareExchange(this.words, at, 0, threadId + 1) === 0
+      )
+        return r;
+    }
+    return -1;
+  }
+
+  /**
+   * Pushes a free of block (`offsetBytes`, `blockId`) of `ownerId` onto that slice's queue, through
+   * producer record `record` (this thread's, see PR_STATE): PUSHED; FULL (the caller keeps the free
+   * and retries later); or DROPPED, counted in droppedRemoteFrees, when `ownerId` is not the
+   * slot's owner any more or its slice is being freed (it holds nothing: the free is stale).
+   * Lock-free, never waits. A thread that ends at any step leaves its record to its adopter.
+   */
+  pushRemoteFree(record: number, ownerId: number, offsetBytes: number, blockId: number): PushResult {
     const w = this.words;
     const slot = slotOfOwnerId(ownerId, this.sliceSlots);
+    const r = (f: number) => producerIndex(this, record, f);
     const tailAt = sliceIndex(this, slot, SL_QUEUE_TAIL);
+    w[r(PR_OWNER_ID)] = ownerId;
+    w[r(PR_OFFSET_GRANULES)] = offsetBytes / GRANULE_BYTES;
+    w[r(PR_BLOCK_ID)] = blockId | 0;
+    w[r(PR_POS)] = Atomics.load(w, tailAt);
+    // The record first, then the owner check (see SLOT_CLOSING): state, then ownerId, as openSlot
+    // stores the ownerId before ACTIVE.
+    Atomics.store(w, r(PR_STATE), PUSH_PENDING);
+    const state = Atomics.load(w, sliceIndex(this, slot, SL_STATE));
+    if (
+      (state !== SLOT_ACTIVE && state !== SLOT_ORPHANED) ||
+      Atomics.load(w, sliceIndex(this, slot, SL_OWNER_ID)) !== ownerId
+    ) {
+      Atomics.store(w, r(PR_STATE), 0);
+      Atomics.add(w, HDR_DROPPED_REMOTE_FREES, 1);
+      return PUSH_DROPPED;
+    }
+    this.stepHook?.('push:checked');
     const mask = this.queueCells - 1;
     for (;;) {
       const pos = Atomics.load(w, tailAt);
-      const cell = pos & mask;
-      const seq = Atomics.load(w, cellIndex(this, slot, cell, CELL_SEQ));
-      const dif = (seq - pos) | 0;
+      const dif = (Atomics.load(w, cellIndex(this, slot, pos & mask, CELL_SEQ)) - pos) | 0;
       if (dif === 0) {
+        // The position tried for, before trying: the adopter of a thread that ends after winning
+        // it, before saying so, finds it here.
+        Atomics.store(w, r(PR_POS), pos);
+        this.stepHook?.('push:trying');
         if (Atomics.compareExchange(w, tailAt, pos, (pos + 1) | 0) !== pos) continue;
-        w[cellIndex(this, slot, cell, CELL_OFFSET_GRANULES)] = offsetBytes / GRANULE_BYTES;
-        w[cellIndex(this, slot, cell, CELL_BLOCK_ID)] = blockId | 0;
-        w[cellIndex(this, slot, cell, CELL_OWNER_ID)] = ownerId;
-        // Publishes the payload written above to the consumer.
-        Atomics.store(w, cellIndex(this, slot, cell, CELL_SEQ), (pos + 1) | 0);
+        this.stepHook?.('push:claimed');
+        Atomics.store(w, r(PR_STATE), PUSH_WON);
+        this.stepHook?.('push:won');
         Atomics.add(w, sliceIndex(this, slot, SL_REMOTE_FREES_PUSHED), 1);
-        return true;
+        Atomics.store(w, r(PR_STATE), PUSH_COUNTED);
+        this.stepHook?.('push:counted');
+        this.publishCell(slot, pos, ownerId, offsetBytes / GRANULE_BYTES, blockId);
+        this.stepHook?.('push:published');
+        Atomics.store(w, r(PR_STATE), 0);
+        return PUSH_PUSHED;
       }
-      if (dif < 0) return false;
+      if (dif < 0) {
+        Atomics.store(w, r(PR_STATE), 0);
+        return PUSH_FULL;
+      }
     }
+  }
+
+  /** Writes the entry at queue position `pos` of `slot` (won by its producer) and publishes it. */
+  private publishCell(
+    slot: number,
+    pos: number,
+    ownerId: number,
+    offsetGranules: number,
+    blockId: number,
+  ): void {
+    const w = this.words;
+    const cell = pos & (this.queueCells - 1);
+    w[cellIndex(this, slot, cell, CELL_OFFSET_GRANULES)] = offsetGranules;
+    w[cellIndex(this, slot, cell, CELL_BLOCK_ID)] = blockId | 0;
+    w[cellIndex(this, slot, cell, CELL_OWNER_ID)] = ownerId;
+    // Publishes the payload written above to the consumer.
+    Atomics.store(w, cellIndex(this, slot, cell, CELL_SEQ), (pos + 1) | 0);
+  }
+
+  /**
+   * Adopter: resolves the producer records of threads that ended (PR_THREAD < 0). A push that won
+   * its position is published (and counted, if it was not); one that may or may not have won it
+   * (PUSH_PENDING) is delivered anew, and if its position is taken but unpublished and every record
+   * naming it is of an ended thread (one of them won it, which one is unknowable), a tombstone fills
+   * it and all their frees are delivered anew. A position a live producer may hold is left for a
+   * later call. Each free is delivered once: through `redeliver`.
+   */
+  private resolveDeadProducers(): void {
+    const w = this.words;
+    const mask = this.queueCells - 1;
+    for (let r = 0; r < this.sliceSlots; r++) {
+      const at = (f: number) => producerIndex(this, r, f);
+      if (Atomics.load(w, at(PR_THREAD)) >= 0) continue;
+      const state = Atomics.load(w, at(PR_STATE));
+      const ownerId = w[at(PR_OWNER_ID)]!;
+      const slot = slotOfOwnerId(ownerId, this.sliceSlots);
+      const pos = Atomics.load(w, at(PR_POS));
+      const seqAt = cellIndex(this, slot, pos & mask, CELL_SEQ);
+      const unpublished = Atomics.load(w, seqAt) === pos;
+      if (state === PUSH_WON || (state === PUSH_COUNTED && unpublished)) {
+        if (state === PUSH_WON) Atomics.add(w, sliceIndex(this, slot, SL_REMOTE_FREES_PUSHED), 1);
+        this.publishCell(slot, pos, ownerId, w[at(PR_OFFSET_GRANULES)]!, w[at(PR_BLOCK_ID)]!);
+      } else if (state === PUSH_PENDING) {
+        const taken = ((Atomics.load(w, sliceIndex(this, slot, SL_QUEUE_TAIL)) - pos) | 0) > 0;
+        if (taken && unpublished) {
+          // Taken and not yet published: by this producer, or by another whose record names it.
+          const others: number[] = [];
+          let wait = false;
+          let wonElsewhere = false;
+          for (let q = 0; q < this.sliceSlots; q++) {
+            const qs = Atomics.load(w, producerIndex(this, q, PR_STATE));
+            if (q === r || qs === 0) continue;
+            if (slotOfOwnerId(w[producerIndex(this, q, PR_OWNER_ID)]!, this.sliceSlots) !== slot) continue;
+            if (Atomics.load(w, producerIndex(this, q, PR_POS)) !== pos) continue;
+            if (qs !== PUSH_PENDING) wonElsewhere = true;
+            else if (Atomics.load(w, producerIndex(this, q, PR_THREAD)) > 0) wait = true;
+            else others.push(q);
+          }
+          if (!wonElsewhere) {
+            if (wait) continue; // a live producer may hold it: it publishes, or moves on
+            // Every candidate ended before saying whether it won: fill the position with a
+            // tombstone and deliver all their frees anew (none was counted or published).
+            w[cellIndex(this, slot, pos & mask, CELL_OWNER_ID)] = TOMBSTONE_OWNER_ID;
+            Atomics.store(w, seqAt, (pos + 1) | 0);
+            for (const q of others) this.redeliverAndFree(q);
+          }
+        }
+        this.redeliverAndFree(r);
+        continue;
+      }
+      this.freeProducerRecord(r);
+    }
+  }
+
+  /** Adopter: delivers the free in ended producer record `r` (not pushed) anew, then frees the record. */
+  private redeliverAndFree(r: number): void {
+    const w = this.words;
+    const at = (f: number) => producerIndex(this, r, f);
+    const ownerId = w[at(PR_OWNER_ID)]!;
+    const offsetBytes = w[at(PR_OFFSET_GRANULES)]! * GRANULE_BYTES;
+    const blockId = w[at(PR_BLOCK_ID)]!;
+    // Through this thread's own record: the owner check and the queue as for any free.
+    if (this.redeliver !== null) this.redeliver(ownerId, offsetBytes, blockId);
+    else if (this.pushRemoteFree(CREATOR_RECORD, ownerId, offsetBytes, blockId) === PUSH_FULL)
+      this.undelivered.push(ownerId, offsetBytes, blockId);
+    this.freeProducerRecord(r);
+  }
+
+  private freeProducerRecord(r: number): void {
+    Atomics.store(this.words, producerIndex(this, r, PR_STATE), 0);
+    Atomics.store(this.words, producerIndex(this, r, PR_THREAD), 0);
   }
 
   queueEmpty(slot: number): boolean {
@@ -620,31 +1005,55 @@ export class SharedArena implements LayoutShape {
     Atomics.store(w, at(SL_MERGE_STATE), 0);
   }
 
-  noteDroppedRemoteFree(): void {
-    Atomics.add(this.words, HDR_DROPPED_REMOTE_FREES, 1);
-  }
-
   // ---- adoption of dead slices (creator only) ----
 
-  /** Adopts every slice of thread `threadId` (which has exited). Returns the superblocks given back now. */
+  /**
+   * Adopts every slice and producer record of thread `threadId` (which has exited): finishes what
+   * it was in the middle of, and returns what no other thread holds a block of. Returns the
+   * superblocks given back now.
+   */
   adoptDeadThread(threadId: number): number {
     this.requireCreator('adoptDeadThread');
-    let returned = 0;
+    const w = this.words;
+    for (let r = 0; r < this.sliceSlots; r++) {
+      const at = producerIndex(this, r, PR_THREAD);
+      if (Atomics.load(w, at) === threadId + 1) Atomics.store(w, at, -(threadId + 1));
+    }
+    const slots: number[] = [];
     for (let slot = 0; slot < this.sliceSlots; slot++) {
-      const w = this.words;
       if (Atomics.load(w, sliceIndex(this, slot, SL_THREAD_ID)) !== threadId) continue;
       const stateAt = sliceIndex(this, slot, SL_STATE);
-      if (Atomics.compareExchange(w, stateAt, SLOT_ACTIVE, SLOT_ORPHANED) !== SLOT_ACTIVE) continue;
+      // CLOSING: it ended inside closeSlot.
+      if (
+        Atomics.compareExchange(w, stateAt, SLOT_ACTIVE, SLOT_ORPHANED) !== SLOT_ACTIVE &&
+        Atomics.compareExchange(w, stateAt, SLOT_CLOSING, SLOT_ORPHANED) !== SLOT_CLOSING
+      )
+        continue;
       Atomics.add(w, HDR_RECLAIMED_SLICES, 1);
       Atomics.store(w, sliceIndex(this, slot, SL_DEAD), 1);
-      returned += this.adoptSlot(slot);
+      slots.push(slot);
     }
+    // Its pushes first: what it was pushing may be for its own slices' queues.
+    this.resolveDeadProducers();
+    let returned = 0;
+    for (const slot of slots) returned += this.adoptSlot(slot);
     return returned;
   }
 
-  /** Makes progress on every orphaned slice: merges queued frees, returns runs no longer exported. */
+  /**
+   * Makes progress on every orphaned slice (merges queued frees, returns runs no longer exported)
+   * and on the records of ended producers. Returns the superblocks given back.
+   */
   adoptOrphans(): number {
     this.requireCreator('adoptOrphans');
+    if (this.undelivered.length > 0) {
+      const frees = this.undelivered.splice(0);
+      for (let i = 0; i < frees.length; i += 3) {
+        if (this.pushRemoteFree(CREATOR_RECORD, frees[i]!, frees[i + 1]!, frees[i + 2]!) === PUSH_FULL)
+          this.undelivered.push(frees[i]!, frees[i + 1]!, frees[i + 2]!);
+      }
+    }
+    this.resolveDeadProducers();
     let returned = 0;
     for (let slot = 0; slot < this.sliceSlots; slot++) {
       if (Atomics.load(this.words, sliceIndex(this, slot, SL_STATE)) === SLOT_ORPHANED)
@@ -672,33 +1081,44 @@ export class SharedArena implements LayoutShape {
       this.returnRun(b, count);
       Atomics.sub(w, sliceIndex(this, slotOfOwnerId(owner, this.sliceSlots), SL_SUPERBLOCKS), count);
     }
+    // Owned without a run (none after adoption; kept for a thread still inside a claim or return).
+    for (let b = 0; b < this.superblockCount; b++) {
+      const owner = this.ownerOf(b);
+      if (owner === OWNER_FREE) continue;
+      if (this.freeSuperblocks(b, 1, owner) === 1)
+        Atomics.sub(w, sliceIndex(this, slotOfOwnerId(owner, this.sliceSlots), SL_SUPERBLOCKS), 1);
+    }
     for (let slot = 0; slot < this.sliceSlots; slot++)
       Atomics.store(w, sliceIndex(this, slot, SL_STATE), SLOT_FREE);
+    for (let r = CREATOR_RECORD + 1; r < this.sliceSlots; r++) this.freeProducerRecord(r);
     this.adoptedFrees.clear();
+    this.undelivered.length = 0;
   }
 
   /**
-   * Merges the queued frees of an orphaned slot into its runs' exported counts and returns the
-   * runs that no other thread holds a block of. The owner's table of exported blocks died with it:
-   * a free is applied at most once per (offset, id), and a run goes back only when its count and
-   * checksum are both 0. A free naming no exported block (a stale descriptor) then leaves the
-   * checksum off, and that run stays owned until destroy(): kept too long, never handed out while
-   * a block in it is live.
+   * Finishes what the orphaned slot's owner was in the middle of (its op and merge logs), merges
+   * its queued frees into its runs' exported counts and returns the runs that no other thread holds
+   * a block of; frees the slot once it holds nothing. The owner's table of exported blocks died
+   * with it: a free is applied at most once per (offset, id), and a run goes back only when its
+   * count and checksum are both 0. A free naming no exported block (a stale descriptor) then leaves
+   * the checksum off, and that run stays owned until destroy(): kept too long, never handed out
+   * while a block in it is live (README, "Limits").
    */
   private adoptSlot(slot: number): number {
     const w = this.words;
     const ownerId = Atomics.load(w, sliceIndex(this, slot, SL_OWNER_ID));
     const dead = Atomics.load(w, sliceIndex(this, slot, SL_DEAD)) === 1;
     let applied = this.adoptedFrees.get(ownerId);
-    let returned = 0;
+    let returned = this.finishOp(slot, ownerId, dead);
     let merged = 0;
     let rejected = 0;
     this.finishMerge(slot);
     this.drainQueue(slot, this.queueCells, (offsetBytes, blockId, entryOwner) => {
+      if (entryOwner === TOMBSTONE_OWNER_ID) return;
       const first = this.runFirstOf(Math.floor(offsetBytes / this.superblockBytes));
       const key = `${offsetBytes}:${blockId}`;
-      // Rejected, as the owner would: an entry for an earlier generation of the slot (its memory is
-      // back), for a run this owner no longer holds, or a free applied already.
+      // Rejected, as the owner would: a free for a run this owner no longer holds, or one applied
+      // already. (Entries name the slot's current owner: see SLOT_CLOSING.)
       if (entryOwner !== ownerId || first < 0 || this.ownerOf(first) !== ownerId || applied?.has(key)) {
         rejected++;
         return;
@@ -723,10 +1143,8 @@ export class SharedArena implements LayoutShape {
       returned += count;
       if (dead) Atomics.add(w, HDR_RECLAIMED_SUPERBLOCKS, count);
     }
-    if (this.ownedSuperblocks(ownerId) === 0 && this.queueEmpty(slot)) {
-      this.adoptedFrees.delete(ownerId);
-      Atomics.store(w, sliceIndex(this, slot, SL_STATE), SLOT_FREE);
-    }
+    if (this.ownedSuperblocks(ownerId) === 0 && this.queueEmpty(slot))
+      this.tryFreeSlot(slot, ownerId, SLOT_ORPHANED);
     return returned;
   }
 
@@ -744,7 +1162,12 @@ export class SharedArena implements LayoutShape {
       slot,
       ownerId: r(SL_OWNER_ID),
       threadId: r(SL_THREAD_ID),
-      state: state === SLOT_ACTIVE ? 'active' : state === SLOT_ORPHANED ? 'orphaned' : 'free',
+      state:
+        state === SLOT_ACTIVE
+          ? 'active'
+          : state === SLOT_ORPHANED || state === SLOT_CLOSING
+            ? 'orphaned'
+            : 'free',
       superblocks: r(SL_SUPERBLOCKS),
       superblocksPeak: r(SL_SUPERBLOCKS_PEAK),
       claims: r(SL_CLAIMS),
@@ -762,6 +1185,7 @@ export class SharedArena implements LayoutShape {
       slices.push(this.sliceStats(slot));
     }
     const h = (f: number) => Atomics.load(this.words, f);
+    const free = this.freeSuperblockCount();
     const total = { superblocks: 0, claims: 0, returns: 0, remoteFreesPushed: 0, remoteFreesMerged: 0 };
     for (const s of slices) {
       total.superblocks += s.state === 'free' ? 0 : s.superblocks;
@@ -775,8 +1199,8 @@ export class SharedArena implements LayoutShape {
       arenaBytes: this.arenaBytes,
       superblockBytes: this.superblockBytes,
       superblockCount: this.superblockCount,
-      freeSuperblocks: h(HDR_FREE_SUPERBLOCKS),
-      ownedSuperblocks: this.superblockCount - h(HDR_FREE_SUPERBLOCKS),
+      freeSuperblocks: free,
+      ownedSuperblocks: this.superblockCount - free,
       reclaimedSlices: h(HDR_RECLAIMED_SLICES),
       reclaimedSuperblocks: h(HDR_RECLAIMED_SUPERBLOCKS),
       reclaimedRemoteFrees: h(HDR_RECLAIMED_REMOTE_FREES),
@@ -786,22 +1210,71 @@ export class SharedArena implements LayoutShape {
     };
   }
 
-  /** Recounts the directory: every superblock FREE or owned by a live slot's ownerId. Throws on mismatch. */
-  checkDirectory(): void {
-    let free = 0;
+  /**
+   * Checks the directory against the slices' books; throws InvariantError on the first mismatch.
+   * Every superblock is FREE (run words cleared) or owned by a slot that holds that ownerId, inside
+   * one mapped run whose words agree; every slot's `superblocks` statistic is what the directory
+   * says it owns. Run it when no thread is inside an arena call.
+   * `adopted`: also, after `reclaim()`, every run an orphaned slice still holds has an exported
+   * block out (count or checksum not 0), and an orphaned slice that holds nothing was freed.
+   */
+  checkDirectory(options: { adopted?: boolean } = {}): void {
+    const w = this.words;
+    const owned = new Map<number, number>();
     for (let b = 0; b < this.superblockCount; b++) {
       const owner = this.ownerOf(b);
+      const first = this.runFirstOf(b);
       if (owner === OWNER_FREE) {
-        free++;
+        if (first !== -1) throw new InvariantError(`free superblock ${b} names run ${first}`);
+        if (Atomics.load(w, directoryIndex(b, SB_MAP_STATE)) !== MAP_UNMAPPED)
+          throw new InvariantError(`free superblock ${b} is not marked unmapped`);
         continue;
       }
+      owned.set(owner, (owned.get(owner) ?? 0) + 1);
       const slot = slotOfOwnerId(owner, this.sliceSlots);
-      if (this.slotOwner(slot).ownerId !== owner)
+      const { ownerId, state } = this.slotOwner(slot);
+      if (ownerId !== owner || state === SLOT_FREE)
         throw new InvariantError(`superblock ${b} is owned by stale owner ${owner}`);
+      if (first < 0 || first > b || this.ownerOf(first) !== owner || this.runFirstOf(first) !== first)
+        throw new InvariantError(
+          `superblock ${b} (owner ${owner}) names run ${first}, not a run of its owner`,
+        );
+      if (first === b && Atomics.load(w, directoryIndex(b, SB_MAP_STATE)) !== MAP_MAPPED)
+        throw new InvariantError(`run ${b} (owner ${owner}) is owned but not mapped`);
     }
-    if (free !== Atomics.load(this.words, HDR_FREE_SUPERBLOCKS))
-      throw new InvariantError(
-        `free count ${Atomics.load(this.words, HDR_FREE_SUPERBLOCKS)} but ${free} superblocks are free`,
-      );
+    for (let r = 0; options.adopted && r < this.sliceSlots; r++) {
+      if (Atomics.load(w, producerIndex(this, r, PR_THREAD)) < 0)
+        throw new InvariantError(`producer record ${r} of an ended thread was not resolved`);
+    }
+    for (let slot = 0; slot < this.sliceSlots; slot++) {
+      const { ownerId, state } = this.slotOwner(slot);
+      if (state === SLOT_FREE) continue;
+      if (options.adopted && state === SLOT_CLOSING)
+        throw new InvariantError(`slice ${slot} (owner ${ownerId}) was left closing`);
+      const books = Atomics.load(w, sliceIndex(this, slot, SL_SUPERBLOCKS));
+      if (books !== (owned.get(ownerId) ?? 0))
+        throw new InvariantError(
+          `slice ${slot} (owner ${ownerId}) counts ${books} superblocks but owns ${owned.get(ownerId) ?? 0}`,
+        );
+      if (!options.adopted || state !== SLOT_ORPHANED) continue;
+      if (Atomics.load(w, sliceIndex(this, slot, SL_OP_STATE)) !== 0)
+        throw new InvariantError(
+          `orphaned slice ${slot} (owner ${ownerId}) has an op its adopter did not finish`,
+        );
+      if (!owned.has(ownerId) && this.queueEmpty(slot))
+        throw new InvariantError(`orphaned slice ${slot} (owner ${ownerId}) holds nothing but was not freed`);
+      for (let b = 0; b < this.superblockCount; b++) {
+        if (this.ownerOf(b) !== ownerId || this.runFirstOf(b) !== b) continue;
+        if (this.exportedOf(b) === 0 && Atomics.load(w, directoryIndex(b, SB_EXPORTED_SUM)) === 0)
+          throw new InvariantError(`orphaned slice ${slot} keeps run ${b} with no exported block`);
+      }
+    }
+  }
+
+  /** Superblocks no slice owns (counted in the directory). */
+  freeSuperblockCount(): number {
+    let free = 0;
+    for (let b = 0; b < this.superblockCount; b++) if (this.ownerOf(b) === OWNER_FREE) free++;
+    return free;
   }
 }

@@ -4,7 +4,7 @@
  * `@gpupool/workers/thread` (also re-exported here).
  */
 
-export type { ArenaHandle, SharedArenaOptions } from './arena.js';
+export type { ArenaHandle, ArenaStep, SharedArenaOptions } from './arena.js';
 export {
   ARENA_BYTES_MAX,
   DEFAULT_MAX_SLICES,

@@ -2,8 +2,8 @@
  * The shared-memory layout of one arena: every field that threads read or write through
  * `Atomics` is named here, with the ordering each access relies on. One `Int32Array` over one
  * `SharedArrayBuffer` holds, in order: the header, the superblock directory (owner, run start,
- * map state, exported-block count and checksum per superblock), the slice table, and one
- * remote-free queue per slice slot.
+ * map state, exported-block count and checksum per superblock), the slice table, the producer
+ * records (one per thread that pushes remote frees), and one remote-free queue per slice slot.
  *
  * Orderings: JavaScript `Atomics` operations are all sequentially consistent (there is no weaker
  * mode), and a plain access after an `Atomics.load` that reads a value written by an
@@ -12,21 +12,30 @@
  * read by others only for statistics.
  *
  * Invariants: a superblock's owner changes only by compareExchange FREE → ownerId (claim) or by its
- * owner (or the adopter of a dead owner) storing FREE after its pages were unmapped; a queue cell is
- * written only by the producer that won its position.
+ * owner (or the adopter of a dead owner) storing FREE after its pages were unmapped; a FREE
+ * superblock's run word is -1 and its map state MAP_UNMAPPED; a queue cell is written only by the
+ * producer that won its position (or the adopter of that producer).
+ *
+ * Termination: a worker can be terminated between any two statements (Piscina ends idle workers,
+ * and idle workers merge and give back; tasks can be cancelled). Every multi-step change a thread
+ * makes to shared words on a slow path is announced first in its own books — the merge log
+ * (SL_MERGE_*), the op log (SL_OP_*: claim, return, export, release of an exported block) or its
+ * producer record (PR_*: a remote push) — and the adopter of a dead thread finishes or undoes it
+ * from there. The hot path (acquire/release of a block that never left its thread) writes none.
  *
  * False sharing: each slice's fields (which its owner reads on every acquire and release: the
  * queue head and tail) sit in their own SLICE_INT32S × 4 = 256-byte stride, with its fields in
- * the first 84 bytes, so the fields of two slices are at least 172 bytes apart, and the slice table
+ * the first 116 bytes, so the fields of two slices are at least 140 bytes apart, and the slice table
  * starts REGION_GAP_INT32S × 4 = 128 bytes after the directory and ends at least as far before
- * the queues. Two words at least 128 bytes apart never share a cache line nor an adjacent-line
+ * the producer records, whose PRODUCER_INT32S × 4 = 192-byte stride keeps their 24 bytes of fields
+ * as far from each other and from the queues. Two words at least 128 bytes apart never share a cache line nor an adjacent-line
  * prefetch pair (128 bytes), whatever the SharedArrayBuffer's own alignment (not 128-byte
  * aligned in general). So one thread's counter updates, or producers pushing onto one slice's
  * queue, never invalidate the line another slice's owner reads on its hot path.
  */
 
 /** Layout version: bump when any offset below changes. */
-export const LAYOUT_MAGIC = 0x67707734; // 'gpw4'
+export const LAYOUT_MAGIC = 0x67707735; // 'gpw5'
 /** Words of padding between the directory and the slice table (128 bytes). */
 export const REGION_GAP_INT32S = 32;
 
@@ -41,8 +50,8 @@ export const HDR_SLICE_SLOTS = 2;
 export const HDR_QUEUE_CELLS = 3;
 /** Constant after creation: superblock size in 256-byte granules. */
 export const HDR_SUPERBLOCK_GRANULES = 4;
-/** Atomics.add by whoever claims/returns: superblocks not owned by any slice (statistics and fast "full" check). */
-export const HDR_FREE_SUPERBLOCKS = 5;
+// Word 5 is unused since 'gpw5': the free-superblock count is the directory's (a counter that a
+// claim or return changes in a separate step would drift when its thread ends in between).
 /** Atomics.add by the adopter: slices reclaimed after their thread died. */
 export const HDR_RECLAIMED_SLICES = 6;
 /** Atomics.add by the adopter: superblocks returned on behalf of dead slices. */
@@ -103,9 +112,13 @@ export const MAP_MAPPED = 2;
  */
 export const MAP_UNMAPPING = 3;
 
-// ---- slice table: SLICE_INT32S int32 per slot (fields in the first 21, the rest padding) ----
+// ---- slice table: SLICE_INT32S int32 per slot (fields in the first 29, the rest padding) ----
 export const SLICE_INT32S = 64;
-/** SLOT_FREE / SLOT_OPENING / SLOT_ACTIVE / SLOT_ORPHANED. compareExchange FREE → OPENING takes a slot; ACTIVE → ORPHANED starts adoption. */
+/**
+ * SLOT_FREE / SLOT_OPENING / SLOT_ACTIVE / SLOT_ORPHANED / SLOT_CLOSING. compareExchange FREE →
+ * OPENING takes a slot; ACTIVE → ORPHANED starts adoption; ACTIVE or ORPHANED → CLOSING → FREE
+ * frees it (see SLOT_CLOSING).
+ */
 export const SL_STATE = 0;
 /** The current ownerId (generation × slots + slot + 1). Stored before SL_STATE becomes ACTIVE. */
 export const SL_OWNER_ID = 1;
@@ -113,7 +126,10 @@ export const SL_OWNER_ID = 1;
 export const SL_GENERATION = 2;
 /** worker_threads threadId of the owner (0 = main thread). */
 export const SL_THREAD_ID = 3;
-/** Owner-only counters, read by others for statistics. */
+/**
+ * Owner-only counters, read by others for statistics. SL_SUPERBLOCKS is what the directory says the
+ * slice owns, changed in the same logged op as the owner words (claim, return).
+ */
 export const SL_SUPERBLOCKS = 4;
 export const SL_CLAIMS = 5;
 export const SL_RETURNS = 6;
@@ -150,12 +166,73 @@ export const SL_MERGE_COUNT = 19;
 export const SL_MERGE_TALLY = 20;
 export const MERGE_APPLY = 1;
 export const MERGE_REJECT = 2;
+/**
+ * Owner-only op log of the other slow paths that change shared words in several steps: OP_CLAIM
+ * (a run of superblocks being claimed and mapped: SL_OP_FIRST, SL_OP_COUNT), OP_RETURN (a run being
+ * unmapped and freed), OP_EXPORT (toDescriptor adding a block to its run's exported count and
+ * checksum: SL_OP_FIRST, SL_OP_KEY) and OP_UNEXPORT (an exported block released in its own thread).
+ * The owner writes the fields, then Atomics.store(SL_OP_STATE), and stores 0 once done. The adopter
+ * of a dead owner undoes a claim (no block came out of that run yet: its superblocks owned by the
+ * slice go back, its counters get their logged values) or an export (the descriptor was never
+ * returned), and completes a return or an unexport. Only the owner changes these words and the run
+ * words it logs while it lives, so the logged values are exact.
+ */
+export const SL_OP_STATE = 21;
+export const SL_OP_FIRST = 22;
+export const SL_OP_COUNT = 23;
+/** SL_SUPERBLOCKS, and SL_CLAIMS (OP_CLAIM) or SL_RETURNS (OP_RETURN), before the op. */
+export const SL_OP_SUPERBLOCKS = 24;
+export const SL_OP_TALLY = 25;
+/** exportKey() of the block; the run's SB_EXPORTED_SUM and SB_EXPORTED_BLOCKS before the op. */
+export const SL_OP_KEY = 26;
+export const SL_OP_SUM = 27;
+export const SL_OP_EXPORTED = 28;
+export const OP_CLAIM = 1;
+export const OP_RETURN = 2;
+export const OP_EXPORT = 3;
+export const OP_UNEXPORT = 4;
 
 export const SLOT_FREE = 0;
 export const SLOT_ACTIVE = 1;
 export const SLOT_ORPHANED = 2;
 /** Taken by a thread that is filling in the slot's fields; nobody else touches it. */
 export const SLOT_OPENING = 3;
+/**
+ * Being freed: the slice holds no superblock and its queue is empty. Stored before the freeing
+ * thread reads the producer records; a producer stores its record (naming the owner it pushes
+ * to) before it reads SL_STATE. So a producer either sees CLOSING (its free is stale: it drops it)
+ * or its record is seen (the slot goes back to ORPHANED and is freed later): a slot is never freed,
+ * nor reopened for a new owner, while a free for its old owner is being pushed.
+ */
+export const SLOT_CLOSING = 4;
+
+// ---- producer records: PRODUCER_INT32S int32 per record, one record per pushing thread ----
+export const PRODUCER_INT32S = 48;
+/**
+ * 0 (free), threadId + 1 (held by that live thread), or -(threadId + 1) (its thread ended: the
+ * adopter resolves the record, then frees it). Taken with compareExchange(0 → threadId + 1);
+ * record 0 is the creating thread's.
+ */
+export const PR_THREAD = 0;
+/**
+ * PUSH_PENDING / PUSH_WON / PUSH_COUNTED, or 0 between pushes. The producer writes PR_OWNER_ID and
+ * the payload, then Atomics.store(PUSH_PENDING), then checks the owner (see SLOT_CLOSING); it stores
+ * PR_POS before each compareExchange of the queue tail, PUSH_WON once it won that position,
+ * PUSH_COUNTED once SL_REMOTE_FREES_PUSHED counts it, and 0 after the cell is published. The adopter
+ * of a dead producer publishes what it won, or (PUSH_PENDING: it cannot tell whether the producer
+ * won the position) publishes a tombstone there once no live producer names that position, and
+ * delivers the free itself.
+ */
+export const PR_STATE = 1;
+/** The ownerId the free is for (its slot's queue is the target). */
+export const PR_OWNER_ID = 2;
+/** The queue position the producer is trying for (or won). */
+export const PR_POS = 3;
+export const PR_OFFSET_GRANULES = 4;
+export const PR_BLOCK_ID = 5;
+export const PUSH_PENDING = 1;
+export const PUSH_WON = 2;
+export const PUSH_COUNTED = 3;
 
 // ---- remote-free queue cells (bounded multi-producer single-consumer ring, Vyukov-style) ----
 export const CELL_INT32S = 4;
@@ -169,8 +246,13 @@ export const CELL_SEQ = 0;
 export const CELL_OFFSET_GRANULES = 1;
 /** The block's id in its owner's pool (checked against the owner's exported table). */
 export const CELL_BLOCK_ID = 2;
-/** The ownerId the releaser believed in: entries for an older generation of the slot are dropped. */
+/**
+ * The ownerId the releaser pushed to (always the slot's current owner: see SLOT_CLOSING), or
+ * TOMBSTONE_OWNER_ID: a position an ended producer took but never filled, published empty by its
+ * adopter; consumers skip it and count nothing.
+ */
 export const CELL_OWNER_ID = 3;
+export const TOMBSTONE_OWNER_ID = 0;
 
 export const GRANULE_BYTES = 256;
 
@@ -188,12 +270,24 @@ export function sliceIndex(shape: LayoutShape, slot: number, field: number): num
   return HEADER_INT32S + shape.superblockCount * SB_INT32S + REGION_GAP_INT32S + slot * SLICE_INT32S + field;
 }
 
-export function cellIndex(shape: LayoutShape, slot: number, cell: number, field: number): number {
+/** Producer records: one per slice slot (threads of the pool at once, main thread included). */
+export function producerIndex(shape: LayoutShape, record: number, field: number): number {
   return (
     HEADER_INT32S +
     shape.superblockCount * SB_INT32S +
     REGION_GAP_INT32S +
     shape.sliceSlots * SLICE_INT32S +
+    record * PRODUCER_INT32S +
+    field
+  );
+}
+
+export function cellIndex(shape: LayoutShape, slot: number, cell: number, field: number): number {
+  return (
+    HEADER_INT32S +
+    shape.superblockCount * SB_INT32S +
+    REGION_GAP_INT32S +
+    shape.sliceSlots * (SLICE_INT32S + PRODUCER_INT32S) +
     (slot * shape.queueCells + cell) * CELL_INT32S +
     field
   );
@@ -205,7 +299,7 @@ export function layoutBytes(shape: LayoutShape): number {
     (HEADER_INT32S +
       shape.superblockCount * SB_INT32S +
       REGION_GAP_INT32S +
-      shape.sliceSlots * SLICE_INT32S +
+      shape.sliceSlots * (SLICE_INT32S + PRODUCER_INT32S) +
       shape.sliceSlots * shape.queueCells * CELL_INT32S)
   );
 }

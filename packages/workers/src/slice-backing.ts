@@ -9,7 +9,8 @@
  * freed in the directory). After another slice failed to claim (the arena's claim-failure count
  * changed: no free run, or the device refused to map one), none is kept: memory this thread does
  * not use goes to the thread that needs it.
- * Invariant: every run in `runs` is owned by `ownerId` and mapped.
+ * Invariant: every run in `runs` is owned by `ownerId` and mapped; the slice's superblock,
+ * claim and return counts in shared memory change with the directory, in the arena's logged ops.
  */
 import {
   type ArenaRef,
@@ -20,7 +21,7 @@ import {
   type Policy,
 } from '@gpupool/core';
 import type { SharedArena } from './arena.js';
-import { SL_CLAIMS, SL_RETURNS, SL_SUPERBLOCKS, SL_SUPERBLOCKS_PEAK } from './layout.js';
+import { SL_SUPERBLOCKS_PEAK } from './layout.js';
 
 interface Run {
   first: number;
@@ -91,7 +92,9 @@ export class SliceBacking implements Backing {
   grow(sizeBytes: number, alignmentBytes: number): boolean {
     const need = sizeBytes + (alignmentBytes > 256 ? alignmentBytes : 0);
     const count = Math.ceil(need / this.superblockBytes);
-    const first = this.arena.claimRun(count, this.ownerId, this.hint);
+    // The claim stays open in the slot's op log until the run is mapped and in the books here: a
+    // thread that ends before has it undone by its adopter.
+    const first = this.arena.claimRun(count, this.ownerId, this.hint, this.slot);
     if (first < 0) {
       // Other slices may sit on empty superblocks (their allowance): ask them to give those back
       // (unless no arena could ever hold the request).
@@ -105,12 +108,13 @@ export class SliceBacking implements Backing {
     try {
       this.arena.mapRun(first, count);
     } catch (error) {
-      this.arena.returnRun(first, count);
+      this.arena.undoClaim(this.slot);
       // The run was free but the device's memory ran out (a GPU's memory can be smaller than the
       // arena's address space): other slices' empty superblocks hold memory too.
       if (isDeviceRefusal(error)) this.askForEmptySuperblocks();
       throw error;
     }
+    this.arena.stepHook?.('claim:mapped');
     this.calls++;
     this.hint = (first + count) % this.arena.superblockCount;
     const run: Run = { first, count, occupied: 0 };
@@ -119,10 +123,9 @@ export class SliceBacking implements Backing {
     this.ownedSuperblocks += count;
     this.emptyRuns.push(run);
     this.emptySuperblocks += count;
-    this.arena.count(this.slot, SL_CLAIMS);
-    this.arena.count(this.slot, SL_SUPERBLOCKS, count);
     this.notePeak();
     this.policy!.addRange(first * this.superblockBytes, count * this.superblockBytes);
+    this.arena.endOp(this.slot);
     return true;
   }
 
@@ -206,7 +209,7 @@ export class SliceBacking implements Backing {
     this.closed = true;
     for (const run of [...this.runs.values()]) {
       if (this.arena.exportedOf(run.first) > 0) continue;
-      this.arena.returnRun(run.first, run.count);
+      this.arena.returnOwnRun(this.slot, run.first, run.count);
       this.forget(run);
     }
     this.emptyRuns = [];
@@ -218,7 +221,7 @@ export class SliceBacking implements Backing {
     if (run.occupied !== 0 || this.arena.exportedOf(run.first) > 0) return false;
     if (!this.policy!.removeRange(run.first * this.superblockBytes, run.count * this.superblockBytes))
       return false;
-    this.arena.returnRun(run.first, run.count);
+    this.arena.returnOwnRun(this.slot, run.first, run.count);
     const i = this.emptyRuns.indexOf(run);
     if (i >= 0) this.emptyRuns.splice(i, 1);
     this.emptySuperblocks -= run.count;
@@ -230,8 +233,6 @@ export class SliceBacking implements Backing {
     this.runs.delete(run.first);
     this.runOf.fill(-1, run.first, run.first + run.count);
     this.ownedSuperblocks -= run.count;
-    this.arena.count(this.slot, SL_SUPERBLOCKS, -run.count);
-    this.arena.count(this.slot, SL_RETURNS);
   }
 
   private notePeak(): void {

@@ -28,11 +28,14 @@ import {
   GRANULE_BYTES,
   MERGE_APPLY,
   MERGE_REJECT,
+  OP_EXPORT,
+  OP_UNEXPORT,
   SL_QUEUE_HEAD,
   SL_QUEUE_TAIL,
   SL_REMOTE_FREES_MERGED,
   SL_REMOTE_FREES_REJECTED,
   sliceIndex,
+  TOMBSTONE_OWNER_ID,
 } from './layout.js';
 import { SliceBacking } from './slice-backing.js';
 import type { SliceStats } from './stats.js';
@@ -171,6 +174,8 @@ export class SlicePool extends Pool {
     // adopter then finishes the entry. Counted as each is applied, before the release (which may
     // give a superblock back).
     this.arena.drainQueue(this.slot, MERGE_BATCH_MAX, (offsetBytes, blockId, ownerId, pos) => {
+      // A position an ended producer took and never filled (its adopter delivered the free anew).
+      if (ownerId === TOMBSTONE_OWNER_ID) return;
       const block = ownerId === this.ownerId ? this.exported.get(offsetBytes) : undefined;
       if (block === undefined || (block.id | 0) !== blockId || block._owner !== this) {
         this.arena.logMerge(this.slot, pos, MERGE_REJECT, -1, 0);
@@ -201,11 +206,7 @@ export class SlicePool extends Pool {
     // After destroy() the block is inert and its run may be back in the arena (or adopted).
     if (this.destroyed) throw new PoolDestroyedError('toDescriptor');
     const offset = block.offset;
-    if (this.exported.get(offset) !== block) {
-      this.exported.set(offset, block);
-      this.arena.addExported(this.slice.runFirstOf(offset), 1, offset, block.id);
-    }
-    return Object.freeze({
+    const descriptor: BlockDescriptor = Object.freeze({
       arenaId: this.arena.arenaId,
       offset,
       bytes: block.bytes,
@@ -214,6 +215,13 @@ export class SlicePool extends Pool {
       shape: block.shape === undefined ? undefined : [...block.shape],
       dtype: block.dtype,
     });
+    if (this.exported.get(offset) !== block) {
+      this.exported.set(offset, block);
+      // Logged (OP_EXPORT): a thread that ends before this returns never handed the descriptor
+      // out, and its adopter takes the count back.
+      this.arena.changeExported(this.slot, OP_EXPORT, this.slice.runFirstOf(offset), offset, block.id);
+    }
+    return descriptor;
   }
 
   /** @internal The live exported block a descriptor names, if this slice owns it. */
@@ -224,7 +232,14 @@ export class SlicePool extends Pool {
 
   private unexport(block: Block): void {
     this.exported.delete(block.offset);
-    this.arena.addExported(this.slice.runFirstOf(block.offset), -1, block.offset, block.id);
+    // Logged (OP_UNEXPORT): the adopter of a thread that ends midway completes it.
+    this.arena.changeExported(
+      this.slot,
+      OP_UNEXPORT,
+      this.slice.runFirstOf(block.offset),
+      block.offset,
+      block.id,
+    );
   }
 
   private remoteFreesWaiting(): boolean {

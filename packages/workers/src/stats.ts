@@ -38,7 +38,11 @@ export interface ArenaStats {
   reclaimedSuperblocks: number;
   /** Remote frees of those slices' blocks that the adopter merged. */
   reclaimedRemoteFrees: number;
-  /** Remote frees for an owner whose memory was already back in the arena. */
+  /**
+   * Remote frees for an owner whose memory was already back in the arena (its slot freed or
+   * taken by a new owner, or its slice holding nothing and closing): stale, never counted in
+   * any slice's figures.
+   */
   droppedRemoteFrees: number;
   total: {
     superblocks: number;

@@ -7,10 +7,9 @@
  * (creating thread only) holds remote frees whose owner's queue was full, retried until pushed
  * (never dropped). Other threads send such frees to the creating thread over `relay`.
  */
-import { BroadcastChannel, workerData } from 'node:worker_threads';
+import { BroadcastChannel, threadId, workerData } from 'node:worker_threads';
 import type { PoolOptions } from '@gpupool/core';
-import type { ArenaHandle, SharedArena } from './arena.js';
-import { SLOT_FREE, slotOfOwnerId } from './layout.js';
+import { type ArenaHandle, PUSH_FULL, type SharedArena } from './arena.js';
 
 /** workerData key under which createWorkerPool passes the arena to its workers. */
 export const WORKER_DATA_KEY = '@gpupool/workers';
@@ -44,6 +43,8 @@ export interface ThreadArena {
   retryTimer: ReturnType<typeof setTimeout> | null;
   /** The channel to (workers) or from (creator) the creating thread for frees a full queue refused. */
   relay: BroadcastChannel | null;
+  /** This thread's producer record in the arena (PR_*), taken on its first remote free; -1: none left. */
+  producerRecord: number | undefined;
 }
 
 /**
@@ -53,8 +54,9 @@ export interface ThreadArena {
 export function pushDeferredFrees(context: ThreadArena): number {
   const d = context.deferred;
   let kept = 0;
+  const record = producerRecordOf(context);
   for (let i = 0; i < d.length; i += 3) {
-    if (!context.arena.pushRemoteFree(d[i]!, d[i + 1]!, d[i + 2]!)) {
+    if (record < 0 || context.arena.pushRemoteFree(record, d[i]!, d[i + 1]!, d[i + 2]!) === PUSH_FULL) {
       d[kept++] = d[i]!;
       d[kept++] = d[i + 1]!;
       d[kept++] = d[i + 2]!;
@@ -66,20 +68,26 @@ export function pushDeferredFrees(context: ThreadArena): number {
 
 const DEFERRED_RETRY_MS = 5;
 
+/** This thread's producer record (taken on first use; the creating thread's is reserved). */
+function producerRecordOf(context: ThreadArena): number {
+  // A thread that found none left tries again each time (a dead thread's record is freed on adoption).
+  if (context.producerRecord === undefined || context.producerRecord < 0)
+    context.producerRecord = context.arena.takeProducerRecord(threadId);
+  return context.producerRecord;
+}
+
 /**
  * Frees block (`offset`, `id`) of `ownerId`'s slice from this thread: onto the owner's remote-free
- * queue, or (queue full) to the creating thread, which keeps it until pushed; dropped if the owner
- * and everything it held are back in the arena already.
+ * queue, through this thread's producer record, or (queue full, or no record left) to the
+ * creating thread, which keeps it until pushed; dropped if the owner and everything it held are
+ * back in the arena already.
  */
 export function releaseRemote(context: ThreadArena, ownerId: number, offset: number, id: number): void {
   const arena = context.arena;
-  const { ownerId: current, state } = arena.slotOwner(slotOfOwnerId(ownerId, arena.sliceSlots));
-  if (current !== ownerId || state === SLOT_FREE) {
-    // The owner and everything it held are back in the arena already.
-    arena.noteDroppedRemoteFree();
-    return;
+  if (context.deferred.length === 0) {
+    const record = producerRecordOf(context);
+    if (record >= 0 && arena.pushRemoteFree(record, ownerId, offset, id) !== PUSH_FULL) return;
   }
-  if (context.deferred.length === 0 && arena.pushRemoteFree(ownerId, offset, id)) return;
   if (!arena.creator) {
     // The owner's queue is full. A list kept here would be lost when this worker ends (Piscina ends
     // idle workers; tasks may exit): the creating thread, which lives until destroy(), keeps it.
@@ -105,6 +113,8 @@ function scheduleRetry(context: ThreadArena): void {
     context.retryTimer = null;
     if (pushDeferredFrees(context) > 0) scheduleRetry(context);
   }, DEFERRED_RETRY_MS);
+  // Never what keeps a process alive: the frees matter only to a pool that is still used.
+  context.retryTimer.unref();
 }
 
 interface Registry {
@@ -133,7 +143,18 @@ export function register(
   const r = registry();
   let entry = r.arenas.get(arena.arenaId);
   if (entry === undefined) {
-    entry = { arena, slice: null, settings, deferred: [], retryTimer: null, relay: null };
+    const created: ThreadArena = {
+      arena,
+      slice: null,
+      settings,
+      deferred: [],
+      retryTimer: null,
+      relay: null,
+      producerRecord: undefined,
+    };
+    // The adopter delivers the frees of ended producers as this thread's own remote frees.
+    if (arena.creator) arena.redeliver = (ownerId, offset, id) => releaseRemote(created, ownerId, offset, id);
+    entry = created;
     r.arenas.set(arena.arenaId, entry);
   }
   if (settings !== null) entry.settings = settings;
