@@ -67,7 +67,6 @@ import {
   PR_POS,
   PR_STATE,
   PR_THREAD,
-  PUSH_COUNTED,
   PUSH_PENDING,
   PUSH_WON,
   producerIndex,
@@ -95,10 +94,10 @@ import {
   SL_OP_SUPERBLOCKS,
   SL_OP_TALLY,
   SL_OWNER_ID,
+  SL_QUEUE_BASE,
   SL_QUEUE_HEAD,
   SL_QUEUE_TAIL,
   SL_REMOTE_FREES_MERGED,
-  SL_REMOTE_FREES_PUSHED,
   SL_REMOTE_FREES_REJECTED,
   SL_RETURNS,
   SL_STATE,
@@ -156,14 +155,14 @@ export type ArenaStep =
   | 'push:trying'
   | 'push:claimed'
   | 'push:won'
-  | 'push:counted'
   | 'push:published'
   | 'claim:won'
   | 'claim:mapped'
   | 'return:detached'
   | 'return:freed'
   | 'export:sum'
-  | 'unexport:sum';
+  | 'unexport:sum'
+  | 'resolve:pending';
 
 /** What pushRemoteFree did with a free. */
 export type PushResult = typeof PUSH_PUSHED | typeof PUSH_FULL | typeof PUSH_DROPPED;
@@ -378,7 +377,12 @@ export class SharedArena implements LayoutShape {
         SL_REMOTE_FREES_REJECTED,
       ])
         Atomics.store(w, sliceIndex(this, slot, f), 0);
-      Atomics.store(w, sliceIndex(this, slot, SL_REMOTE_FREES_PUSHED), 0);
+      // Before ACTIVE: no free for this owner is pushed before it, none for the last one after (CLOSING).
+      Atomics.store(
+        w,
+        sliceIndex(this, slot, SL_QUEUE_BASE),
+        Atomics.load(w, sliceIndex(this, slot, SL_QUEUE_TAIL)),
+      );
       Atomics.store(w, sliceIndex(this, slot, SL_SUPERBLOCKS_PEAK), 0);
       Atomics.store(w, sliceIndex(this, slot, SL_DEAD), 0);
       Atomics.store(w, sliceIndex(this, slot, SL_MERGE_STATE), 0);
@@ -789,12 +793,10 @@ export class SharedArena implements LayoutShape {
         Atomics.store(w, r(PR_POS), pos);
         this.stepHook?.('push:trying');
         if (Atomics.compareExchange(w, tailAt, pos, (pos + 1) | 0) !== pos) continue;
+        // Counted: remoteFreesPushed is the tail less SL_QUEUE_BASE (no step of its own to end before).
         this.stepHook?.('push:claimed');
         Atomics.store(w, r(PR_STATE), PUSH_WON);
         this.stepHook?.('push:won');
-        Atomics.add(w, sliceIndex(this, slot, SL_REMOTE_FREES_PUSHED), 1);
-        Atomics.store(w, r(PR_STATE), PUSH_COUNTED);
-        this.stepHook?.('push:counted');
         this.publishCell(slot, pos, ownerId, offsetBytes / GRANULE_BYTES, blockId);
         this.stepHook?.('push:published');
         Atomics.store(w, r(PR_STATE), 0);
@@ -826,7 +828,7 @@ export class SharedArena implements LayoutShape {
 
   /**
    * Adopter: resolves the producer records of threads that ended (PR_THREAD < 0). A push that won
-   * its position is published (and counted, if it was not); one that may or may not have won it
+   * its position is published (if it was not); one that may or may not have won it
    * (PUSH_PENDING) is delivered anew, and if its position is taken but unpublished and every record
    * naming it is of an ended thread (one of them won it, which one is unknowable), a tombstone fills
    * it and all their frees are delivered anew. A position a live producer may hold is left for a
@@ -844,13 +846,14 @@ export class SharedArena implements LayoutShape {
       const pos = Atomics.load(w, at(PR_POS));
       const seqAt = cellIndex(this, slot, pos & mask, CELL_SEQ);
       const unpublished = Atomics.load(w, seqAt) === pos;
-      if (state === PUSH_WON || (state === PUSH_COUNTED && unpublished)) {
-        if (state === PUSH_WON) Atomics.add(w, sliceIndex(this, slot, SL_REMOTE_FREES_PUSHED), 1);
-        this.publishCell(slot, pos, ownerId, w[at(PR_OFFSET_GRANULES)]!, w[at(PR_BLOCK_ID)]!);
+      if (state === PUSH_WON) {
+        if (unpublished)
+          this.publishCell(slot, pos, ownerId, w[at(PR_OFFSET_GRANULES)]!, w[at(PR_BLOCK_ID)]!);
       } else if (state === PUSH_PENDING) {
         const taken = ((Atomics.load(w, sliceIndex(this, slot, SL_QUEUE_TAIL)) - pos) | 0) > 0;
         if (taken && unpublished) {
           // Taken and not yet published: by this producer, or by another whose record names it.
+          this.stepHook?.('resolve:pending');
           const others: number[] = [];
           let wait = false;
           let wonElsewhere = false;
@@ -865,11 +868,19 @@ export class SharedArena implements LayoutShape {
           }
           if (!wonElsewhere) {
             if (wait) continue; // a live producer may hold it: it publishes, or moves on
-            // Every candidate ended before saying whether it won: fill the position with a
-            // tombstone and deliver all their frees anew (none was counted or published).
-            w[cellIndex(this, slot, pos & mask, CELL_OWNER_ID)] = TOMBSTONE_OWNER_ID;
-            Atomics.store(w, seqAt, (pos + 1) | 0);
-            for (const q of others) this.redeliverAndFree(q);
+            // Read again after the records: a live winner that published (and moved on) between
+            // the read above and the scan named no position there. One that had not published by
+            // now named this position all through the scan (its PR_POS before its compareExchange,
+            // which came before the tail read above; PR_STATE 0 only after publishing).
+            if (Atomics.load(w, seqAt) === pos) {
+              // Every candidate ended before saying whether it won: fill the position with a
+              // tombstone and deliver all their frees anew (none was published).
+              w[cellIndex(this, slot, pos & mask, CELL_OWNER_ID)] = TOMBSTONE_OWNER_ID;
+              // Not a free: remoteFreesPushed (the tail less this base) does not count it.
+              Atomics.add(w, sliceIndex(this, slot, SL_QUEUE_BASE), 1);
+              Atomics.store(w, seqAt, (pos + 1) | 0);
+              for (const q of others) this.redeliverAndFree(q);
+            }
           }
         }
         this.redeliverAndFree(r);
@@ -1172,7 +1183,7 @@ export class SharedArena implements LayoutShape {
       superblocksPeak: r(SL_SUPERBLOCKS_PEAK),
       claims: r(SL_CLAIMS),
       returns: r(SL_RETURNS),
-      remoteFreesPushed: r(SL_REMOTE_FREES_PUSHED),
+      remoteFreesPushed: (r(SL_QUEUE_TAIL) - r(SL_QUEUE_BASE)) | 0,
       remoteFreesMerged: r(SL_REMOTE_FREES_MERGED),
       remoteFreesRejected: r(SL_REMOTE_FREES_REJECTED),
     };

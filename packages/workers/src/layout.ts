@@ -135,8 +135,14 @@ export const SL_CLAIMS = 5;
 export const SL_RETURNS = 6;
 /** Remote frees merged by the owner. */
 export const SL_REMOTE_FREES_MERGED = 7;
-/** Atomics.add by producers: frees pushed onto this slot's queue. */
-export const SL_REMOTE_FREES_PUSHED = 8;
+/**
+ * The queue tail (SL_QUEUE_TAIL) when the slot was opened, plus one for each tombstone its adopter
+ * published since (Atomics.add): remoteFreesPushed is the tail less this. A free is counted by the
+ * compareExchange that wins its queue position, so no thread can end between pushing a free and
+ * counting it (a separate counter was counted twice when its producer ended between the add and
+ * saying so).
+ */
+export const SL_QUEUE_BASE = 8;
 /** Owner-only: remote frees that named no exported block (double or stale release). */
 export const SL_REMOTE_FREES_REJECTED = 9;
 /** Queue consumer position (owner-only writes; producers read it to detect a full queue). */
@@ -215,13 +221,14 @@ export const PRODUCER_INT32S = 48;
  */
 export const PR_THREAD = 0;
 /**
- * PUSH_PENDING / PUSH_WON / PUSH_COUNTED, or 0 between pushes. The producer writes PR_OWNER_ID and
- * the payload, then Atomics.store(PUSH_PENDING), then checks the owner (see SLOT_CLOSING); it stores
- * PR_POS before each compareExchange of the queue tail, PUSH_WON once it won that position,
- * PUSH_COUNTED once SL_REMOTE_FREES_PUSHED counts it, and 0 after the cell is published. The adopter
- * of a dead producer publishes what it won, or (PUSH_PENDING: it cannot tell whether the producer
- * won the position) publishes a tombstone there once no live producer names that position, and
- * delivers the free itself.
+ * PUSH_PENDING / PUSH_WON, or 0 between pushes. The producer writes PR_OWNER_ID and the payload,
+ * then Atomics.store(PUSH_PENDING), then checks the owner (see SLOT_CLOSING); it stores PR_POS
+ * before each compareExchange of the queue tail (which counts the free: SL_QUEUE_BASE), PUSH_WON
+ * once it won that position, and 0 after the cell is published. The adopter of a dead producer
+ * publishes what it won (if not yet published), or (PUSH_PENDING: it cannot tell whether the
+ * producer won the position) publishes a tombstone there once no live producer names that position
+ * and the position is still unpublished after it looked at every record, and delivers the free
+ * itself.
  */
 export const PR_STATE = 1;
 /** The ownerId the free is for (its slot's queue is the target). */
@@ -232,7 +239,6 @@ export const PR_OFFSET_GRANULES = 4;
 export const PR_BLOCK_ID = 5;
 export const PUSH_PENDING = 1;
 export const PUSH_WON = 2;
-export const PUSH_COUNTED = 3;
 
 // ---- remote-free queue cells (bounded multi-producer single-consumer ring, Vyukov-style) ----
 export const CELL_INT32S = 4;

@@ -171,7 +171,9 @@ worker(`a worker terminated in the middle of an arena slow path (${DEVICE_KIND})
     expectAllBackAfter(wp, d0!);
   });
 
-  it.each(['push:checked', 'push:claimed', 'push:won', 'push:counted', 'push:published'] as const)(
+  // 'push:claimed' is just after the compareExchange that wins the position, which is also what
+  // counts the free (remoteFreesPushed is the tail's advance): no step between pushing and counting.
+  it.each(['push:checked', 'push:claimed', 'push:won', 'push:published'] as const)(
     'pushing a remote free (%s): the queue moves on, every free arrives once, the counts add up',
     async (step) => {
       const wp = pool();
@@ -240,6 +242,49 @@ worker(`a worker terminated in the middle of an arena slow path (${DEVICE_KIND})
     main.mergeRemoteFrees();
     expect(main.stats().liveBlocks).toBe(3);
     await thread(1).terminate();
+    await waitFor(() => {
+      wp.reclaim();
+      main.mergeRemoteFrees();
+      return main.stats().liveBlocks === 1;
+    }, 3_000);
+    expect(main.sliceStats()).toMatchObject({
+      remoteFreesPushed: 2,
+      remoteFreesMerged: 2,
+      remoteFreesRejected: 0,
+    });
+    expectSettled(wp);
+  });
+
+  it('a producer ended before trying for a position that a live one wins and publishes while the adopter looks at it: no tombstone over the live free', async () => {
+    const wp = pool({ minThreads: 2, maxThreads: 2 });
+    const main = wp.mainPool as SlicePool;
+    const [d0, d1] = [main.acquire(4096), main.acquire(4096), main.acquire(4096)].map((b) => toDescriptor(b));
+    // [first's threadId, second's threadId, arrivals, wake, role, -]
+    const flag = new Int32Array(new SharedArrayBuffer(24));
+    await Promise.all(
+      [0, 1].map(() => wp.run({ flag: flag.buffer, step: 'push:won' }, { name: 'armPushOvertake' })),
+    );
+    const first = wp.run({ descriptors: [d0] }, { name: 'releaseDescriptors' });
+    first.catch(() => {});
+    await waitFor(() => Atomics.load(flag, 0) !== 0, 5_000);
+    const signal = new Int32Array(new SharedArrayBuffer(4));
+    const second = wp.run({ descriptors: [d1], signal: signal.buffer }, { name: 'releaseAndSignal' });
+    await waitFor(() => Atomics.load(flag, 1) !== 0, 5_000);
+    // The adopter of the first finds its position taken and unpublished; right then the second
+    // (alive, the winner) publishes it and its record goes back to idle.
+    let hooked = false;
+    wp.arena.stepHook = (step) => {
+      if (step !== 'resolve:pending') return;
+      wp.arena.stepHook = null;
+      hooked = true;
+      Atomics.store(flag, 3, 1);
+      Atomics.notify(flag, 3);
+      Atomics.wait(signal, 0, 0, 5_000);
+    };
+    await wp.piscina.threads.find((w) => w.threadId === Atomics.load(flag, 0))!.terminate();
+    await waitFor(() => wp.stats().arena.reclaimedSlices === 1, 5_000);
+    expect(hooked).toBe(true);
+    expect(await second).toEqual(['ok']);
     await waitFor(() => {
       wp.reclaim();
       main.mergeRemoteFrees();
