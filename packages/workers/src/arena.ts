@@ -89,6 +89,7 @@ import {
   SL_OP_EXPORTED,
   SL_OP_FIRST,
   SL_OP_KEY,
+  SL_OP_PEAK,
   SL_OP_STATE,
   SL_OP_SUM,
   SL_OP_SUPERBLOCKS,
@@ -671,6 +672,7 @@ export class SharedArena implements LayoutShape {
     w[at(SL_OP_COUNT)] = count;
     w[at(SL_OP_SUPERBLOCKS)] = Atomics.load(w, at(SL_SUPERBLOCKS));
     w[at(SL_OP_TALLY)] = Atomics.load(w, at(op === OP_CLAIM ? SL_CLAIMS : SL_RETURNS));
+    w[at(SL_OP_PEAK)] = Atomics.load(w, at(SL_SUPERBLOCKS_PEAK));
     // Published last: the adopter that reads the op sees the fields above.
     Atomics.store(w, at(SL_OP_STATE), op);
   }
@@ -678,7 +680,7 @@ export class SharedArena implements LayoutShape {
   /**
    * Finishes the op `slot`'s owner logged and did not complete (its thread ended, or, for a claim,
    * its map failed): a claim is undone (its superblocks go back, the counters get their logged
-   * values), a return completed; an export undone, an unexport completed (only the owner changed
+   * values, the peak too), a return completed; an export undone, an unexport completed (only the owner changed
    * the run's count and checksum while it lived, so the logged values are exact). Returns the
    * superblocks given back.
    */
@@ -698,6 +700,7 @@ export class SharedArena implements LayoutShape {
       if (op === OP_CLAIM) {
         Atomics.store(w, at(SL_SUPERBLOCKS), before);
         Atomics.store(w, at(SL_CLAIMS), w[at(SL_OP_TALLY)]!);
+        Atomics.store(w, at(SL_SUPERBLOCKS_PEAK), w[at(SL_OP_PEAK)]!);
       } else {
         Atomics.store(w, at(SL_SUPERBLOCKS), before - count);
         Atomics.store(w, at(SL_RETURNS), w[at(SL_OP_TALLY)]! + 1);
@@ -1149,7 +1152,14 @@ export class SharedArena implements LayoutShape {
       if (this.ownerOf(b) !== ownerId || this.runFirstOf(b) !== b) continue;
       if (this.exportedOf(b) !== 0 || Atomics.load(w, directoryIndex(b, SB_EXPORTED_SUM)) !== 0) continue;
       const count = this.runLength(b, ownerId);
-      this.returnRun(b, count);
+      try {
+        this.returnRun(b, count);
+      } catch (error) {
+        // A refused unmap: the run stays owned and mapped; the next adoption tries again (this runs
+        // on a timer and in a worker's exit handler, where a throw would end the process).
+        if (isDeviceError(error)) continue;
+        throw error;
+      }
       Atomics.sub(w, sliceIndex(this, slot, SL_SUPERBLOCKS), count);
       returned += count;
       if (dead) Atomics.add(w, HDR_RECLAIMED_SUPERBLOCKS, count);

@@ -25,7 +25,7 @@
  *
  * False sharing: each slice's fields (which its owner reads on every acquire and release: the
  * queue head and tail) sit in their own SLICE_INT32S × 4 = 256-byte stride, with its fields in
- * the first 116 bytes, so the fields of two slices are at least 140 bytes apart, and the slice table
+ * the first 120 bytes, so the fields of two slices are at least 136 bytes apart, and the slice table
  * starts REGION_GAP_INT32S × 4 = 128 bytes after the directory and ends at least as far before
  * the producer records, whose PRODUCER_INT32S × 4 = 192-byte stride keeps their 24 bytes of fields
  * as far from each other and from the queues. Two words at least 128 bytes apart never share a cache line nor an adjacent-line
@@ -112,7 +112,7 @@ export const MAP_MAPPED = 2;
  */
 export const MAP_UNMAPPING = 3;
 
-// ---- slice table: SLICE_INT32S int32 per slot (fields in the first 29, the rest padding) ----
+// ---- slice table: SLICE_INT32S int32 per slot (fields in the first 30, the rest padding) ----
 export const SLICE_INT32S = 64;
 /**
  * SLOT_FREE / SLOT_OPENING / SLOT_ACTIVE / SLOT_ORPHANED / SLOT_CLOSING. compareExchange FREE →
@@ -193,6 +193,8 @@ export const SL_OP_TALLY = 25;
 export const SL_OP_KEY = 26;
 export const SL_OP_SUM = 27;
 export const SL_OP_EXPORTED = 28;
+/** OP_CLAIM: SL_SUPERBLOCKS_PEAK before the op (the claim raises it before it ends; an undone claim puts it back). */
+export const SL_OP_PEAK = 29;
 export const OP_CLAIM = 1;
 export const OP_RETURN = 2;
 export const OP_EXPORT = 3;

@@ -17,6 +17,7 @@ import {
   type ArenaSnapshot,
   type Backing,
   DeviceOutOfMemoryError,
+  isDeviceError,
   isDeviceRefusal,
   type Policy,
 } from '@gpupool/core';
@@ -114,7 +115,6 @@ export class SliceBacking implements Backing {
       if (isDeviceRefusal(error)) this.askForEmptySuperblocks();
       throw error;
     }
-    this.arena.stepHook?.('claim:mapped');
     this.calls++;
     this.hint = (first + count) % this.arena.superblockCount;
     const run: Run = { first, count, occupied: 0 };
@@ -125,6 +125,7 @@ export class SliceBacking implements Backing {
     this.emptySuperblocks += count;
     this.notePeak();
     this.policy!.addRange(first * this.superblockBytes, count * this.superblockBytes);
+    this.arena.stepHook?.('claim:mapped');
     this.arena.endOp(this.slot);
     return true;
   }
@@ -209,8 +210,8 @@ export class SliceBacking implements Backing {
     this.closed = true;
     for (const run of [...this.runs.values()]) {
       if (this.arena.exportedOf(run.first) > 0) continue;
-      this.arena.returnOwnRun(this.slot, run.first, run.count);
-      this.forget(run);
+      // A refused unmap keeps the run owned: the slot is then left to the creator, which retries.
+      if (this.returnRun(run)) this.forget(run);
     }
     this.emptyRuns = [];
     this.arena.closeSlot(this.slot, this.ownerId);
@@ -219,14 +220,33 @@ export class SliceBacking implements Backing {
   /** Returns an empty run to the arena if the policy lets go of it. */
   private giveBack(run: Run): boolean {
     if (run.occupied !== 0 || this.arena.exportedOf(run.first) > 0) return false;
-    if (!this.policy!.removeRange(run.first * this.superblockBytes, run.count * this.superblockBytes))
+    const address = run.first * this.superblockBytes;
+    const bytes = run.count * this.superblockBytes;
+    if (!this.policy!.removeRange(address, bytes)) return false;
+    if (!this.returnRun(run)) {
+      // Still owned and mapped: the policy gets it back, so it serves blocks again and a later
+      // give-back (the next run that empties, trim(), destroy()) tries it again. Not thrown: this
+      // runs inside a block's release(), which has released the block already.
+      this.policy!.addRange(address, bytes);
       return false;
-    this.arena.returnOwnRun(this.slot, run.first, run.count);
+    }
     const i = this.emptyRuns.indexOf(run);
     if (i >= 0) this.emptyRuns.splice(i, 1);
     this.emptySuperblocks -= run.count;
     this.forget(run);
     return true;
+  }
+
+  /** Returns the run to the arena; false if the device refused the unmap (the run stays owned and mapped). */
+  private returnRun(run: Run): boolean {
+    try {
+      this.arena.returnOwnRun(this.slot, run.first, run.count);
+      return true;
+    } catch (error) {
+      // By code: a CudaDevice opened in a worker is CommonJS, and its errors another copy of the class.
+      if (!isDeviceError(error)) throw error;
+      return false;
+    }
   }
 
   private forget(run: Run): void {

@@ -14,6 +14,7 @@ import {
   SB_INT32S,
   SL_MERGE_TALLY,
   SL_OP_EXPORTED,
+  SL_OP_PEAK,
   SL_QUEUE_HEAD,
   SL_QUEUE_TAIL,
   SL_STATE,
@@ -41,6 +42,7 @@ describe('shared layout: no false sharing between slices', () => {
         SL_SUPERBLOCKS_PEAK,
         SL_MERGE_TALLY,
         SL_OP_EXPORTED,
+        SL_OP_PEAK,
       ];
       const firstField = Math.min(...fields);
       const lastField = Math.max(...fields);

@@ -11,7 +11,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { MiB } from '@gpupool/core';
+import { type Device, DeviceError, MiB } from '@gpupool/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type ArenaStep,
@@ -124,6 +124,9 @@ worker(`a worker terminated in the middle of an arena slow path (${DEVICE_KIND})
       await terminateAt(wp, step, 'acquireHeld', { bytes: 2 * SUPERBLOCK });
       expectSettled(wp);
       expect(wp.stats().arena.ownedSuperblocks).toBe(1);
+      // The undone claim is not in the peak either.
+      const dead = wp.stats().arena.slices.find((s) => s.ownerId === d!.owner)!;
+      expect(dead).toMatchObject({ superblocks: 1, superblocksPeak: 1, claims: 1 });
       expectBytesKept(wp, d!, 7);
       expectAllBackAfter(wp, d!);
     },
@@ -324,6 +327,71 @@ worker(`a worker terminated in the middle of an arena slow path (${DEVICE_KIND})
       remoteFreesRejected: 0,
     });
     expectSettled(wp);
+  });
+});
+
+/**
+ * Makes the device refuse its next `n` unmap calls (core's fault plans cover only the calls that
+ * obtain memory: reserve, map, allocateSegment).
+ */
+function refuseUnmaps(device: Device, n: number): void {
+  const unmap = device.unmap;
+  let left = n;
+  device.unmap = function (this: Device, ...args: Parameters<Device['unmap']>) {
+    if (left > 0) {
+      left--;
+      throw new DeviceError('unmap', 'refused (test)');
+    }
+    return unmap.apply(this, args);
+  };
+}
+
+describe.skipIf(DEVICE_KIND !== 'host')('a refused unmap', () => {
+  it('of a run a slice gives back: the run stays owned and usable, and goes back later', () => {
+    const wp = pool({ emptySuperblocksMax: 0 });
+    const main = wp.mainPool as SlicePool;
+    main.acquire(4096).release();
+    const claims = main.sliceStats().claims;
+    refuseUnmaps(wp.arena.device, 2);
+    // The release is finished here: the run empties and is given back, refused; trim() tries again, refused.
+    expect(main.trim()).toBe(0);
+    expect(main.sliceStats()).toMatchObject({ superblocks: 1, returns: 0 });
+    wp.arena.checkDirectory();
+    // Still the slice's: a block fits in it without a claim, and it goes back once empty again.
+    main.acquire(4096).release();
+    expect(main.sliceStats().claims).toBe(claims);
+    main.trim();
+    expect(main.sliceStats()).toMatchObject({ superblocks: 0, claims, returns: 1 });
+    expect(wp.stats().arena.ownedSuperblocks).toBe(0);
+    wp.arena.checkDirectory();
+  });
+
+  it('of an orphaned slice’s run: adoption does not throw, and a later one returns it', () => {
+    const wp = pool();
+    const main = wp.mainPool as SlicePool;
+    const d = toDescriptor(main.acquire(4096));
+    main.destroy(); // the run stays owned (d is out): the slice is orphaned
+    fromDescriptor(d).release();
+    refuseUnmaps(wp.arena.device, 1);
+    expect(wp.reclaim()).toBe(0);
+    expect(wp.stats().arena.ownedSuperblocks).toBe(1);
+    expect(wp.reclaim()).toBe(1);
+    expectSettled(wp);
+    expect(wp.stats().arena.ownedSuperblocks).toBe(0);
+  });
+
+  it('while a slice pool is destroyed: its other runs go back, the refused one through the creator', () => {
+    const wp = pool();
+    const main = wp.mainPool as SlicePool;
+    main.acquire(SUPERBLOCK);
+    main.acquire(SUPERBLOCK);
+    expect(main.sliceStats().superblocks).toBe(2);
+    refuseUnmaps(wp.arena.device, 1);
+    main.destroy();
+    expect(wp.stats().arena.ownedSuperblocks).toBe(1);
+    expect(wp.reclaim()).toBe(1);
+    expectSettled(wp);
+    expect(wp.stats().arena.ownedSuperblocks).toBe(0);
   });
 });
 
