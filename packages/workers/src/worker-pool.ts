@@ -32,6 +32,15 @@ import {
 } from './thread-context.js';
 
 type PiscinaOptions = NonNullable<ConstructorParameters<typeof Piscina>[0]>;
+
+/** The key of the message a Piscina 5 worker posts once its task module is loaded (piscina's READY). */
+const PISCINA_READY_KEY = '_WORKER_READY';
+/** How long destroy() waits for a worker still loading its task module before ending it anyway. */
+const LOAD_WAIT_MS = 10_000;
+
+function isReadyMessage(message: unknown): boolean {
+  return typeof message === 'object' && message !== null && PISCINA_READY_KEY in message;
+}
 type RunOptions = NonNullable<Parameters<Piscina['run']>[1]>;
 
 export interface WorkerPoolOptions extends Omit<PiscinaOptions, 'filename' | 'workerData'> {
@@ -74,6 +83,8 @@ export class WorkerPool {
   private adoptTimer: ReturnType<typeof setInterval> | null = null;
   private destroyedFlag = false;
   private destroying: Promise<void> | null = null;
+  /** Threads (by id) that have loaded their task module: ending them cannot abort the process. */
+  private readonly loaded = new Set<number>();
 
   /** @internal Use createWorkerPool. */
   constructor(options: WorkerPoolOptions) {
@@ -136,7 +147,18 @@ export class WorkerPool {
       device.releaseRange(arena.range);
       throw error;
     }
-    this.piscina.on('workerCreate', (info: { id: number }) => this.watchWorker(info.id));
+    // Piscina reports the workers it starts with as created (and ready) before they have loaded the
+    // task module; those it starts later, once they have. So the first ones are watched until their
+    // ready message, the later ones counted as loaded when created.
+    const starting = new Set<number>();
+    for (const worker of this.piscina.threads as Worker[]) {
+      starting.add(worker.threadId);
+      this.watchLoad(worker);
+    }
+    this.piscina.on('workerCreate', (info: { id: number }) => {
+      if (!starting.has(info.id)) this.loaded.add(info.id);
+      this.watchWorker(info.id);
+    });
     const period = idleMergeMs ?? 25;
     if (period > 0) {
       this.adoptTimer = setInterval(() => this.arena.adoptOrphans(), period);
@@ -192,6 +214,7 @@ export class WorkerPool {
   private async destroyOnce(): Promise<void> {
     this.destroyedFlag = true;
     if (this.adoptTimer !== null) clearInterval(this.adoptTimer);
+    await this.untilLoaded();
     await this.piscina.destroy();
     const mine = this.context.slice;
     if (mine !== null && !mine.destroyed) mine.destroy();
@@ -203,10 +226,66 @@ export class WorkerPool {
     this.arena.device.releaseRange(this.arena.range);
   }
 
+  /**
+   * Resolves once no worker is still loading its task module (at most LOAD_WAIT_MS). Piscina loads
+   * an ES module with require(), and Node 20 aborts the whole process when a worker is terminated
+   * inside that (FATAL ERROR: v8::Module::IsGraphAsync … instantiated module): a pool destroyed just
+   * after it was created must not end its workers there.
+   */
+  private async untilLoaded(): Promise<void> {
+    // threadId is -1 once a thread has stopped, even before its 'exit' event.
+    const loading = (this.piscina.threads as Worker[]).filter(
+      (w) => w.threadId !== -1 && !this.loaded.has(w.threadId),
+    );
+    if (loading.length === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, LOAD_WAIT_MS);
+    });
+    await Promise.race([Promise.all(loading.map((w) => this.loadedOrGone(w))), timedOut]);
+    clearTimeout(timer);
+  }
+
+  /** Resolves when `worker` has loaded its task module or has stopped. */
+  private loadedOrGone(worker: Worker): Promise<void> {
+    const id = worker.threadId;
+    return new Promise((resolve) => {
+      const done = (): void => {
+        worker.off('message', onMessage);
+        worker.off('exit', done);
+        resolve();
+      };
+      const onMessage = (message: unknown): void => {
+        if (!isReadyMessage(message)) return;
+        this.loaded.add(id);
+        done();
+      };
+      worker.on('message', onMessage);
+      worker.once('exit', done);
+      if (this.loaded.has(id) || worker.threadId === -1) done();
+    });
+  }
+
+  /** Notes when a worker Piscina started with has loaded its task module. */
+  private watchLoad(worker: Worker): void {
+    const id = worker.threadId;
+    const onMessage = (message: unknown): void => {
+      if (!isReadyMessage(message)) return;
+      this.loaded.add(id);
+      worker.off('message', onMessage);
+    };
+    worker.on('message', onMessage);
+    worker.once('exit', () => {
+      worker.off('message', onMessage);
+      this.loaded.delete(id);
+    });
+  }
+
   private watchWorker(id: number): void {
     const worker = (this.piscina.threads as Worker[]).find((w) => w.threadId === id);
     if (worker === undefined) return;
     worker.once('exit', () => {
+      this.loaded.delete(id);
       if (!this.destroyedFlag) this.arena.adoptDeadThread(id);
     });
   }
