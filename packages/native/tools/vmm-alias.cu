@@ -15,23 +15,17 @@
 #include <cstring>
 #include <vector>
 
-#include "probe.hpp"  // CK (prints the failing call, exits 1), nowUs, median
+#include "probe.hpp"  // CK (prints the failing call, exits 1), nowUs, median, DescribeVmmDevice
 
 int main() {
   cudaFree(nullptr);  // primary context
   CUdevice dev;
   CK(cuCtxGetDevice(&dev));
-  char name[256];
-  CK(cuDeviceGetName(name, sizeof name, dev));
-  CUmemAllocationProp prop{};
-  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = dev;
-  size_t page = 0;
-  CK(cuMemGetAllocationGranularity(&page, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
-  CUmemAccessDesc access{};
-  access.location = prop.location;
-  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  const VmmDevice device = DescribeVmmDevice(dev);
+  const char* name = device.name;
+  const CUmemAllocationProp& prop = device.prop;
+  const CUmemAccessDesc& access = device.access;
+  const size_t page = device.pageBytes;
   const size_t MiB = 1 << 20;
   const size_t allocationBytes = 64 * MiB;
   const int reps = 200;

@@ -12,7 +12,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "probe.hpp"  // CK (prints the failing call, exits 1), nowUs, median
+#include "probe.hpp"  // CK (prints the failing call, exits 1), nowUs, median, DescribeVmmDevice
 
 /** Microseconds per step of `reps` create / map / access / unmap / release cycles, and in all. */
 struct CycleTimes {
@@ -44,17 +44,11 @@ int main() {
   cudaFree(nullptr);  // primary context
   CUdevice dev;
   CK(cuCtxGetDevice(&dev));
-  char name[256];
-  CK(cuDeviceGetName(name, sizeof name, dev));
-  CUmemAllocationProp prop{};
-  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = dev;
-  size_t gran = 0;
-  CK(cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
-  CUmemAccessDesc access{};
-  access.location = prop.location;
-  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  const VmmDevice device = DescribeVmmDevice(dev);
+  const char* name = device.name;
+  const CUmemAllocationProp& prop = device.prop;
+  const CUmemAccessDesc& access = device.access;
+  const size_t gran = device.pageBytes;
   const size_t MiB = 1 << 20;
   const size_t maxBytes = 8192 * MiB;
   CUdeviceptr base = 0;

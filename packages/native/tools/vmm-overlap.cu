@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-#include "probe.hpp"  // CK (prints the failing call, exits 1), nowUs, median
+#include "probe.hpp"  // CK (prints the failing call, exits 1), nowUs, median, DescribeVmmDevice
 
 static void spinUs(double us) {
   double end = nowUs() + us;
@@ -155,19 +155,13 @@ int main(int argc, char** argv) {
   CK(cuInit(0));
   CUdevice dev;
   CK(cuDeviceGet(&dev, 0));
-  char name[256];
-  CK(cuDeviceGetName(name, sizeof name, dev));
   CUcontext ctx;
   CK(cuDevicePrimaryCtxRetain(&ctx, dev));
   CK(cuCtxSetCurrent(ctx));
-
-  CUmemAllocationProp prop = {};
-  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = dev;
-  CUmemAccessDesc access = {};
-  access.location = prop.location;
-  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  const VmmDevice device = DescribeVmmDevice(dev);
+  const char* name = device.name;
+  const CUmemAllocationProp& prop = device.prop;
+  const CUmemAccessDesc& access = device.access;
   const size_t window = 64ull << 20;
   CUdeviceptr base;
   CK(cuMemAddressReserve(&base, n * window, 0, 0, 0));
