@@ -5,41 +5,28 @@
  * that was destroyed. What must hold: a clear typed error for bad input, blocks never overlap
  * (a live block's superblock is never handed to another thread), nothing is lost, stats add up.
  */
-import { ArgumentRangeError, MiB, PoolDestroyedError } from '@gpupool/core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { ArgumentRangeError, PoolDestroyedError } from '@gpupool/core';
+import { describe, expect, it } from 'vitest';
 import {
   type BlockDescriptor,
-  createWorkerPool,
   fromDescriptor,
   type SliceStats,
   toDescriptor,
   type WorkerPool,
 } from '../dist/index.js';
-import { catchError, DEVICE_KIND, makeDevice, WORKER_FILE, waitFor, workersCanMap } from './test-device.js';
+import {
+  catchError,
+  DEVICE_KIND,
+  describeWithWorkers,
+  expectBytesKept,
+  SUPERBLOCK,
+  waitFor,
+  workerPools,
+} from './test-device.js';
 
-const SUPERBLOCK = 4 * MiB;
+const { pool } = workerPools({ arenaBytes: 4 * SUPERBLOCK });
 
-let open: WorkerPool | null = null;
-afterEach(async () => {
-  await open?.destroy();
-  open = null;
-});
-
-function pool(extra: Partial<Parameters<typeof createWorkerPool>[0]> = {}): WorkerPool {
-  open = createWorkerPool({
-    device: makeDevice(),
-    filename: WORKER_FILE,
-    arenaBytes: 4 * SUPERBLOCK,
-    superblockBytes: SUPERBLOCK,
-    minThreads: 1,
-    maxThreads: 1,
-    idleTimeout: 60_000,
-    ...extra,
-  });
-  return open;
-}
-
-const worker = describe.skipIf(!workersCanMap(makeDevice(16 * MiB)));
+const worker = describeWithWorkers();
 
 describe(`descriptors with altered fields (${DEVICE_KIND})`, () => {
   it('in the owner thread: bytes that are not the block’s are refused with a range error naming descriptor.bytes', () => {
@@ -201,25 +188,6 @@ worker(`descriptors across threads (${DEVICE_KIND})`, () => {
     });
   });
 });
-
-/** Fills every superblock the main thread can get, then checks that `d`'s bytes are still `byte`. */
-function expectBytesKept(wp: WorkerPool, d: BlockDescriptor, byte: number): void {
-  expect(wp.arena.ownerOf(Math.floor(d.offset / SUPERBLOCK))).toBe(d.owner);
-  const main = wp.mainPool;
-  const taken = [];
-  for (;;) {
-    try {
-      taken.push(main.acquire(SUPERBLOCK));
-    } catch {
-      break;
-    }
-  }
-  for (const b of taken) main.device.data!.fill(b, byte + 1);
-  const got = new Uint8Array(d.bytes);
-  main.device.data!.copyOut(fromDescriptor(d), got);
-  expect(got.every((x) => x === byte)).toBe(true);
-  for (const b of taken) b.release();
-}
 
 function sliceOf(wp: WorkerPool, ownerId: number): SliceStats {
   const s = wp.stats().arena.slices.find((x) => x.ownerId === ownerId);

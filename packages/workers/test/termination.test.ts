@@ -11,40 +11,26 @@
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { type Device, DeviceError, MiB } from '@gpupool/core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { type Device, DeviceError } from '@gpupool/core';
+import { describe, expect, it } from 'vitest';
 import {
   type ArenaStep,
   type BlockDescriptor,
-  createWorkerPool,
   fromDescriptor,
   type SlicePool,
   toDescriptor,
   type WorkerPool,
 } from '../dist/index.js';
-import { DEVICE_KIND, makeDevice, WORKER_FILE, waitFor, workersCanMap } from './test-device.js';
+import {
+  DEVICE_KIND,
+  describeWithWorkers,
+  expectBytesKept,
+  SUPERBLOCK,
+  waitFor,
+  workerPools,
+} from './test-device.js';
 
-const SUPERBLOCK = 4 * MiB;
-
-let open: WorkerPool | null = null;
-afterEach(async () => {
-  await open?.destroy();
-  open = null;
-});
-
-function pool(extra: Partial<Parameters<typeof createWorkerPool>[0]> = {}): WorkerPool {
-  open = createWorkerPool({
-    device: makeDevice(),
-    filename: WORKER_FILE,
-    arenaBytes: 8 * SUPERBLOCK,
-    superblockBytes: SUPERBLOCK,
-    minThreads: 1,
-    maxThreads: 1,
-    idleTimeout: 60_000,
-    ...extra,
-  });
-  return open;
-}
+const { pool } = workerPools({ arenaBytes: 8 * SUPERBLOCK });
 
 /** Arms the (one) worker to park at `step`, runs task `name` on it, and resolves once parked. */
 async function parkAt(
@@ -61,12 +47,16 @@ async function parkAt(
   return { flag, running };
 }
 
+/** The worker whose threadId is in flag[i]. */
+function threadIn(wp: WorkerPool, flag: Int32Array, i: number) {
+  return wp.piscina.threads.find((w) => w.threadId === Atomics.load(flag, i))!;
+}
+
 /** Terminates the worker parked at `step` in task `name`, and waits until the main thread adopted it. */
 async function terminateAt(wp: WorkerPool, step: ArenaStep, name: string, task: object): Promise<void> {
   const adopted = wp.stats().arena.reclaimedSlices;
   const { flag, running } = await parkAt(wp, step, name, task);
-  const worker = wp.piscina.threads.find((w) => w.threadId === Atomics.load(flag, 0));
-  await worker!.terminate();
+  await threadIn(wp, flag, 0).terminate();
   await running.then(
     () => undefined,
     () => undefined,
@@ -82,26 +72,6 @@ function expectSettled(wp: WorkerPool): void {
     expect(s.remoteFreesPushed, `slice ${s.slot}`).toBe(s.remoteFreesMerged + s.remoteFreesRejected);
 }
 
-/** Fills every superblock the main thread can get, then checks that `d`'s bytes are still `byte`. */
-function expectBytesKept(wp: WorkerPool, d: BlockDescriptor, byte: number): void {
-  expect(wp.arena.ownerOf(Math.floor(d.offset / SUPERBLOCK))).toBe(d.owner);
-  const main = wp.mainPool;
-  const taken = [];
-  for (;;) {
-    try {
-      taken.push(main.acquire(SUPERBLOCK));
-    } catch {
-      break;
-    }
-  }
-  for (const b of taken) main.device.data!.fill(b, byte + 1);
-  const got = new Uint8Array(d.bytes);
-  main.device.data!.copyOut(fromDescriptor(d), got);
-  expect(got.every((x) => x === byte)).toBe(true);
-  for (const b of taken) b.release();
-  main.trim();
-}
-
 /** Releases `d` here; then the whole arena must come back. */
 function expectAllBackAfter(wp: WorkerPool, d: BlockDescriptor): void {
   fromDescriptor(d).release();
@@ -110,25 +80,108 @@ function expectAllBackAfter(wp: WorkerPool, d: BlockDescriptor): void {
   expectSettled(wp);
 }
 
-const worker = describe.skipIf(!workersCanMap(makeDevice(16 * MiB)));
+/**
+ * The worker exports `blocks` blocks (filled with 7) and is then terminated at `step` in task
+ * `name`. Once it is adopted: settled, one superblock still owned (the exported blocks'), then
+ * `adopted(d)` with the first block's descriptor, the first block's bytes kept, and the whole arena
+ * back once it is released.
+ */
+async function expectOnlyExportedKept(
+  wp: WorkerPool,
+  step: ArenaStep,
+  name: string,
+  task: object,
+  { blocks = 1, adopted }: { blocks?: number; adopted?: (d: BlockDescriptor) => void } = {},
+): Promise<void> {
+  const [d] = await wp.run<BlockDescriptor[]>({ blocks, bytes: 1000, fill: 7 }, { name: 'exportBlocks' });
+  await terminateAt(wp, step, name, task);
+  expectSettled(wp);
+  expect(wp.stats().arena.ownedSuperblocks).toBe(1);
+  adopted?.(d!);
+  expectBytesKept(wp, d!, 7);
+  wp.mainPool.trim();
+  expectAllBackAfter(wp, d!);
+}
+
+/**
+ * Waits until `main` holds `live` blocks, merging its remote frees (after `wp.reclaim()` each time,
+ * with `reclaim`); then the two frees pushed to it were both merged, none rejected, and all is settled.
+ */
+async function expectTwoFreesMerged(
+  wp: WorkerPool,
+  main: SlicePool,
+  live: number,
+  { reclaim }: { reclaim: boolean },
+): Promise<void> {
+  await waitFor(() => {
+    if (reclaim) wp.reclaim();
+    main.mergeRemoteFrees();
+    return main.stats().liveBlocks === live;
+  }, 3_000);
+  expect(main.sliceStats()).toMatchObject({
+    remoteFreesPushed: 2,
+    remoteFreesMerged: 2,
+    remoteFreesRejected: 0,
+  });
+  expectSettled(wp);
+}
+
+/** Descriptors of `n` blocks of 4096 bytes acquired from `main`. */
+function descriptorsFrom(main: SlicePool, n: number): BlockDescriptor[] {
+  return Array.from({ length: n }, () => toDescriptor(main.acquire(4096)));
+}
+
+/**
+ * Runs task `first` on one worker and waits until it parked (flag[0]), then task `second` on the
+ * other and waits until that one parked (flag[1]). Returns both runs (the first's failure handled).
+ */
+async function parkBoth(
+  wp: WorkerPool,
+  flag: Int32Array,
+  first: { task: object; name: string },
+  second: { task: object; name: string },
+): Promise<[Promise<unknown>, Promise<unknown>]> {
+  const one = wp.run(first.task, { name: first.name });
+  one.catch(() => {});
+  await waitFor(() => Atomics.load(flag, 0) !== 0, 5_000);
+  const other = wp.run(second.task, { name: second.name });
+  await waitFor(() => Atomics.load(flag, 1) !== 0, 5_000);
+  return [one, other];
+}
+
+/**
+ * Arms both workers with the fixture's armPushPair: the first to reach step `first` of a push parks
+ * there (its threadId in flag[0]), the other parks at `second` (its threadId in flag[1]).
+ */
+async function armPushPair(
+  wp: WorkerPool,
+  flag: Int32Array,
+  first: ArenaStep,
+  second: ArenaStep,
+): Promise<void> {
+  await Promise.all([0, 1].map(() => wp.run({ flag: flag.buffer, first, second }, { name: 'armPushPair' })));
+}
+
+const worker = describeWithWorkers();
 
 worker(`a worker terminated in the middle of an arena slow path (${DEVICE_KIND})`, () => {
   it.each(['claim:won', 'claim:mapped'] as const)(
     'claiming a run (%s): the run goes back, the exported block beside it stays',
     async (step) => {
       const wp = pool();
-      const [d] = await wp.run<BlockDescriptor[]>(
-        { blocks: 1, bytes: 1000, fill: 7 },
-        { name: 'exportBlocks' },
+      await expectOnlyExportedKept(
+        wp,
+        step,
+        'acquireHeld',
+        { bytes: 2 * SUPERBLOCK },
+        {
+          adopted: (d) => {
+            // The undone claim is not in the peak either.
+            const dead = wp.stats().arena.slices.find((s) => s.ownerId === d.owner)!;
+            expect(dead).toMatchObject({ superblocks: 1, superblocksPeak: 1, claims: 1 });
+          },
+        },
       );
-      await terminateAt(wp, step, 'acquireHeld', { bytes: 2 * SUPERBLOCK });
-      expectSettled(wp);
-      expect(wp.stats().arena.ownedSuperblocks).toBe(1);
-      // The undone claim is not in the peak either.
-      const dead = wp.stats().arena.slices.find((s) => s.ownerId === d!.owner)!;
-      expect(dead).toMatchObject({ superblocks: 1, superblocksPeak: 1, claims: 1 });
-      expectBytesKept(wp, d!, 7);
-      expectAllBackAfter(wp, d!);
     },
   );
 
@@ -136,42 +189,19 @@ worker(`a worker terminated in the middle of an arena slow path (${DEVICE_KIND})
     'giving a run back (%s): the run goes back once, the exported block beside it stays',
     async (step) => {
       const wp = pool({ emptySuperblocksMax: 0 });
-      const [d] = await wp.run<BlockDescriptor[]>(
-        { blocks: 1, bytes: 1000, fill: 7 },
-        { name: 'exportBlocks' },
-      );
-      await terminateAt(wp, step, 'acquireRelease', { bytes: 2 * SUPERBLOCK });
-      expectSettled(wp);
-      expect(wp.stats().arena.ownedSuperblocks).toBe(1);
-      expectBytesKept(wp, d!, 7);
-      expectAllBackAfter(wp, d!);
+      await expectOnlyExportedKept(wp, step, 'acquireRelease', { bytes: 2 * SUPERBLOCK });
     },
   );
 
   it('toDescriptor (between the run’s checksum and its count): the block never went out, its run goes back with the other one', async () => {
     const wp = pool();
-    const [d] = await wp.run<BlockDescriptor[]>(
-      { blocks: 1, bytes: 1000, fill: 7 },
-      { name: 'exportBlocks' },
-    );
-    await terminateAt(wp, 'export:sum', 'exportBlocks', { blocks: 1, bytes: 1000, fill: 9 });
-    expectSettled(wp);
-    expect(wp.stats().arena.ownedSuperblocks).toBe(1);
-    expectBytesKept(wp, d!, 7);
-    expectAllBackAfter(wp, d!);
+    await expectOnlyExportedKept(wp, 'export:sum', 'exportBlocks', { blocks: 1, bytes: 1000, fill: 9 });
   });
 
   it('releasing an exported block in its own thread (between checksum and count): the release counts, once', async () => {
     const wp = pool();
-    const [d0] = await wp.run<BlockDescriptor[]>(
-      { blocks: 2, bytes: 1000, fill: 7 },
-      { name: 'exportBlocks' },
-    );
-    await terminateAt(wp, 'unexport:sum', 'releaseLastExported', {});
-    expectSettled(wp);
-    expect(wp.stats().arena.ownedSuperblocks).toBe(1);
-    expectBytesKept(wp, d0!, 7);
-    expectAllBackAfter(wp, d0!);
+    // The second block is the one released in its own thread; the first stays out.
+    await expectOnlyExportedKept(wp, 'unexport:sum', 'releaseLastExported', {}, { blocks: 2 });
   });
 
   // 'push:claimed' is just after the compareExchange that wins the position, which is also what
@@ -181,20 +211,11 @@ worker(`a worker terminated in the middle of an arena slow path (${DEVICE_KIND})
     async (step) => {
       const wp = pool();
       const main = wp.mainPool as SlicePool;
-      const [d0, d1] = [main.acquire(4096), main.acquire(4096)].map((b) => toDescriptor(b));
+      const [d0, d1] = descriptorsFrom(main, 2);
       await terminateAt(wp, step, 'releaseDescriptors', { descriptors: [d0] });
       // The replacement worker's free goes onto the same queue, behind the terminated one's.
       expect(await wp.run({ descriptors: [d1] }, { name: 'releaseDescriptors' })).toEqual(['ok']);
-      await waitFor(() => {
-        main.mergeRemoteFrees();
-        return main.stats().liveBlocks === 0;
-      }, 3_000);
-      expect(main.sliceStats()).toMatchObject({
-        remoteFreesPushed: 2,
-        remoteFreesMerged: 2,
-        remoteFreesRejected: 0,
-      });
-      expectSettled(wp);
+      await expectTwoFreesMerged(wp, main, 0, { reclaim: false });
     },
   );
 
@@ -228,51 +249,43 @@ worker(`a worker terminated in the middle of an arena slow path (${DEVICE_KIND})
   it('two producers ended on one queue position (one before its compareExchange, the other just after winning it): a tombstone fills it, both frees arrive once', async () => {
     const wp = pool({ minThreads: 2, maxThreads: 2 });
     const main = wp.mainPool as SlicePool;
-    const [d0, d1] = [main.acquire(4096), main.acquire(4096), main.acquire(4096)].map((b) => toDescriptor(b));
+    const [d0, d1] = descriptorsFrom(main, 3); // the third stays live
     // [first's threadId, second's threadId, arrivals, wake, role]
     const flag = new Int32Array(new SharedArrayBuffer(20));
-    await Promise.all([0, 1].map(() => wp.run({ flag: flag.buffer }, { name: 'armPushRace' })));
-    const tasks = [wp.run({ descriptors: [d0] }, { name: 'releaseDescriptors' })];
-    await waitFor(() => Atomics.load(flag, 0) !== 0, 5_000);
-    tasks.push(wp.run({ descriptors: [d1] }, { name: 'releaseDescriptors' })); // the other worker
-    await waitFor(() => Atomics.load(flag, 1) !== 0, 5_000);
-    for (const t of tasks) t.catch(() => {});
-    const thread = (i: number) => wp.piscina.threads.find((w) => w.threadId === Atomics.load(flag, i))!;
-    await thread(0).terminate();
+    await armPushPair(wp, flag, 'push:trying', 'push:claimed');
+    const [, other] = await parkBoth(
+      wp,
+      flag,
+      { task: { descriptors: [d0] }, name: 'releaseDescriptors' },
+      { task: { descriptors: [d1] }, name: 'releaseDescriptors' },
+    );
+    other.catch(() => {});
+    await threadIn(wp, flag, 0).terminate();
     await waitFor(() => wp.stats().arena.reclaimedSlices === 1, 5_000);
     // The other one, alive, holds the position: nothing is published or delivered for it yet.
     wp.reclaim();
     main.mergeRemoteFrees();
     expect(main.stats().liveBlocks).toBe(3);
-    await thread(1).terminate();
-    await waitFor(() => {
-      wp.reclaim();
-      main.mergeRemoteFrees();
-      return main.stats().liveBlocks === 1;
-    }, 3_000);
-    expect(main.sliceStats()).toMatchObject({
-      remoteFreesPushed: 2,
-      remoteFreesMerged: 2,
-      remoteFreesRejected: 0,
-    });
-    expectSettled(wp);
+    await threadIn(wp, flag, 1).terminate();
+    await expectTwoFreesMerged(wp, main, 1, { reclaim: true });
   });
 
   it('a producer ended before trying for a position that a live one wins and publishes while the adopter looks at it: no tombstone over the live free', async () => {
     const wp = pool({ minThreads: 2, maxThreads: 2 });
     const main = wp.mainPool as SlicePool;
-    const [d0, d1] = [main.acquire(4096), main.acquire(4096), main.acquire(4096)].map((b) => toDescriptor(b));
+    const [d0, d1] = descriptorsFrom(main, 3); // the third stays live
     // [first's threadId, second's threadId, arrivals, wake, role, -]
     const flag = new Int32Array(new SharedArrayBuffer(24));
-    await Promise.all(
-      [0, 1].map(() => wp.run({ flag: flag.buffer, step: 'push:won' }, { name: 'armPushOvertake' })),
-    );
-    const first = wp.run({ descriptors: [d0] }, { name: 'releaseDescriptors' });
-    first.catch(() => {});
-    await waitFor(() => Atomics.load(flag, 0) !== 0, 5_000);
+    // The first parks after its owner check (its record names the tail, which it never tries for);
+    // the other after it won that position.
+    await armPushPair(wp, flag, 'push:checked', 'push:won');
     const signal = new Int32Array(new SharedArrayBuffer(4));
-    const second = wp.run({ descriptors: [d1], signal: signal.buffer }, { name: 'releaseAndSignal' });
-    await waitFor(() => Atomics.load(flag, 1) !== 0, 5_000);
+    const [, second] = await parkBoth(
+      wp,
+      flag,
+      { task: { descriptors: [d0] }, name: 'releaseDescriptors' },
+      { task: { descriptors: [d1], signal: signal.buffer }, name: 'releaseAndSignal' },
+    );
     // The adopter of the first finds its position taken and unpublished; right then the second
     // (alive, the winner) publishes it and its record goes back to idle.
     let hooked = false;
@@ -284,21 +297,11 @@ worker(`a worker terminated in the middle of an arena slow path (${DEVICE_KIND})
       Atomics.notify(flag, 3);
       Atomics.wait(signal, 0, 0, 5_000);
     };
-    await wp.piscina.threads.find((w) => w.threadId === Atomics.load(flag, 0))!.terminate();
+    await threadIn(wp, flag, 0).terminate();
     await waitFor(() => wp.stats().arena.reclaimedSlices === 1, 5_000);
     expect(hooked).toBe(true);
     expect(await second).toEqual(['ok']);
-    await waitFor(() => {
-      wp.reclaim();
-      main.mergeRemoteFrees();
-      return main.stats().liveBlocks === 1;
-    }, 3_000);
-    expect(main.sliceStats()).toMatchObject({
-      remoteFreesPushed: 2,
-      remoteFreesMerged: 2,
-      remoteFreesRejected: 0,
-    });
-    expectSettled(wp);
+    await expectTwoFreesMerged(wp, main, 1, { reclaim: true });
   });
 
   it('a stale free held up after its owner check, pushed once the owner’s slice closed: never counted to the slot’s next owner', async () => {

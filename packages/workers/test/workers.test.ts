@@ -6,7 +6,7 @@ import {
   MiB,
   OutOfMemoryError,
 } from '@gpupool/core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type BlockDescriptor,
   createWorkerPool,
@@ -17,34 +17,27 @@ import {
   toDescriptor,
   type WorkerPool,
 } from '../dist/index.js';
-import { catchError, DEVICE_KIND, makeDevice, WORKER_FILE, waitFor, workersCanMap } from './test-device.js';
+import {
+  catchError,
+  DEVICE_KIND,
+  describeWithWorkers,
+  makeDevice,
+  SUPERBLOCK,
+  WORKER_FILE,
+  waitFor,
+  workerPools,
+} from './test-device.js';
 
 const THREADS = Number(process.env.THREADS ?? 2);
 const ITERATIONS = Number(process.env.ITERATIONS ?? 1500);
-const SUPERBLOCK = 4 * MiB;
 
-let open: WorkerPool | null = null;
-afterEach(async () => {
-  await open?.destroy();
-  open = null;
+const { pool, keep } = workerPools({
+  arenaBytes: 64 * SUPERBLOCK,
+  minThreads: THREADS,
+  maxThreads: THREADS,
 });
 
-function pool(extra: Partial<Parameters<typeof createWorkerPool>[0]> = {}): WorkerPool {
-  const device = makeDevice();
-  open = createWorkerPool({
-    device,
-    filename: WORKER_FILE,
-    arenaBytes: 64 * SUPERBLOCK,
-    superblockBytes: SUPERBLOCK,
-    minThreads: THREADS,
-    maxThreads: THREADS,
-    idleTimeout: 60_000,
-    ...extra,
-  });
-  return open;
-}
-
-const worker = describe.skipIf(!workersCanMap(makeDevice(16 * MiB)));
+const worker = describeWithWorkers();
 
 describe(`arguments (${DEVICE_KIND})`, () => {
   it('rejects bad sizes with typed errors naming the argument, reserving nothing', () => {
@@ -106,8 +99,8 @@ describe(`arguments (${DEVICE_KIND})`, () => {
       expect.objectContaining({ argument: 'maxSlices', code: 'ERR_GPUPOOL_RANGE' }),
     );
     expect(device.calls.reserve).toBe(0);
-    open = createWorkerPool({ ...options, minThreads: 1, maxThreads: 100 });
-    expect(open.arena.sliceSlots).toBeGreaterThanOrEqual(101);
+    const wp = keep(createWorkerPool({ ...options, minThreads: 1, maxThreads: 100 }));
+    expect(wp.arena.sliceSlots).toBeGreaterThanOrEqual(101);
   });
 
   it('a superblock too large for the directory’s 32-bit granule count is refused before reserving', () => {
