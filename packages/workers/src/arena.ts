@@ -1084,17 +1084,31 @@ export class SharedArena implements LayoutShape {
     return n;
   }
 
-  /** Returns every owned run and frees every slot, exported or not (the worker pool is going away). */
+  /**
+   * Returns every owned run and frees every slot, exported or not (the worker pool is going away).
+   * A run whose unmap the device refuses stays owned, the rest go back, and the first refusal is
+   * thrown, with the slots left as they are: calling this again gives back what is left.
+   */
   forceReturnAll(): void {
     this.requireCreator('forceReturnAll');
     const w = this.words;
+    let refused: unknown;
     for (let b = 0; b < this.superblockCount; b++) {
       const owner = this.ownerOf(b);
       if (owner === OWNER_FREE || this.runFirstOf(b) !== b) continue;
       const count = this.runLength(b, owner);
-      this.returnRun(b, count);
+      try {
+        this.returnRun(b, count);
+      } catch (error) {
+        // A refused unmap: the run stays owned and mapped; the others still go back.
+        if (!isDeviceError(error)) throw error;
+        refused ??= error;
+        continue;
+      }
       Atomics.sub(w, sliceIndex(this, slotOfOwnerId(owner, this.sliceSlots), SL_SUPERBLOCKS), count);
     }
+    // Before the slots are freed: their runs still owned are what a later call gives back.
+    if (refused !== undefined) throw refused;
     // Owned without a run (none after adoption; kept for a thread still inside a claim or return).
     for (let b = 0; b < this.superblockCount; b++) {
       const owner = this.ownerOf(b);

@@ -83,6 +83,8 @@ export class WorkerPool {
   private adoptTimer: ReturnType<typeof setInterval> | null = null;
   private destroyedFlag = false;
   private destroying: Promise<void> | null = null;
+  /** True once destroy() has ended the workers and adopted their slices (done once, not retried). */
+  private workersEnded = false;
   /** Threads (by id) that have loaded their task module: ending them cannot abort the process. */
   private readonly loaded = new Set<number>();
 
@@ -206,24 +208,35 @@ export class WorkerPool {
    * Blocks still held anywhere become invalid.
    */
   destroy(): Promise<void> {
-    // A second call waits for the first: it resolves once everything is back, not at once.
-    this.destroying ??= this.destroyOnce();
+    // A second call waits for the first: it resolves once everything is back, not at once. After a
+    // refusal (the device kept memory), the next call tries again.
+    if (this.destroying === null) {
+      const attempt = this.destroyOnce();
+      this.destroying = attempt;
+      attempt.catch(() => {
+        if (this.destroying === attempt) this.destroying = null;
+      });
+    }
     return this.destroying;
   }
 
   private async destroyOnce(): Promise<void> {
     this.destroyedFlag = true;
     if (this.adoptTimer !== null) clearInterval(this.adoptTimer);
-    await this.untilLoaded();
-    await this.piscina.destroy();
-    const mine = this.context.slice;
-    if (mine !== null && !mine.destroyed) mine.destroy();
-    for (const s of this.arena.stats().slices) {
-      if (s.state === 'active' && s.threadId !== mainThreadId) this.arena.adoptDeadThread(s.threadId);
+    if (!this.workersEnded) {
+      await this.untilLoaded();
+      await this.piscina.destroy();
+      const mine = this.context.slice;
+      if (mine !== null && !mine.destroyed) mine.destroy();
+      for (const s of this.arena.stats().slices) {
+        if (s.state === 'active' && s.threadId !== mainThreadId) this.arena.adoptDeadThread(s.threadId);
+      }
+      this.workersEnded = true;
     }
+    // Either may throw a device's refusal (an unmap, the range's release): destroy() again retries.
     this.arena.forceReturnAll();
-    unregister(this.arena.arenaId);
     this.arena.device.releaseRange(this.arena.range);
+    unregister(this.arena.arenaId);
   }
 
   /**

@@ -350,6 +350,26 @@ function refuseUnmaps(device: Device, n: number): void {
 }
 
 describe.skipIf(DEVICE_KIND !== 'host')('a refused unmap', () => {
+  it('while the worker pool is destroyed: destroy() rejects with it, and destroy() again gives everything back', async () => {
+    const wp = pool();
+    const main = wp.mainPool as SlicePool;
+    // An exported block keeps its run owned past the main slice's destroy: the arena gives it back.
+    toDescriptor(main.acquire(4096));
+    const device = wp.arena.device;
+    refuseUnmaps(device, 1);
+    const first = wp.destroy();
+    expect(wp.destroy()).toBe(first); // a call while the first runs waits for it
+    await expect(first).rejects.toThrow(DeviceError);
+    expect(wp.stats().arena.ownedSuperblocks).toBe(1);
+    expect(device.calls.releaseRange).toBe(0);
+    await wp.destroy();
+    expect(wp.arena.stats().freeSuperblocks).toBe(wp.arena.superblockCount);
+    expect(device.calls.releaseRange).toBe(1);
+    expect(device.memInfo().freeBytes).toBe(device.totalBytes);
+    await wp.destroy(); // settled: resolves at once
+    expect(device.calls.releaseRange).toBe(1);
+  });
+
   it('of a run a slice gives back: the run stays owned and usable, and goes back later', () => {
     const wp = pool({ emptySuperblocksMax: 0 });
     const main = wp.mainPool as SlicePool;
