@@ -682,7 +682,7 @@ export class SharedArena implements LayoutShape {
    * its map failed): a claim is undone (its superblocks go back, the counters get their logged
    * values, the peak too), a return completed; an export undone, an unexport completed (only the owner changed
    * the run's count and checksum while it lived, so the logged values are exact). Returns the
-   * superblocks given back.
+   * superblocks given back, or -1 when the device refused to unmap the run (nothing changed).
    */
   private finishOp(slot: number, ownerId: number, dead: boolean): number {
     const w = this.words;
@@ -694,7 +694,15 @@ export class SharedArena implements LayoutShape {
     if (op === OP_CLAIM || op === OP_RETURN) {
       const count = w[at(SL_OP_COUNT)]!;
       // The map state is this run's while the slice owns its first superblock (FREE ones are unmapped).
-      if (this.ownerOf(first) === ownerId) this.unmapRun(first, count);
+      if (this.ownerOf(first) === ownerId) {
+        try {
+          this.unmapRun(first, count);
+        } catch (error) {
+          // Refused: the op stays logged and the run owned and mapped; the next pass tries again.
+          if (!isDeviceError(error)) throw error;
+          return -1;
+        }
+      }
       freed = this.freeSuperblocks(first, count, ownerId);
       const before = w[at(SL_OP_SUPERBLOCKS)]!;
       if (op === OP_CLAIM) {
@@ -1138,6 +1146,9 @@ export class SharedArena implements LayoutShape {
     const dead = Atomics.load(w, sliceIndex(this, slot, SL_DEAD)) === 1;
     let applied = this.adoptedFrees.get(ownerId);
     let returned = this.finishOp(slot, ownerId, dead);
+    // A refused unmap (this runs on a timer and in a worker's exit handler, where a throw would end
+    // the process): the slot stays orphaned, and the next pass starts here again.
+    if (returned < 0) return 0;
     let merged = 0;
     let rejected = 0;
     this.finishMerge(slot);

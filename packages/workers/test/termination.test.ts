@@ -350,6 +350,25 @@ function refuseUnmaps(device: Device, n: number): void {
 }
 
 describe.skipIf(DEVICE_KIND !== 'host')('a refused unmap', () => {
+  it('while an ended thread’s claim is undone: its adoption does not throw, and a later pass gives the run back', async () => {
+    const wp = pool();
+    const { flag, running } = await parkAt(wp, 'claim:mapped', 'acquireHeld', { bytes: 2 * SUPERBLOCK });
+    const adopted = wp.stats().arena.reclaimedSlices;
+    refuseUnmaps(wp.arena.device, 1);
+    // The worker's exit handler adopts its slice: undoing the claim unmaps the run, refused.
+    await threadIn(wp, flag, 0).terminate();
+    await running.then(
+      () => undefined,
+      () => undefined,
+    );
+    await waitFor(() => wp.stats().arena.reclaimedSlices > adopted, 5_000);
+    expect(wp.stats().arena.ownedSuperblocks).toBeGreaterThan(0); // the run stays, mapped
+    expect(wp.stats().arena.slices.filter((s) => s.state === 'orphaned')).toHaveLength(1);
+    wp.reclaim(); // the next pass: the unmap goes through
+    expect(wp.stats().arena.ownedSuperblocks).toBe(0);
+    expectSettled(wp);
+  });
+
   it('while the worker pool is destroyed: destroy() rejects with it, and destroy() again gives everything back', async () => {
     const wp = pool();
     const main = wp.mainPool as SlicePool;
