@@ -252,6 +252,10 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
     await new Promise<void>((resolve, reject) => {
       let inFlight = 0;
       let failed = false;
+      const fail = (error: unknown) => {
+        failed = true;
+        reject(error);
+      };
       const pump = () => {
         while (!failed && inFlight < inFlightMax && next < total) {
           // Frame-major order: every camera's frame f before any camera's frame f + 1.
@@ -262,17 +266,21 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
           };
           next++;
           inFlight++;
+          // Both handlers end in resolve or reject: a throw in onOutput (a malformed result, an
+          // onProgress callback) rejects the run instead of going unhandled and leaving it pending.
           runner.run(task).then(
             (out) => {
               inFlight--;
-              onOutput(out);
-              if (framesDone === total) resolve();
-              else pump();
+              if (failed) return;
+              try {
+                onOutput(out);
+                if (framesDone === total) resolve();
+                else pump();
+              } catch (error) {
+                fail(error);
+              }
             },
-            (error: unknown) => {
-              failed = true;
-              reject(error);
-            },
+            fail,
           );
         }
       };

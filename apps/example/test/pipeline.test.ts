@@ -63,4 +63,20 @@ describe('pipeline on the main thread', () => {
       expect(summary.deviceAllocCalls).toBe(summary.acquires);
     }
   });
+
+  it('rejects the run (no unhandled rejection, no hang) when onProgress throws', async () => {
+    await expect(
+      runPipeline({
+        device: 'host',
+        pool: true,
+        frames: 2,
+        cameras: 1,
+        workers: 0,
+        progressEveryMs: 0,
+        onProgress: () => {
+          throw new Error('progress callback failed');
+        },
+      }),
+    ).rejects.toThrow('progress callback failed');
+  }, 20_000);
 });
