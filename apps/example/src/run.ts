@@ -268,20 +268,17 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
           inFlight++;
           // Both handlers end in resolve or reject: a throw in onOutput (a malformed result, an
           // onProgress callback) rejects the run instead of going unhandled and leaving it pending.
-          runner.run(task).then(
-            (out) => {
-              inFlight--;
-              if (failed) return;
-              try {
-                onOutput(out);
-                if (framesDone === total) resolve();
-                else pump();
-              } catch (error) {
-                fail(error);
-              }
-            },
-            fail,
-          );
+          runner.run(task).then((out) => {
+            inFlight--;
+            if (failed) return;
+            try {
+              onOutput(out);
+              if (framesDone === total) resolve();
+              else pump();
+            } catch (error) {
+              fail(error);
+            }
+          }, fail);
         }
       };
       pump();
