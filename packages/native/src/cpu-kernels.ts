@@ -50,10 +50,40 @@ export function resolvePreprocess(options: PreprocessOptions | undefined): Resol
   const o = options ?? {};
   const targetWidth = checkSafeInteger('targetWidth', o.targetWidth ?? PREPROCESS_SIZE, 1, IMAGE_SIDE_MAX);
   const targetHeight = checkSafeInteger('targetHeight', o.targetHeight ?? PREPROCESS_SIZE, 1, IMAGE_SIDE_MAX);
-  const mean = checkFiniteArray('mean', o.mean === undefined ? [...IMAGENET_MEAN] : Array.from(o.mean), 3);
-  const std = checkFiniteArray('std', o.std === undefined ? [...IMAGENET_STD] : Array.from(o.std), 3);
+  const mean = checkFiniteArray('mean', channels(o.mean, IMAGENET_MEAN), 3);
+  const std = checkFiniteArray('std', channels(o.std, IMAGENET_STD), 3);
   for (const s of std) if (s === 0) throw new ArgumentRangeError('std', 'must not contain 0', s);
   return { targetWidth, targetHeight, mean, std };
+}
+
+/**
+ * A per-channel option as checkFiniteArray takes it: the default when undefined, an array-like
+ * (any typed array, an array) copied to an array; anything else (null, a number, a string) is
+ * passed through as is, for checkFiniteArray to refuse with a typed error.
+ */
+function channels(value: unknown, fallback: readonly number[]): unknown {
+  if (value === undefined) return [...fallback];
+  if (typeof value === 'object' && value !== null && typeof (value as ArrayLike<unknown>).length === 'number')
+    return Array.from(value as ArrayLike<unknown>);
+  return value;
+}
+
+/** `options.out` of a CPU kernel: undefined, or a Uint16Array (float16 bit patterns) of at least `length` elements. */
+function checkOut(out: unknown, length: number): Uint16Array | undefined {
+  if (out === undefined) return undefined;
+  if (!(out instanceof Uint16Array))
+    throw new InvalidArgumentError('out', 'must be a Uint16Array (float16 bit patterns)', out);
+  if (out.length < length) throw new ArgumentRangeError('out', `must hold ${length} elements`, out.length);
+  return out;
+}
+
+/** Whether two views share any byte of memory (the kernels read one while writing the other). */
+export function viewsOverlap(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return (
+    a.buffer === b.buffer &&
+    a.byteOffset < b.byteOffset + b.byteLength &&
+    b.byteOffset < a.byteOffset + a.byteLength
+  );
 }
 
 export function resolveCrop(options: CropResizeOptions | undefined): { outWidth: number; outHeight: number } {
@@ -126,9 +156,9 @@ export function preprocessFrameCpu(
   }
   const { targetWidth, targetHeight, mean, std } = resolvePreprocess(options);
   const plane = targetWidth * targetHeight;
-  const out = options?.out ?? new Uint16Array(3 * plane);
-  if (out.length < 3 * plane)
-    throw new ArgumentRangeError('out', `must hold ${3 * plane} elements`, out.length);
+  const out = checkOut(options?.out, 3 * plane) ?? new Uint16Array(3 * plane);
+  // The resize reads source rows while it writes: an output over the frame would read its own results.
+  if (viewsOverlap(out, frame)) throw new ArgumentRangeError('out', 'must not overlap frame', options?.out);
   const scaleX = fr(width / targetWidth);
   const scaleY = fr(height / targetHeight);
   const xs: Tap[] = [];
@@ -182,9 +212,7 @@ export function cropResizeCpu(
   const { outWidth, outHeight } = resolveCrop(options);
   const count = b.length / 4;
   const outPlane = outWidth * outHeight;
-  const out = options?.out ?? new Uint16Array(count * 3 * outPlane);
-  if (out.length < count * 3 * outPlane)
-    throw new ArgumentRangeError('out', `must hold ${count * 3 * outPlane} elements`, out.length);
+  const out = checkOut(options?.out, count * 3 * outPlane) ?? new Uint16Array(count * 3 * outPlane);
   const plane = width * height;
   const values = new Float32Array(image.length);
   for (let i = 0; i < 3 * plane; i++) values[i] = float16BitsToFloat32(image[i] as number);

@@ -110,3 +110,52 @@ describe('cropResizeCpu', () => {
     );
   });
 });
+
+describe('CPU kernel options (audit)', () => {
+  const frame = new Uint8Array(2 * 2 * 3);
+  const small = { targetWidth: 2, targetHeight: 2 };
+
+  it('refuses a null or scalar mean/std with a typed error, not a bare TypeError', () => {
+    for (const key of ['mean', 'std'] as const) {
+      for (const bad of [null, 5, true]) {
+        let thrown: unknown;
+        try {
+          preprocessFrameCpu(frame, 2, 2, { ...small, [key]: bad as never });
+        } catch (error) {
+          thrown = error;
+        }
+        expect(thrown).toBeInstanceOf(InvalidArgumentError);
+        expect((thrown as InvalidArgumentError).argument).toBe(key);
+      }
+    }
+    // Any array-like of 3 finite numbers still works (a Float64Array here).
+    expect(() => preprocessFrameCpu(frame, 2, 2, { ...small, mean: Float64Array.of(0, 0, 0) })).not.toThrow();
+  });
+
+  it('refuses an `out` that is not a Uint16Array instead of writing float16 bits into it', () => {
+    const wrong = [new Float32Array(12), new Uint8Array(24), [] as unknown, 5];
+    for (const out of wrong) {
+      expect(() => preprocessFrameCpu(frame, 2, 2, { ...small, out: out as never })).toThrow(
+        InvalidArgumentError,
+      );
+      expect(() =>
+        cropResizeCpu(new Uint16Array(12), 2, 2, [0, 0, 1, 1], {
+          outWidth: 1,
+          outHeight: 1,
+          out: out as never,
+        }),
+      ).toThrow(InvalidArgumentError);
+    }
+  });
+
+  it('refuses a preprocess output over the frame it reads', () => {
+    const memory = new ArrayBuffer(64);
+    const overFrame = new Uint8Array(memory, 0, 12);
+    const out = new Uint16Array(memory, 8, 12);
+    expect(() => preprocessFrameCpu(overFrame, 2, 2, { ...small, out })).toThrow(ArgumentRangeError);
+    // Disjoint views of one buffer are fine.
+    expect(() =>
+      preprocessFrameCpu(overFrame, 2, 2, { ...small, out: new Uint16Array(memory, 16, 12) }),
+    ).not.toThrow();
+  });
+});
