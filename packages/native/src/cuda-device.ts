@@ -72,6 +72,9 @@ export const DEFAULT_PAGE_GRANULES = 1;
  */
 export const DEFAULT_ALLOCATION_BYTES = 64 * 1024 * 1024;
 
+/** Largest range id the addon hands out (its registry counts in a C++ int). */
+const RANGE_ID_MAX = 2 ** 31 - 1;
+
 /** Used as pageBytes when the driver's granularity cannot be asked (segment modes only). */
 const FALLBACK_PAGE_BYTES = 2 * 1024 * 1024;
 
@@ -345,9 +348,13 @@ export class CudaDevice implements Device {
         range,
       );
     }
-    const id = checkSafeInteger('range.id', range.id, 1);
+    // Range ids are 32-bit in the addon's registry; addresses are 64-bit.
+    const id = checkSafeInteger('range.id', range.id, 1, RANGE_ID_MAX);
     if (typeof range.base !== 'bigint' || range.base <= 0n) {
       throw new InvalidArgumentError('range.base', 'must be a positive bigint device address', range.base);
+    }
+    if (range.base >= 1n << 64n) {
+      throw new ArgumentRangeError('range.base', 'must be a device address in 1..2^64-1', range.base);
     }
     const bytes = checkPositiveMultiple('range.bytes', range.bytes, this.pageBytes);
     const known = this.#ranges.get(id);

@@ -4,7 +4,13 @@
  * Results match preprocessFrameCpu / cropResizeCpu bit for bit (see cpu-kernels.ts).
  * Kernels are stream-ordered: synchronize the stream (or copy out on it) before reading results.
  */
-import { type BlockLike, type DType, InvalidArgumentError, type StreamHandle } from '@gpupool/core';
+import {
+  ArgumentRangeError,
+  type BlockLike,
+  type DType,
+  InvalidArgumentError,
+  type StreamHandle,
+} from '@gpupool/core';
 import {
   type CropResizeOptions,
   checkBoxes,
@@ -56,6 +62,27 @@ function checkDtype(argument: string, block: unknown, dtype: DType): void {
   }
 }
 
+/**
+ * The kernels read one block while writing the other through __restrict__ pointers: an overlap is
+ * undefined behaviour on the GPU (and would not match the CPU reference), so it is refused.
+ */
+function checkDisjoint(
+  readArgument: string,
+  read: bigint,
+  readBytes: number,
+  writeArgument: string,
+  write: bigint,
+  writeBytes: number,
+): void {
+  if (read < write + BigInt(writeBytes) && write < read + BigInt(readBytes)) {
+    throw new ArgumentRangeError(
+      writeArgument,
+      `must not overlap ${readArgument} (the bytes the kernel reads)`,
+      `[0x${write.toString(16)}, +${writeBytes}) against [0x${read.toString(16)}, +${readBytes})`,
+    );
+  }
+}
+
 export class CudaKernels {
   readonly #host: KernelHost;
   readonly #native: NativeContext;
@@ -72,10 +99,13 @@ export class CudaKernels {
     const width = checkSafeInteger('width', args.width, 1, IMAGE_SIDE_MAX);
     const height = checkSafeInteger('height', args.height, 1, IMAGE_SIDE_MAX);
     const { targetWidth, targetHeight, mean, std } = resolvePreprocess(args);
-    const source = this.#host.locate('source', args.source, width * height * 3);
-    const target = this.#host.locate('target', args.target, 3 * targetWidth * targetHeight * 2);
+    const sourceBytes = width * height * 3;
+    const targetBytes = 3 * targetWidth * targetHeight * 2;
+    const source = this.#host.locate('source', args.source, sourceBytes);
+    const target = this.#host.locate('target', args.target, targetBytes);
     checkDtype('source', args.source, 'uint8');
     checkDtype('target', args.target, 'float16');
+    checkDisjoint('source', source, sourceBytes, 'target', target, targetBytes);
     this.#host.invoke('preprocessFrame', () =>
       this.#native.preprocessFrame(
         source,
@@ -99,15 +129,14 @@ export class CudaKernels {
     const height = checkSafeInteger('height', args.height, 1, IMAGE_SIDE_MAX);
     const boxes = checkBoxes(args.boxes);
     const { outWidth, outHeight } = resolveCrop(args);
-    const image = this.#host.locate('image', args.image, 3 * width * height * 2);
-    const target = this.#host.locate(
-      'target',
-      args.target,
-      (boxes.length / 4) * 3 * outWidth * outHeight * 2,
-    );
+    const imageBytes = 3 * width * height * 2;
+    const targetBytes = (boxes.length / 4) * 3 * outWidth * outHeight * 2;
+    const image = this.#host.locate('image', args.image, imageBytes);
+    const target = this.#host.locate('target', args.target, targetBytes);
     checkDtype('image', args.image, 'float16');
     checkDtype('target', args.target, 'float16');
     if (boxes.length === 0) return;
+    checkDisjoint('image', image, imageBytes, 'target', target, targetBytes);
     this.#host.invoke('cropResize', () =>
       this.#native.cropResize(image, height, width, boxes, target, outHeight, outWidth, stream),
     );

@@ -558,7 +558,8 @@ describe('CudaDevice kernels (through the fake, which runs the CPU references)',
     );
     // The right dtypes, or none (a block from acquire(bytes)), run.
     device.kernels.preprocessFrame({ ...args, source: frame, target: out });
-    device.kernels.cropResize({ ...crop, image: out, target: { ptr: out.ptr, bytes: out.bytes } });
+    const crops = blockOf(device.allocateSegment(3 * 2 * 2 * 2));
+    device.kernels.cropResize({ ...crop, image: out, target: crops });
   });
 
   it('validates shapes against block sizes before the addon', () => {
@@ -931,5 +932,73 @@ describe('pinned buffers and raw timings (fake addon)', () => {
       ArgumentRangeError,
     );
     expect(() => benchAllocation(undefined as never, addon)).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('audit: checks before the addon', () => {
+  it("adoptRange refuses a base of 2^64 or more and an id beyond the addon's 32-bit ids", () => {
+    const { addon, device } = setup();
+    rejectsBeforeNative(
+      addon,
+      () => device.adoptRange({ id: 1, base: 1n << 64n, bytes: PAGE }),
+      ArgumentRangeError,
+      'range.base',
+    );
+    rejectsBeforeNative(
+      addon,
+      () => device.adoptRange({ id: 2 ** 31, base: 1n << 40n, bytes: PAGE }),
+      ArgumentRangeError,
+      'range.id',
+    );
+    device.destroy();
+  });
+
+  it('kernels refuse a target that overlaps what they read (undefined on the GPU: __restrict__)', () => {
+    const { addon, device } = setup();
+    const range = device.reserve(4 * PAGE);
+    device.map(range, 0, 4 * PAGE);
+    const image = { ptr: range.base, bytes: 3 * 8 * 8 * 2 };
+    rejectsBeforeNative(
+      addon,
+      () =>
+        device.kernels.cropResize({
+          image,
+          width: 8,
+          height: 8,
+          boxes: [0, 0, 4, 4],
+          target: { ptr: range.base + 16n, bytes: 3 * 4 * 4 * 2 },
+          outWidth: 4,
+          outHeight: 4,
+        }),
+      ArgumentRangeError,
+      'target',
+    );
+    rejectsBeforeNative(
+      addon,
+      () =>
+        device.kernels.preprocessFrame({
+          source: { ptr: range.base, bytes: 8 * 8 * 3 },
+          width: 8,
+          height: 8,
+          target: { ptr: range.base + 8n, bytes: 3 * 4 * 4 * 2 },
+          targetWidth: 4,
+          targetHeight: 4,
+        }),
+      ArgumentRangeError,
+      'target',
+    );
+    // Adjacent (touching, not overlapping) blocks are fine.
+    device.kernels.preprocessFrame({
+      source: { ptr: range.base, bytes: 8 * 8 * 3 },
+      width: 8,
+      height: 8,
+      target: { ptr: range.base + BigInt(8 * 8 * 3), bytes: 3 * 4 * 4 * 2 },
+      targetWidth: 4,
+      targetHeight: 4,
+    });
+    expect(addon.calls.at(-1)).toBe('preprocessFrame');
+    device.unmap(range, 0, 4 * PAGE);
+    device.releaseRange(range);
+    device.destroy();
   });
 });
