@@ -1,9 +1,13 @@
 /**
  * IEEE 754 binary16 ("float16", "half") bit conversions. float32 → float16 rounds to nearest, ties
  * to even, exactly as CUDA's __float2half_rn: overflow goes to ±Infinity, tiny values to
- * subnormals or ±0, NaN stays NaN (quiet, sign kept). Inputs are first rounded to float32 (as the
- * kernels compute in float32). float16 → float32 is exact.
+ * subnormals or ±0, and every NaN (any sign or payload) becomes the canonical float16 NaN 0x7fff
+ * (CUDART_NAN_FP16; cuda_fp16.hpp's host implementation of __float2half_rn does the same). Inputs
+ * are first rounded to float32 (as the kernels compute in float32). float16 → float32 is exact.
  */
+
+/** The NaN that CUDA's float → half conversion gives for every NaN input (CUDART_NAN_FP16). */
+export const FLOAT16_CANONICAL_NAN = 0x7fff;
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -16,8 +20,8 @@ export function float32ToFloat16Bits(value: number): number {
   const exponent = (x >>> 23) & 0xff;
   const mantissa = x & 0x7fffff;
   if (exponent === 0xff) {
-    // Infinity, or NaN kept quiet with its top mantissa bits.
-    return mantissa === 0 ? sign | 0x7c00 : sign | 0x7e00 | (mantissa >>> 13);
+    // Infinity keeps its sign; NaN is canonical, as on the GPU (the kernels' results match bit for bit).
+    return mantissa === 0 ? sign | 0x7c00 : FLOAT16_CANONICAL_NAN;
   }
   const e = exponent - 127 + 15;
   if (e >= 0x1f) return sign | 0x7c00;

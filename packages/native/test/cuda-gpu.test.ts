@@ -526,6 +526,37 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
       expect(Number.isFinite(float16BitsToFloat32(gpu[0] as number))).toBe(true);
       device.destroy();
     });
+
+    it('cropResize: Inf and NaN in the image give the CPU reference bit for bit (canonical NaN 0x7fff)', () => {
+      const device = new CudaDevice({ mode: 'vmm', ...PER_PAGE });
+      const width = 4;
+      const height = 4;
+      const image = new Uint16Array(3 * width * height).fill(float32ToFloat16Bits(1));
+      // +Inf, -Inf and NaNs of both signs: the taps multiply them by 0 weights and add them to each
+      // other, so the outputs hold NaN from 0 × Inf and Inf − Inf as well as the NaNs themselves.
+      image.set([0x7c00, 0xfc00, 0x7e01, 0xfe00], 5);
+      image.set([0xfc00, 0x7c00], 16 + 9);
+      image.set([0x7d00], 32 + 10);
+      const boxes = [0, 0, 4, 4, 0.5, 0.5, 3.5, 3.5, 1, 1, 2, 2];
+      const outWidth = 7;
+      const outHeight = 5;
+      const count = boxes.length / 4;
+      const range = device.reserve(device.pageBytes);
+      device.map(range, 0, device.pageBytes);
+      const imageBlock = { ptr: range.base, bytes: image.byteLength };
+      const outBytes = count * 3 * outHeight * outWidth * 2;
+      const target = { ptr: range.base + 4096n, bytes: outBytes };
+      device.data.copyIn(imageBlock, image);
+      device.kernels.cropResize({ image: imageBlock, width, height, boxes, target, outWidth, outHeight });
+      const gpu = new Uint16Array(outBytes / 2);
+      device.data.copyOut(target, gpu);
+      const cpu = cropResizeCpu(image, width, height, boxes, { outWidth, outHeight });
+      expect(gpu.includes(0x7fff)).toBe(true);
+      expectSameBytes(new Uint8Array(gpu.buffer), new Uint8Array(cpu.buffer));
+      device.unmap(range, 0, device.pageBytes);
+      device.releaseRange(range);
+      device.destroy();
+    });
   });
 
   describe('threads and lifetime', () => {

@@ -54,6 +54,20 @@ describe('float32ToFloat16Bits', () => {
     expect(bits & 0x3ff).not.toBe(0);
     expect(Number.isNaN(float16BitsToFloat32(bits))).toBe(true);
   });
+
+  it('turns every NaN (sign, payload) into the canonical 0x7fff, as CUDA __float2half_rn does', () => {
+    // cuda_fp16.hpp (__internal_float2half): NaN → 0x7fffU whatever its sign and payload.
+    const f = new Float32Array(1);
+    const u = new Uint32Array(f.buffer);
+    for (const pattern of [0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001, 0x7fffffff, 0x7fa00000]) {
+      u[0] = pattern;
+      expect(float32ToFloat16Bits(f[0] as number)).toBe(0x7fff);
+    }
+    expect(float32ToFloat16Bits(Number.NaN)).toBe(0x7fff);
+    // Infinities keep their sign.
+    expect(float32ToFloat16Bits(Number.POSITIVE_INFINITY)).toBe(0x7c00);
+    expect(float32ToFloat16Bits(Number.NEGATIVE_INFINITY)).toBe(0xfc00);
+  });
 });
 
 describe('float16BitsToFloat32', () => {
