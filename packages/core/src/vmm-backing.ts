@@ -55,7 +55,8 @@ export interface VmmBackingOptions {
    * workload that keeps landing on new pages at its high-water mark pays two device calls per such
    * block; with a budget of K, after K swaps the mark rises instead, bounding the cost of churn at
    * the price of a higher peak — unless a whole allocation window of empty groups is there to swap
-   * out (grouped devices). 0: never swap, PyTorch-expandable-like.
+   * out (grouped devices). 0: never swap, PyTorch-expandable-like. At limitBytes the mark cannot rise:
+   * whatever the budget or the slack, what would exceed the limit is swapped out.
    */
   swapsPerRaise?: number;
   /**
@@ -552,13 +553,19 @@ export class VmmBacking implements Backing, MappedFit {
     const groupOf = this.groupOf;
     let needed = 0;
     for (let p = first; p <= last; p++) if (groupOf[p]! < 0) needed++;
-    const over = this.mappedPages + needed - this.allowancePages();
+    // The mark never rises past limitBytes, so neither the slack nor the swap budget lets mapping
+    // go there: what would exceed the limit is swapped out now, rather than through the pool's OOM
+    // recovery (which flushes caches, waits for other streams' frees and unmaps every empty group).
+    const limitPages = Math.floor(this.limitBytes / this.pageBytes);
+    const over = this.mappedPages + needed - Math.min(this.allowancePages(), limitPages);
     if (over > 0 && this.emptyGroupPages > 0) {
       if (this.swapsSinceRaise < this.swapsPerRaise || this.emptyGroupPages >= this.swapAlwaysPages) {
         this.releaseEmpty(over, first, last);
         this.swapsSinceRaise++;
       } else {
-        this.swapsSinceRaise = 0; // let the mark rise this once
+        this.swapsSinceRaise = 0; // let the mark rise this once, up to the limit
+        const overLimit = this.mappedPages + needed - limitPages;
+        if (overLimit > 0) this.releaseEmpty(overLimit, first, last);
       }
     }
     if ((this.mappedPages + needed) * this.pageBytes > this.limitBytes) {
