@@ -512,8 +512,16 @@ export class Pool implements BlockOwner, Disposable {
    * `releaseAfterMs` timer runs). Returns the bytes given back; 0 for backings without it.
    */
   releaseIdle(): number {
-    if (this.destroyedFlag) return 0;
-    return this.backing.decay?.() ?? 0;
+    if (this.destroyedFlag || this.backing.decay === undefined) return 0;
+    // Blocks released but not back in free space are no live blocks either: frees on other streams
+    // whose work is done (none is waited for), and cached blocks. Back in free space now, their
+    // pages empty in this period and go at the next call if still empty; left where they were,
+    // they would keep their pages (a whole allocation on CUDA) mapped until the next acquire.
+    const reservedBefore = this.backing.reservedBytes;
+    if (this.pending.length > 0) this.finishPending(false);
+    this.flushCaches();
+    this.backing.decay();
+    return reservedBefore - this.backing.reservedBytes;
   }
 
   /**

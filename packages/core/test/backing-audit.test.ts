@@ -48,3 +48,56 @@ describe('VmmBacking at limitBytes', () => {
     });
   }
 });
+
+describe('releaseIdle with blocks released but not yet back in free space', () => {
+  // releaseIdle() gives back memory that has held no live block for a whole period. A block released
+  // into the block cache, or on another stream whose work has since finished, is no live block: its
+  // pages must not stay mapped for ever because nothing acquires again (a grouped device would keep
+  // a whole allocation for one cached 256-byte block).
+  for (const allocationPages of [1, 4]) {
+    it(`gives back pages held only by cached blocks (allocation of ${allocationPages} page(s))`, () => {
+      const device = new SimulatedDevice({ capacityBytes: 256 * MiB, allocationBytes: allocationPages * 2 * MiB });
+      const pool = createPool({ device, retainMinBytes: 0, detectLeaks: false, policy: 'bestFit' });
+      const small = pool.acquire(256);
+      pool.acquire(8 * MiB).release();
+      small.release(); // into the block cache
+      expect(pool.stats().cachedBytes).toBe(256);
+      pool.releaseIdle();
+      pool.releaseIdle();
+      pool.releaseIdle();
+      expect(pool.stats().reservedBytes).toBe(0);
+      expect(device.usedBytes).toBe(0);
+      pool.checkInvariants();
+      pool.destroy();
+    });
+  }
+
+  it('gives back pages held only by frees on another stream whose work has finished', () => {
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    const pool = createPool({ device, retainMinBytes: 0, detectLeaks: false, blockCacheBytes: 0 });
+    const stream = device.streams.createStream();
+    pool.acquire(8 * MiB, { stream }).release(); // pending until the stream's work is done
+    device.completeAllWork();
+    pool.releaseIdle();
+    pool.releaseIdle();
+    pool.releaseIdle();
+    expect(pool.stats().reservedBytes).toBe(0);
+    expect(device.usedBytes).toBe(0);
+    pool.checkInvariants();
+    pool.destroy();
+  });
+
+  it('never waits for a stream: frees whose work is still queued stay pending', () => {
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    const pool = createPool({ device, retainMinBytes: 0, detectLeaks: false, blockCacheBytes: 0 });
+    const stream = device.streams.createStream();
+    pool.acquire(8 * MiB, { stream }).release();
+    pool.releaseIdle();
+    pool.releaseIdle();
+    expect(pool.stats().reservedBytes).toBe(8 * MiB);
+    expect(pool.stats().crossStreamWaits).toBe(0);
+    pool.checkInvariants();
+    pool.destroy();
+    expect(device.usedBytes).toBe(0);
+  });
+});
