@@ -56,7 +56,10 @@ describe('releaseIdle with blocks released but not yet back in free space', () =
   // a whole allocation for one cached 256-byte block).
   for (const allocationPages of [1, 4]) {
     it(`gives back pages held only by cached blocks (allocation of ${allocationPages} page(s))`, () => {
-      const device = new SimulatedDevice({ capacityBytes: 256 * MiB, allocationBytes: allocationPages * 2 * MiB });
+      const device = new SimulatedDevice({
+        capacityBytes: 256 * MiB,
+        allocationBytes: allocationPages * 2 * MiB,
+      });
       const pool = createPool({ device, retainMinBytes: 0, detectLeaks: false, policy: 'bestFit' });
       const small = pool.acquire(256);
       pool.acquire(8 * MiB).release();
