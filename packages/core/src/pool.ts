@@ -110,6 +110,11 @@ export class Pool implements BlockOwner, Disposable {
   /** The stream of every unsettled free, or -1 when they belong to several (or none). */
   private unsettledStream: StreamHandle = -1;
   private readonly leakReportsKept: LeakReport[] = [];
+  /**
+   * The retain floor of prewarm(): per shape and dtype, the most bytes one call prewarmed (a shape
+   * prewarmed again reuses the same memory, so calls do not add up; different shapes do).
+   */
+  private prewarmedByShape = new Map<string, number>();
   private prewarmedBytes = 0;
   private nextBlockId = 0;
 
@@ -460,7 +465,9 @@ export class Pool implements BlockOwner, Disposable {
 
   /**
    * Acquires `count` blocks of each shape and releases them, so that the memory is mapped (and,
-   * for caching policies, cached) before the hot loop. Prewarmed bytes stay mapped until trim().
+   * for caching policies, cached) before the hot loop. Prewarmed memory is a retain floor that
+   * retainFraction and releaseIdle() keep mapped until trim(); prewarming the same shapes again
+   * does not raise it. (The high-water swap may still trade it for pages a new block needs.)
    */
   prewarm(specs: readonly PrewarmSpec[]): void {
     if (this.destroyedFlag) throw new PoolDestroyedError('prewarm');
@@ -486,7 +493,18 @@ export class Pool implements BlockOwner, Disposable {
           blocks.push(this.acquire({ shape: s.shape, dtype: s.dtype ?? 'float16' }));
     } finally {
       // The floor before the releases: with retainFraction < 1 they would unmap the memory at once.
-      for (const b of blocks) this.prewarmedBytes += alignUp(Math.max(b.bytes, 1), POLICY_GRANULE_BYTES);
+      const thisCall = new Map<string, number>();
+      for (const b of blocks) {
+        const key = `${b.dtype}:${b.shape!.join(',')}`;
+        thisCall.set(key, (thisCall.get(key) ?? 0) + alignUp(Math.max(b.bytes, 1), POLICY_GRANULE_BYTES));
+      }
+      for (const [key, bytes] of thisCall) {
+        const before = this.prewarmedByShape.get(key) ?? 0;
+        if (bytes > before) {
+          this.prewarmedByShape.set(key, bytes);
+          this.prewarmedBytes += bytes - before;
+        }
+      }
       this.backing.setRetainFloor?.(this.prewarmedBytes);
       for (const b of blocks) this.releaseBlock(b);
     }
@@ -501,6 +519,7 @@ export class Pool implements BlockOwner, Disposable {
     this.finishPending(true);
     this.flushCaches();
     this.trims++;
+    this.prewarmedByShape.clear();
     this.prewarmedBytes = 0;
     this.backing.setRetainFloor?.(0);
     this.backing.trim();

@@ -104,3 +104,46 @@ describe('releaseIdle with blocks released but not yet back in free space', () =
     expect(device.usedBytes).toBe(0);
   });
 });
+
+describe('the retain floor of prewarm()', () => {
+  // prewarm() keeps mapped the memory its shapes need. Prewarming the same shapes again needs the
+  // same memory, so the floor must not grow with each call: ten calls for 16 MiB of blocks used to
+  // make a 160 MiB floor, and neither releaseIdle() nor retainFraction gave anything back after.
+  const shape = { shape: [4 * MiB], dtype: 'uint8' as const };
+  it('does not grow when the same shapes are prewarmed again (releaseIdle)', () => {
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    const pool = createPool({ device, policy: 'bestFit', retainMinBytes: 0, blockCacheBytes: 0 });
+    for (let i = 0; i < 10; i++) pool.prewarm([{ ...shape, count: 4 }]); // pages 0–7
+    pool.acquire(32 * MiB).release(); // pages 0–15
+    pool.releaseIdle();
+    expect(pool.releaseIdle()).toBe(16 * MiB);
+    expect(pool.stats().reservedBytes).toBe(16 * MiB); // what the prewarmed shapes need
+    pool.checkInvariants();
+    pool.destroy();
+    expect(device.usedBytes).toBe(0);
+  });
+
+  it('does not grow when the same shapes are prewarmed again (retainFraction)', () => {
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    const pool = createPool({ device, retainFraction: 0, retainMinBytes: 0, blockCacheBytes: 0 });
+    for (let i = 0; i < 10; i++) pool.prewarm([{ ...shape, count: 4 }]);
+    pool.acquire(32 * MiB).release();
+    expect(pool.stats().reservedBytes).toBe(16 * MiB);
+    pool.destroy();
+  });
+
+  it('adds up different shapes, and the same shape in one call', () => {
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    const pool = createPool({ device, retainFraction: 0, retainMinBytes: 0, blockCacheBytes: 0 });
+    pool.prewarm([{ ...shape, count: 2 }]);
+    pool.prewarm([{ shape: [2 * MiB], dtype: 'int16', count: 1 }]); // another 4 MiB: 12 MiB
+    pool.prewarm([
+      { ...shape, count: 1 },
+      { ...shape, count: 2 },
+    ]); // three 4 MiB blocks at once: 16 MiB
+    pool.acquire(32 * MiB).release();
+    expect(pool.stats().reservedBytes).toBe(16 * MiB);
+    expect(pool.trim()).toBe(16 * MiB);
+    pool.destroy();
+  });
+});
