@@ -269,7 +269,8 @@ export class VmmBacking implements Backing, MappedFit {
       }
       const length = this.groupPages[g]!;
       const empty = ((this.emptyBits[g >>> 5]! >>> (g & 31)) & 1) === 1;
-      if (empty && this.emptySince[g]! < cutoff && length <= budget) {
+      if (empty && this.emptySince[g]! < cutoff) {
+        if (length > budget) break; // it stays, and so do the groups below it (see releaseEmpty)
         budget -= length;
         released += this.unmapGroups(g, length);
       }
@@ -645,8 +646,8 @@ export class VmmBacking implements Backing, MappedFit {
 
   /**
    * Unmaps empty groups, highest addresses first, until at least `count` pages are gone (or none
-   * is left), sparing groups that touch [spareFirst, spareLast] and any group that would take the
-   * total past `mostPages`; adjacent groups go in one call. Returns the bytes unmapped.
+   * is left), sparing groups that touch [spareFirst, spareLast]; the first group that would take the
+   * total past `mostPages` stops it; adjacent groups go in one call. Returns the bytes unmapped.
    */
   private releaseEmpty(
     count: number,
@@ -672,7 +673,12 @@ export class VmmBacking implements Backing, MappedFit {
         const g = (w << 5) | bit;
         const length = this.groupPages[g]!;
         if (g <= spareLast && g + length - 1 >= spareFirst) continue;
-        if (length > allowed) continue;
+        if (length > allowed) {
+          // This group stays, so the lower ones do too: the empty pages kept (the floor) are then
+          // the lowest, where placement looks first, not whatever groups happened to fit.
+          remaining = 0;
+          break;
+        }
         allowed -= length;
         if (runStart === g + length) {
           runStart = g;

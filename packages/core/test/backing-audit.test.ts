@@ -147,3 +147,55 @@ describe('the retain floor of prewarm()', () => {
     pool.destroy();
   });
 });
+
+describe('the pages a floor keeps where groups span several pages', () => {
+  // Groups (allocations of 4 pages): [0–1] holds a live block, [2–3] and [4–7] are empty; the floor
+  // is 3 pages. Unmapping [4–7] would leave 2 empty pages, under the floor, so it stays; the lower
+  // group [2–3], where the next block lands, must stay too — releasing it kept the floor's count
+  // with pages placement does not look at first, and the next block paid a map call.
+  const setup = (options: Partial<PoolOptions>) => {
+    const device = new SimulatedDevice({ capacityBytes: 256 * MiB, allocationBytes: 8 * MiB });
+    const pool = createPool({
+      device,
+      policy: 'bestFit',
+      mappedFitFactor: 0,
+      blockCacheBytes: 0,
+      detectLeaks: false,
+      retainMinBytes: 6 * MiB,
+      ...options,
+    });
+    const held = pool.acquire(4 * MiB); // pages 0–1: a group of its own
+    const mapsBefore = pool.stats().allocations;
+    pool.acquire(12 * MiB).release(); // pages 2–7: groups [2–3] and [4–7]
+    expect(pool.stats().allocations).toBe(mapsBefore + 1);
+    expect(pool.snapshot().arenas[0]!.mappedRuns).toEqual([
+      [0, 2],
+      [2, 2],
+      [4, 4],
+    ]);
+    return { device, pool, held };
+  };
+  const expectLowPagesKept = (pool: ReturnType<typeof createPool>) => {
+    const calls = pool.stats().allocations;
+    pool.acquire(4 * MiB).release(); // lands on pages 2–3
+    expect(pool.stats().allocations).toBe(calls);
+    pool.checkInvariants();
+  };
+
+  it('releaseIdle() keeps the lowest empty groups', () => {
+    const { pool } = setup({});
+    pool.releaseIdle();
+    pool.releaseIdle();
+    expect(pool.stats().reservedBytes).toBe(16 * MiB);
+    expectLowPagesKept(pool);
+    pool.destroy();
+  });
+
+  it('retainFraction keeps the lowest empty groups', () => {
+    const { pool, held } = setup({ retainFraction: 0 });
+    expect(pool.stats().reservedBytes).toBe(16 * MiB);
+    expectLowPagesKept(pool);
+    held.release();
+    pool.destroy();
+  });
+});
