@@ -114,18 +114,64 @@ export function resolvePolicy(policy: PoolOptions['policy'], defaultName: string
     // Checked before the pool reserves anything: a bad factory must not leave a reservation behind.
     const made = policy();
     if (isPolicy(made)) return made;
-    throw new InvalidArgumentError('policy', 'is a factory, so it must return a Policy', made);
+    throw new InvalidArgumentError(
+      'policy',
+      `is a factory, so it must return a Policy (${POLICY_RULE})`,
+      made,
+    );
   }
   if (isPolicy(policy)) return policy;
-  throw new InvalidArgumentError('policy', 'must be a policy name, a factory or a Policy', policy);
+  throw new InvalidArgumentError(
+    'policy',
+    `must be a policy name, a factory or a Policy (${POLICY_RULE})`,
+    policy,
+  );
 }
+
+/** The methods a pool calls on its policy: one missing would fail later, inside acquire or release. */
+const POLICY_METHODS = [
+  'addRange',
+  'removeRange',
+  'allocate',
+  'addressOf',
+  'sizeOf',
+  'free',
+  'flush',
+  'freeBytes',
+  'largestFreeBytes',
+  'forEachFree',
+] as const;
+
+const POLICY_RULE = `an object with ${POLICY_METHODS.join(', ')} methods`;
+
+/** The methods a pool calls on its backing (see Policy's). */
+const BACKING_METHODS = [
+  'attach',
+  'grow',
+  'occupy',
+  'vacate',
+  'trim',
+  'arenaOf',
+  'snapshot',
+  'destroy',
+] as const;
 
 function isPolicy(value: unknown): value is Policy {
   return (
     typeof value === 'object' &&
     value !== null &&
-    typeof (value as Policy).allocate === 'function' &&
-    typeof (value as Policy).addRange === 'function'
+    POLICY_METHODS.every((method) => typeof (value as Policy)[method] === 'function')
+  );
+}
+
+/** Whether `value` is a Backing: every method the pool calls, and a page size. */
+export function isBacking(value: unknown): value is Backing {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    BACKING_METHODS.every((method) => typeof (value as Backing)[method] === 'function') &&
+    typeof (value as Backing).pageBytes === 'number' &&
+    (value as Backing).pageBytes > 0
   );
 }
 

@@ -32,6 +32,7 @@ import {
   checkOptionalFraction,
   checkOptionalPositive,
   defaultPolicyName,
+  isBacking,
   makeVmmBacking,
   mapsPages,
   type PoolOptions,
@@ -233,14 +234,12 @@ export class Pool implements BlockOwner, Disposable {
       );
     }
     const custom = options.backing;
-    if (
-      custom !== undefined &&
-      (typeof custom !== 'object' ||
-        custom === null ||
-        typeof custom.attach !== 'function' ||
-        typeof custom.occupy !== 'function')
-    ) {
-      throw new InvalidArgumentError('backing', 'must be a Backing (see backing.ts)', custom);
+    if (custom !== undefined && !isBacking(custom)) {
+      throw new InvalidArgumentError(
+        'backing',
+        'must be a Backing (see backing.ts): attach, grow, occupy, vacate, trim, arenaOf, snapshot and destroy methods, and pageBytes > 0',
+        custom,
+      );
     }
     // Every option is checked above: only now is anything reserved on the device, so bad input
     // never leaves a reservation behind.

@@ -3,7 +3,16 @@
  * pool's limit, with device call refusals and with unusual layouts. Each test names the rule it holds.
  */
 import { describe, expect, it } from 'vitest';
-import { createPool, MiB, type PoolOptions, SimulatedDevice } from '../src/index.js';
+import {
+  type Backing,
+  createPolicy,
+  createPool,
+  MiB,
+  type Policy,
+  type PoolOptions,
+  SegmentBacking,
+  SimulatedDevice,
+} from '../src/index.js';
 
 describe('VmmBacking at limitBytes', () => {
   // An empty mapped hole of 12 MiB below a pinned page, and blocks that alternate between the hole
@@ -198,4 +207,59 @@ describe('the pages a floor keeps where groups span several pages', () => {
     held.release();
     pool.destroy();
   });
+});
+
+describe('custom backings and policies', () => {
+  // Bad input is refused by a typed error naming the argument, before anything is reserved. A
+  // backing or policy missing a method the pool calls used to pass createPool() and fail later,
+  // with a TypeError from inside acquire(), release() or destroy().
+  const backing = (): Record<string, unknown> => {
+    const device = new SimulatedDevice({ capacityBytes: 64 * MiB, vmm: false });
+    return new SegmentBacking({ device, limitBytes: 64 * MiB }) as unknown as Record<string, unknown>;
+  };
+  const methods = ['attach', 'grow', 'occupy', 'vacate', 'trim', 'arenaOf', 'snapshot', 'destroy'];
+  for (const missing of methods) {
+    it(`refuses a backing without ${missing}()`, () => {
+      const device = new SimulatedDevice({ capacityBytes: 64 * MiB });
+      const custom = backing();
+      const partial = Object.create(custom, { [missing]: { value: undefined } }) as Backing;
+      expect(() => createPool({ device, backing: partial })).toThrow(
+        expect.objectContaining({ code: 'ERR_GPUPOOL_ARGUMENT', argument: 'backing' }),
+      );
+      expect(device.calls.reserve).toBe(0);
+    });
+  }
+  it('refuses a backing without a page size', () => {
+    const device = new SimulatedDevice({ capacityBytes: 64 * MiB });
+    const partial = Object.create(backing(), { pageBytes: { value: undefined } }) as Backing;
+    expect(() => createPool({ device, backing: partial })).toThrow(
+      expect.objectContaining({ code: 'ERR_GPUPOOL_ARGUMENT', argument: 'backing' }),
+    );
+  });
+
+  const policyMethods = [
+    'addRange',
+    'removeRange',
+    'allocate',
+    'addressOf',
+    'sizeOf',
+    'free',
+    'flush',
+    'freeBytes',
+    'largestFreeBytes',
+    'forEachFree',
+  ];
+  for (const missing of policyMethods) {
+    it(`refuses a policy without ${missing}()`, () => {
+      const device = new SimulatedDevice({ capacityBytes: 64 * MiB });
+      const policy = Object.create(createPolicy('bestFit'), { [missing]: { value: undefined } }) as Policy;
+      expect(() => createPool({ device, policy })).toThrow(
+        expect.objectContaining({ code: 'ERR_GPUPOOL_ARGUMENT', argument: 'policy' }),
+      );
+      expect(() => createPool({ device, policy: () => policy })).toThrow(
+        expect.objectContaining({ code: 'ERR_GPUPOOL_ARGUMENT', argument: 'policy' }),
+      );
+      expect(device.calls.reserve).toBe(0);
+    });
+  }
 });
