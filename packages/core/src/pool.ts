@@ -20,6 +20,7 @@ import {
   ForeignBlockError,
   InvalidArgumentError,
   InvariantError,
+  isDeviceError,
   isDeviceRefusal,
   OutOfMemoryError,
   PoolDestroyedError,
@@ -793,7 +794,15 @@ export class Pool implements BlockOwner, Disposable {
     this.returns++;
     if (event !== -1) {
       this.pending.push({ slot, stream, event });
-      if (this.pending.length > MAX_PENDING_FREES) this.finishPending(true);
+      if (this.pending.length > MAX_PENDING_FREES) {
+        // The block is retired already: a stream call refused here must not fail its release (a
+        // second release would count it twice). What was not finished stays pending, for next time.
+        try {
+          this.finishPending(true);
+        } catch (error) {
+          if (!isDeviceError(error)) throw error;
+        }
+      }
       return;
     }
     this.freeSlot(slot);
@@ -822,26 +831,39 @@ export class Pool implements BlockOwner, Disposable {
     if (wait && this.unsettled.length > 0) this.settleAll(true);
     if (this.pending.length === 0) return;
     const streams = this.device.streams!;
+    const pending = this.pending;
     const kept: PendingFree[] = [];
-    for (const p of this.pending) {
-      const own = p.stream === stream;
-      let done = own || streams.eventDone(p.event);
-      if (!done && wait) {
-        streams.synchronizeEvent(p.event);
-        this.crossStreamWaits++;
-        done = true;
+    let i = 0;
+    try {
+      for (; i < pending.length; i++) {
+        const p = pending[i]!;
+        const own = p.stream === stream;
+        let done = own || streams.eventDone(p.event);
+        if (!done && wait) {
+          streams.synchronizeEvent(p.event);
+          this.crossStreamWaits++;
+          done = true;
+        }
+        if (own) {
+          this.unsettle(p);
+          this.freeSlot(p.slot);
+        } else if (done) {
+          streams.destroyEvent(p.event);
+          this.freeSlot(p.slot);
+        } else {
+          kept.push(p);
+        }
       }
-      if (own) {
-        this.unsettle(p);
-        this.freeSlot(p.slot);
-      } else if (done) {
-        streams.destroyEvent(p.event);
-        this.freeSlot(p.slot);
-      } else {
-        kept.push(p);
-      }
+    } finally {
+      // A device call that threw leaves this free and those after it pending; none finished stays.
+      for (; i < pending.length; i++) kept.push(pending[i]!);
+      this.pending = kept;
     }
-    this.pending = kept;
+    if (this.unsettled.length > MAX_PENDING_FREES) {
+      // A limit on kept events: let go of those done, and wait for the rest if that is not enough.
+      this.settleAll(false);
+      if (this.unsettled.length > MAX_PENDING_FREES / 2) this.settleAll(true);
+    }
   }
 
   /** Keeps the event of a free finished early for its own stream, with the bytes it covers. */
@@ -850,11 +872,6 @@ export class Pool implements BlockOwner, Disposable {
     else if (this.unsettledStream !== p.stream) this.unsettledStream = -1;
     const address = this.policy.addressOf(p.slot);
     this.unsettled.push({ address, sizeBytes: this.policy.sizeOf(p.slot), stream: p.stream, event: p.event });
-    if (this.unsettled.length > MAX_PENDING_FREES) {
-      // A limit on kept events: let go of those done, and wait for the rest if that is not enough.
-      this.settleAll(false);
-      if (this.unsettled.length > MAX_PENDING_FREES / 2) this.settleAll(true);
-    }
   }
 
   /**
@@ -875,19 +892,27 @@ export class Pool implements BlockOwner, Disposable {
   /** Lets go of unsettled frees whose work is done, and of those `mustWait` names, after waiting. */
   private settle(mustWait: (u: UnsettledFree) => boolean): void {
     const streams = this.device.streams!;
+    const unsettled = this.unsettled;
     const kept: UnsettledFree[] = [];
-    for (const u of this.unsettled) {
-      if (streams.eventDone(u.event)) {
-        streams.destroyEvent(u.event);
-      } else if (mustWait(u)) {
-        streams.synchronizeEvent(u.event);
-        this.crossStreamWaits++;
-        streams.destroyEvent(u.event);
-      } else {
-        kept.push(u);
+    let i = 0;
+    try {
+      for (; i < unsettled.length; i++) {
+        const u = unsettled[i]!;
+        if (streams.eventDone(u.event)) {
+          streams.destroyEvent(u.event);
+        } else if (mustWait(u)) {
+          streams.synchronizeEvent(u.event);
+          this.crossStreamWaits++;
+          streams.destroyEvent(u.event);
+        } else {
+          kept.push(u);
+        }
       }
+    } finally {
+      // As in finishPending: a device call that threw keeps this free and those after it.
+      for (; i < unsettled.length; i++) kept.push(unsettled[i]!);
+      this.setUnsettled(kept);
     }
-    this.setUnsettled(kept);
   }
 
   private setUnsettled(unsettled: UnsettledFree[]): void {

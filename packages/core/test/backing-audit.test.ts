@@ -7,6 +7,8 @@ import {
   type Backing,
   createPolicy,
   createPool,
+  type Device,
+  DeviceError,
   MiB,
   type Policy,
   type PoolOptions,
@@ -262,4 +264,117 @@ describe('custom backings and policies', () => {
       expect(device.calls.reserve).toBe(0);
     });
   }
+});
+
+describe('a stream call that fails in the middle of finishing frees', () => {
+  // trim(), OOM recovery and acquire finish pending frees (and unsettled early frees) one by one. A
+  // device call that throws half-way (synchronizeEvent, eventDone, destroyEvent) used to leave the
+  // frees finished before it in the list: the next pass asked the device about events destroyed
+  // already, so every later trim() or acquire on another stream threw, and a device that answered
+  // would have freed those blocks twice.
+  function failingStreams(inner: SimulatedDevice) {
+    let failAt = -1;
+    let calls = 0;
+    const wrap =
+      <A extends unknown[], R>(name: string, fn: (...args: A) => R) =>
+      (...args: A): R => {
+        if (++calls === failAt) throw new DeviceError(name, 'refused by the test');
+        return fn(...args);
+      };
+    const s = inner.streams;
+    const streams = {
+      ...s,
+      eventDone: wrap('eventDone', s.eventDone),
+      synchronizeEvent: wrap('synchronizeEvent', s.synchronizeEvent),
+      destroyEvent: wrap('destroyEvent', s.destroyEvent),
+    };
+    const device = Object.create(inner, { streams: { value: streams } }) as Device;
+    return { device, failAfter: (n: number) => (failAt = calls + n) };
+  }
+
+  for (const failing of [1, 2, 3, 4, 5, 6]) {
+    it(`pending frees on another stream: call ${failing} of trim() fails, the next trim() finishes`, () => {
+      const inner = new SimulatedDevice({ capacityBytes: 256 * MiB });
+      const { device, failAfter } = failingStreams(inner);
+      const pool = createPool({ device, detectLeaks: false, blockCacheBytes: 0, retainMinBytes: 0 });
+      const stream = inner.streams.createStream();
+      for (let i = 0; i < 3; i++) pool.acquire(4 * MiB, { stream }).release(); // three pending frees
+      failAfter(failing);
+      try {
+        pool.trim();
+      } catch (error) {
+        expect(error).toMatchObject({ code: 'ERR_GPUPOOL_DEVICE' });
+      }
+      pool.checkInvariants();
+      pool.trim();
+      pool.checkInvariants();
+      expect(pool.stats().reservedBytes).toBe(0);
+      const block = pool.acquire(4 * MiB, { stream });
+      pool.checkInvariants();
+      block.release();
+      pool.destroy();
+      expect(inner.usedBytes).toBe(0);
+    });
+  }
+
+  for (const failing of [1, 2, 3, 4]) {
+    it(`frees finished early for their own stream: call ${failing} of trim() fails, the next trim() finishes`, () => {
+      const inner = new SimulatedDevice({ capacityBytes: 256 * MiB });
+      const { device, failAfter } = failingStreams(inner);
+      const pool = createPool({ device, detectLeaks: false, blockCacheBytes: 0, retainMinBytes: 0 });
+      const stream = inner.streams.createStream();
+      const held = [0, 1, 2].map(() => pool.acquire(4 * MiB, { stream }));
+      for (const b of held) b.release();
+      const again = pool.acquire(MiB, { stream }); // finishes the three early: their events stay unsettled
+      again.release();
+      failAfter(failing);
+      try {
+        pool.trim();
+      } catch (error) {
+        expect(error).toMatchObject({ code: 'ERR_GPUPOOL_DEVICE' });
+      }
+      pool.checkInvariants();
+      pool.trim();
+      pool.checkInvariants();
+      expect(pool.stats().reservedBytes).toBe(0);
+      pool.acquire(4 * MiB).release(); // stream 0: waits for nothing left
+      pool.destroy();
+      expect(inner.usedBytes).toBe(0);
+    });
+  }
+});
+
+describe('a release that finishes the pending list on the way', () => {
+  it('completes, counting the block once, when a stream call fails there', () => {
+    const inner = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    let failNext = false;
+    const s = inner.streams;
+    const streams = {
+      ...s,
+      synchronizeEvent: (event: number) => {
+        if (failNext) {
+          failNext = false;
+          throw new DeviceError('synchronizeEvent', 'refused by the test');
+        }
+        s.synchronizeEvent(event);
+      },
+    };
+    const device = Object.create(inner, { streams: { value: streams } }) as Device;
+    const pool = createPool({ device, detectLeaks: false, blockCacheBytes: 0 });
+    const stream = s.createStream();
+    const blocks = Array.from({ length: 4097 }, () => pool.acquire(256, { stream }));
+    for (const b of blocks.slice(0, 4096)) b.release();
+    const last = blocks[4096]!;
+    failNext = true; // the 4097th pending free makes the release wait for the others: refused
+    last.release();
+    expect(last.released).toBe(true);
+    expect(pool.stats().liveBlocks).toBe(0);
+    pool.checkInvariants();
+    expect(() => last.release()).toThrow(expect.objectContaining({ code: 'ERR_GPUPOOL_DOUBLE_RELEASE' }));
+    expect(pool.stats().liveBlocks).toBe(0);
+    pool.trim();
+    pool.checkInvariants();
+    pool.destroy();
+    expect(inner.usedBytes).toBe(0);
+  });
 });
