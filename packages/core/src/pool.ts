@@ -385,19 +385,30 @@ export class Pool implements BlockOwner, Disposable {
       this.blockCache !== null && alignmentBytes === POLICY_GRANULE_BYTES
         ? this.blockCache.take(sizeBytes)
         : -1;
-    if (slot >= 0) {
-      this.reuses++; // a cached block is placed and mapped already: reserved memory is unchanged
-    } else {
+    let reused = true;
+    if (slot < 0) {
       const callsBefore = this.backing.deviceCalls;
       slot = this.place(sizeBytes, alignmentBytes, key, bytes);
-      if (this.backing.deviceCalls === callsBefore) this.reuses++;
-      else if (this.backing.reservedBytes > this.peakReservedBytes) {
+      if (this.backing.deviceCalls !== callsBefore) {
+        reused = false;
         // Reserved memory rises only with a call that obtains memory (Backing.deviceCalls).
-        this.peakReservedBytes = this.backing.reservedBytes;
+        if (this.backing.reservedBytes > this.peakReservedBytes)
+          this.peakReservedBytes = this.backing.reservedBytes;
       }
     }
     // Rare: only while another stream's early-finished frees may still be in use (see finishPending).
-    if (this.unsettled.length > 0 && this.unsettledStream !== stream) this.settleFor(slot, stream);
+    if (this.unsettled.length > 0 && this.unsettledStream !== stream) {
+      try {
+        this.settleFor(slot, stream);
+      } catch (error) {
+        // The device refused the wait: the block goes back (its bytes stay unsettled), so a failed
+        // acquire holds nothing.
+        this.freeSlot(slot);
+        throw error;
+      }
+    }
+    // A cached block, or one placed on mapped pages: reserved memory is unchanged.
+    if (reused) this.reuses++;
     const id = this.nextBlockId++;
     this.slotLive[slot] = 1;
     this.slotBytes[slot] = bytes;

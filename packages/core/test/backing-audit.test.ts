@@ -378,3 +378,40 @@ describe('a release that finishes the pending list on the way', () => {
     expect(inner.usedBytes).toBe(0);
   });
 });
+
+describe('an acquire that waits for another stream', () => {
+  it('gives its block back when the wait is refused, leaving the books as they were', () => {
+    const inner = new SimulatedDevice({ capacityBytes: 256 * MiB });
+    let failNext = false;
+    const s = inner.streams;
+    const streams = {
+      ...s,
+      synchronizeEvent: (event: number) => {
+        if (failNext) {
+          failNext = false;
+          throw new DeviceError('synchronizeEvent', 'refused by the test');
+        }
+        s.synchronizeEvent(event);
+      },
+    };
+    const device = Object.create(inner, { streams: { value: streams } }) as Device;
+    const pool = createPool({ device, detectLeaks: false, blockCacheBytes: 0, retainMinBytes: 0 });
+    const stream = s.createStream();
+    pool.acquire(4 * MiB, { stream }).release();
+    pool.acquire(MiB, { stream }).release(); // finishes the first free early: its event stays unsettled
+    const before = pool.stats();
+    failNext = true;
+    // Stream 0 is given the same bytes, so it must wait for stream 1's work there: refused.
+    expect(() => pool.acquire(4 * MiB)).toThrow(expect.objectContaining({ code: 'ERR_GPUPOOL_DEVICE' }));
+    const after = pool.stats();
+    expect(after.liveBlocks).toBe(before.liveBlocks);
+    expect(after.reuses).toBe(before.reuses);
+    expect(after.acquires).toBe(before.acquires);
+    pool.checkInvariants();
+    inner.completeAllWork();
+    expect(pool.trim()).toBe(after.reservedBytes);
+    expect(pool.stats().reservedBytes).toBe(0);
+    pool.destroy();
+    expect(inner.usedBytes).toBe(0);
+  });
+});
