@@ -365,6 +365,8 @@ export class VmmBacking implements Backing, MappedFit {
       mapped += length;
       g += length;
     }
+    for (let w = this.emptyWordMax + 1; w < this.emptyBits.length; w++)
+      if (this.emptyBits[w] !== 0) return `empty bits in word ${w}, above the search hint ${this.emptyWordMax}`;
     if (mapped !== this.mappedPages) return `${mapped} pages mapped, counted ${this.mappedPages}`;
     if (emptyPages !== this.emptyMappedPages)
       return `${emptyPages} empty pages, counted ${this.emptyMappedPages}`;
