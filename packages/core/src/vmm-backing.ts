@@ -342,6 +342,8 @@ export class VmmBacking implements Backing, MappedFit {
       if (busy[p] === 1 && this.groupOf[p]! < 0) return `page ${p} holds a block but is not mapped`;
       const mappedBit = (this.mappedBits[p >>> 5]! >>> (p & 31)) & 1;
       if (mappedBit !== (this.groupOf[p]! >= 0 ? 1 : 0)) return `page ${p}: mapped bit ${mappedBit} is stale`;
+      if ((this.emptyBits[p >>> 5]! >>> (p & 31)) & 1 && this.groupOf[p] !== p)
+        return `page ${p}: an empty bit, but no mapped group starts there`;
     }
     for (let g = 0; g < pages; ) {
       if (this.groupOf[g]! < 0) {
@@ -366,7 +368,8 @@ export class VmmBacking implements Backing, MappedFit {
       g += length;
     }
     for (let w = this.emptyWordMax + 1; w < this.emptyBits.length; w++)
-      if (this.emptyBits[w] !== 0) return `empty bits in word ${w}, above the search hint ${this.emptyWordMax}`;
+      if (this.emptyBits[w] !== 0)
+        return `empty bits in word ${w}, above the search hint ${this.emptyWordMax}`;
     if (mapped !== this.mappedPages) return `${mapped} pages mapped, counted ${this.mappedPages}`;
     if (emptyPages !== this.emptyMappedPages)
       return `${emptyPages} empty pages, counted ${this.emptyMappedPages}`;
