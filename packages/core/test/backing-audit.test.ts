@@ -9,6 +9,7 @@ import {
   createPool,
   type Device,
   DeviceError,
+  failCalls,
   MiB,
   type Policy,
   type PoolOptions,
@@ -413,5 +414,23 @@ describe('an acquire that waits for another stream', () => {
     expect(pool.stats().reservedBytes).toBe(0);
     pool.destroy();
     expect(inner.usedBytes).toBe(0);
+  });
+});
+
+describe('stand-in devices', () => {
+  it('setFaults refuses a predicate that is no function, keeping the one it had', () => {
+    const device = new SimulatedDevice({ capacityBytes: 64 * MiB, failOn: failCalls(2) });
+    expect(() => device.setFaults(42 as never)).toThrow(
+      expect.objectContaining({ code: 'ERR_GPUPOOL_ARGUMENT', argument: 'failOn' }),
+    );
+    const range = device.reserve(32 * MiB); // call 1
+    expect(() => device.map(range, 0, 2 * MiB)).toThrow(
+      expect.objectContaining({ code: 'ERR_GPUPOOL_INJECTED_FAULT' }),
+    );
+    device.map(range, 0, 2 * MiB); // call 3
+    device.setFaults(undefined);
+    device.unmap(range, 0, 2 * MiB);
+    device.releaseRange(range);
+    expect(device.usedBytes).toBe(0);
   });
 });

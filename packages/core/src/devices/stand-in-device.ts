@@ -134,6 +134,9 @@ export abstract class StandInDevice implements Device {
 
   /** Replaces the fault predicate (undefined: no faults). Call numbering continues. */
   setFaults(failOn: FaultPredicate | undefined): void {
+    if (failOn !== undefined && typeof failOn !== 'function') {
+      throw new InvalidArgumentError('failOn', 'must be a function (call, callIndex) => boolean', failOn);
+    }
     this.failOn = failOn;
   }
 
