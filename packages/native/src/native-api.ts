@@ -97,6 +97,8 @@ export interface NativeContext {
   ): void;
   live(): NativeLiveCounts;
   destroy(): void;
+  /** @internal Tests only: where the next segment, stream or event id is looked for (1 … 2^31 − 1). */
+  setNextIdForTest?(id: number): void;
 }
 
 export interface NativeAddon {

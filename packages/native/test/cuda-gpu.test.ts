@@ -730,6 +730,27 @@ describe.skipIf(!cuda.available)('CudaDevice on a GPU', () => {
       device.destroy();
     });
 
+    it('stream and event ids wrap after 2^31 − 1 and skip ids still in use', () => {
+      const addon = loadedAddon();
+      if (addon === undefined) throw new Error('addon missing');
+      const context = new addon.Context(0);
+      const stream = context.createStream();
+      expect(stream).toBe(1);
+      // As after 2^31 − 3 handles (a server recording an event per release gets there in days).
+      context.setNextIdForTest!(2 ** 31 - 2);
+      const events = [context.recordEvent(stream), context.recordEvent(stream), context.recordEvent(stream)];
+      // The third wraps to 1, which the stream still has: 2.
+      expect(events).toEqual([2 ** 31 - 2, 2 ** 31 - 1, 2]);
+      context.synchronizeEvent(events[2]!);
+      for (const event of events) {
+        expect(context.eventDone(event)).toBe(true);
+        context.destroyEvent(event);
+      }
+      expectAddonRefusal(() => context.setNextIdForTest!(0), /setNextIdForTest/);
+      context.destroyStream(stream);
+      context.destroy();
+    });
+
     it('refuses malformed arguments to the addon called directly, without launching anything or poisoning the context', () => {
       const addon = loadedAddon();
       if (addon === undefined) throw new Error('addon missing');

@@ -192,6 +192,7 @@ class Context : public Napi::ObjectWrap<Context> {
                            InstanceMethod<&Context::EventDone>("eventDone"),
                            InstanceMethod<&Context::SynchronizeEvent>("synchronizeEvent"),
                            InstanceMethod<&Context::DestroyEvent>("destroyEvent"),
+                           InstanceMethod<&Context::SetNextIdForTest>("setNextIdForTest"),
                            InstanceMethod<&Context::PreprocessFrame>("preprocessFrame"),
                            InstanceMethod<&Context::CropResize>("cropResize"),
                            InstanceMethod<&Context::Live>("live"),
@@ -378,6 +379,13 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::Value DestroyEvent(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
       ctx().DestroyEvent(Int(info, 0, "destroyEvent: event"));
+      return info.Env().Undefined();
+    });
+  }
+  // Tests only (see CudaContext::SetNextIdForTest).
+  Napi::Value SetNextIdForTest(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      ctx().SetNextIdForTest(Int(info, 0, "setNextIdForTest: id", 1));
       return info.Env().Undefined();
     });
   }

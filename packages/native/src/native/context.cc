@@ -1,6 +1,7 @@
 #include "context.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <string>
 
 #include "cuda_try.hpp"
@@ -32,6 +33,20 @@ CudaContext::CudaContext(int device) : device_(device) {
   CUDA_TRY(cudaSetDevice(device_));
   // Creates (or retains) the primary context, which the driver API calls below run in.
   CUDA_TRY(cudaFree(nullptr));
+}
+
+int CudaContext::NextId() {
+  // Some id is free: live handles are far fewer than 2^31.
+  for (;;) {
+    int id = nextId_;
+    nextId_ = nextId_ == INT32_MAX ? 1 : nextId_ + 1;
+    if (segments_.count(id) == 0 && streams_.count(id) == 0 && events_.count(id) == 0) return id;
+  }
+}
+
+void CudaContext::SetNextIdForTest(int id) {
+  if (id < 1) throw UsageException("range", "setNextIdForTest: id must be 1 … 2^31 - 1");
+  nextId_ = id;
 }
 
 void CudaContext::Use() {
@@ -336,7 +351,7 @@ int CudaContext::AllocateSegment(size_t bytes, bool async, uint64_t* base) {
   } else {
     CUDA_TRY(cudaMalloc(&ptr, bytes));
   }
-  int id = nextId_++;
+  int id = NextId();
   try {
     segments_[id] = SegmentEntry{ptr, bytes, async};
   } catch (...) {  // out of host memory for the books: give the segment back
@@ -420,7 +435,7 @@ int CudaContext::CreateStream() {
   Use();
   cudaStream_t stream = nullptr;
   CUDA_TRY(cudaStreamCreateWithFlags(&stream, cudaStreamDefault));
-  int id = nextId_++;
+  int id = NextId();
   try {
     streams_[id] = stream;
   } catch (...) {
@@ -453,7 +468,7 @@ int CudaContext::RecordEvent(int stream) {
     cudaEventDestroy(event);
     ThrowRuntime("cudaEventRecord(event, stream)", recorded);
   }
-  int id = nextId_++;
+  int id = NextId();
   try {
     events_[id] = event;
   } catch (...) {

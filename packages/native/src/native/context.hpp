@@ -85,6 +85,8 @@ class CudaContext {
   bool EventDone(int id);
   void SynchronizeEvent(int id);
   void DestroyEvent(int id);
+  // Tests only: where NextId() starts looking (1 … INT32_MAX), to reach the wrap-around.
+  void SetNextIdForTest(int id);
 
   struct Counts {
     size_t ranges, mappedPages, segments, streams, events, adoptedRanges;
@@ -102,6 +104,9 @@ class CudaContext {
     bool async;
   };
 
+  // A segment, stream or event id no live handle of this context has. Ids are 32-bit on both sides
+  // and wrap after INT32_MAX (a server that records an event per release gets there in days).
+  int NextId();
   void Use();  // makes this context's device current on the calling thread
   void CheckAlive() const;
   RangeRef& FindRange(int id);
@@ -121,6 +126,7 @@ class CudaContext {
   size_t granularity_ = 0;
   size_t pageBytes_ = 0;
   size_t allocationBytes_ = 0;
+  // The next segment, stream or event id to try (NextId): 1 … INT32_MAX, then 1 again.
   int nextId_ = 1;
   std::map<int, RangeRef> ranges_;  // owned and adopted
   std::map<int, SegmentEntry> segments_;
