@@ -222,6 +222,9 @@ export class WorkerPool {
 
   private async destroyOnce(): Promise<void> {
     this.destroyedFlag = true;
+    // threadPool() in this thread opens no slice of an arena that is going away (as after a
+    // destroy() that completed: NoArenaError), nor while a rejected destroy() waits for its retry.
+    this.context.settings = null;
     if (this.adoptTimer !== null) clearInterval(this.adoptTimer);
     if (!this.workersEnded) {
       await this.untilLoaded();

@@ -17,7 +17,9 @@ import {
   type ArenaStep,
   type BlockDescriptor,
   fromDescriptor,
+  NoArenaError,
   type SlicePool,
+  threadPool,
   toDescriptor,
   type WorkerPool,
 } from '../dist/index.js';
@@ -387,6 +389,18 @@ describe.skipIf(DEVICE_KIND !== 'host')('a refused unmap', () => {
     expect(device.memInfo().freeBytes).toBe(device.totalBytes);
     await wp.destroy(); // settled: resolves at once
     expect(device.calls.releaseRange).toBe(1);
+  });
+
+  it('while the worker pool is destroyed: threadPool() in the main thread opens no slice before destroy() is retried', async () => {
+    const wp = pool();
+    toDescriptor((wp.mainPool as SlicePool).acquire(4096));
+    refuseUnmaps(wp.arena.device, 1);
+    await expect(wp.destroy()).rejects.toThrow(DeviceError);
+    // As after a destroy() that completed: no slice of an arena that is going away.
+    expect(() => threadPool()).toThrow(NoArenaError);
+    await wp.destroy();
+    expect(wp.arena.stats().freeSuperblocks).toBe(wp.arena.superblockCount);
+    expect(wp.arena.device.memInfo().freeBytes).toBe(wp.arena.device.totalBytes);
   });
 
   it('of a run a slice gives back: the run stays owned and usable, and goes back later', () => {
