@@ -249,17 +249,23 @@ export class WorkerPool {
    * after it was created must not end its workers there.
    */
   private async untilLoaded(): Promise<void> {
-    // threadId is -1 once a thread has stopped, even before its 'exit' event.
-    const loading = (this.piscina.threads as Worker[]).filter(
-      (w) => w.threadId !== -1 && !this.loaded.has(w.threadId),
-    );
-    if (loading.length === 0) return;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, LOAD_WAIT_MS);
-    });
-    await Promise.race([Promise.all(loading.map((w) => this.loadedOrGone(w))), timedOut]);
-    clearTimeout(timer);
+    // Until none is left: Piscina starts a worker in place of one that ends (its load failed, its
+    // task exited) while this waits, and that one loads too. One deadline for them all.
+    const deadline = Date.now() + LOAD_WAIT_MS;
+    for (;;) {
+      // threadId is -1 once a thread has stopped, even before its 'exit' event.
+      const loading = (this.piscina.threads as Worker[]).filter(
+        (w) => w.threadId !== -1 && !this.loaded.has(w.threadId),
+      );
+      const left = deadline - Date.now();
+      if (loading.length === 0 || left <= 0) return;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, left);
+      });
+      await Promise.race([Promise.all(loading.map((w) => this.loadedOrGone(w))), timedOut]);
+      clearTimeout(timer);
+    }
   }
 
   /** Resolves when `worker` has loaded its task module or has stopped. */

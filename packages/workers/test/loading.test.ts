@@ -1,6 +1,8 @@
 // destroy() and workers still loading their task module. Piscina loads an ES task module with
 // require(), and Node 20 aborts the whole process when a worker is terminated inside that; so
 // destroy() lets every worker finish loading before it ends them.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { MiB } from '@gpupool/core';
 import { describe, expect, it } from 'vitest';
 import { createWorkerPool } from '../dist/index.js';
@@ -45,5 +47,16 @@ describe('destroy() while workers load their task module', () => {
     await wp.destroy(); // a wait for a ready message already sent would time the test out
     expect(Atomics.load(new Int32Array(cells), 0)).toBe(1);
     expect(wp.piscina.threads.length).toBe(0);
+  });
+
+  it('a worker Piscina starts while destroy() waits (in place of one whose load failed): it finishes loading too', () => {
+    // In a child process: on Node 20, a worker ended inside require() can abort the whole process.
+    const script = fileURLToPath(new URL('./fixtures/destroy-replaced.mjs', import.meta.url));
+    const child = spawnSync(process.execPath, [script], { timeout: 15_000, encoding: 'utf8' });
+    expect({ status: child.status, signal: child.signal, stdout: child.stdout.trim() }).toEqual({
+      status: 0,
+      signal: null,
+      stdout: 'loaded: 1',
+    });
   });
 });
