@@ -108,10 +108,10 @@ import {
   SLOT_ACTIVE,
   SLOT_CLOSING,
   SLOT_FREE,
-  SLOT_OPENING,
   SLOT_ORPHANED,
   sliceIndex,
   slotOfOwnerId,
+  slotOpening,
   TOMBSTONE_OWNER_ID,
 } from './layout.js';
 import type { ArenaStats, SliceStats } from './stats.js';
@@ -151,6 +151,7 @@ export interface ArenaHandle {
  * terminated; the tests park a worker at one (SharedArena.stepHook) and terminate it there.
  */
 export type ArenaStep =
+  | 'open:taken'
   | 'close:closing'
   | 'push:checked'
   | 'push:trying'
@@ -366,8 +367,10 @@ export class SharedArena implements LayoutShape {
     for (let slot = 0; slot < this.sliceSlots; slot++) {
       const state = sliceIndex(this, slot, SL_STATE);
       if (Atomics.load(w, state) !== SLOT_FREE) continue;
-      // Take the slot first (OPENING: no one else touches it), then fill it in and publish.
-      if (Atomics.compareExchange(w, state, SLOT_FREE, SLOT_OPENING) !== SLOT_FREE) continue;
+      // Take the slot first (opening, by this thread: no one else touches it), then fill it in and
+      // publish. A thread that ends before has the slot freed by its adopter.
+      if (Atomics.compareExchange(w, state, SLOT_FREE, slotOpening(threadId)) !== SLOT_FREE) continue;
+      this.stepHook?.('open:taken');
       const generation = Atomics.add(w, sliceIndex(this, slot, SL_GENERATION), 1) + 1;
       const ownerId = ownerIdOf(slot, generation, this.sliceSlots);
       for (const f of [
@@ -1043,8 +1046,11 @@ export class SharedArena implements LayoutShape {
     }
     const slots: number[] = [];
     for (let slot = 0; slot < this.sliceSlots; slot++) {
-      if (Atomics.load(w, sliceIndex(this, slot, SL_THREAD_ID)) !== threadId) continue;
       const stateAt = sliceIndex(this, slot, SL_STATE);
+      // It ended inside openSlot: the slot holds nothing of it yet (SL_THREAD_ID may not be set).
+      if (Atomics.compareExchange(w, stateAt, slotOpening(threadId), SLOT_FREE) === slotOpening(threadId))
+        continue;
+      if (Atomics.load(w, sliceIndex(this, slot, SL_THREAD_ID)) !== threadId) continue;
       // CLOSING: it ended inside closeSlot.
       if (
         Atomics.compareExchange(w, stateAt, SLOT_ACTIVE, SLOT_ORPHANED) !== SLOT_ACTIVE &&

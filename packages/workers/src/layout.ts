@@ -115,9 +115,9 @@ export const MAP_UNMAPPING = 3;
 // ---- slice table: SLICE_INT32S int32 per slot (fields in the first 30, the rest padding) ----
 export const SLICE_INT32S = 64;
 /**
- * SLOT_FREE / SLOT_OPENING / SLOT_ACTIVE / SLOT_ORPHANED / SLOT_CLOSING. compareExchange FREE →
- * OPENING takes a slot; ACTIVE → ORPHANED starts adoption; ACTIVE or ORPHANED → CLOSING → FREE
- * frees it (see SLOT_CLOSING).
+ * SLOT_FREE / slotOpening(threadId) / SLOT_ACTIVE / SLOT_ORPHANED / SLOT_CLOSING. compareExchange
+ * FREE → slotOpening(threadId) takes a slot; ACTIVE → ORPHANED starts adoption; ACTIVE or ORPHANED →
+ * CLOSING → FREE frees it (see SLOT_CLOSING).
  */
 export const SL_STATE = 0;
 /** The current ownerId (generation × slots + slot + 1). Stored before SL_STATE becomes ACTIVE. */
@@ -203,8 +203,14 @@ export const OP_UNEXPORT = 4;
 export const SLOT_FREE = 0;
 export const SLOT_ACTIVE = 1;
 export const SLOT_ORPHANED = 2;
-/** Taken by a thread that is filling in the slot's fields; nobody else touches it. */
-export const SLOT_OPENING = 3;
+/**
+ * Taken by thread `threadId`, which is filling in the slot's fields; nobody else touches it. The
+ * state names the thread (negative, apart from the other states): the adopter of a thread that
+ * ended there frees the slot (nothing was claimed, no free was pushed for the new owner).
+ */
+export function slotOpening(threadId: number): number {
+  return -(threadId + 1);
+}
 /**
  * Being freed: the slice holds no superblock and its queue is empty. Stored before the freeing
  * thread reads the producer records; a producer stores its record (naming the owner it pushes

@@ -306,6 +306,25 @@ worker(`a worker terminated in the middle of an arena slow path (${DEVICE_KIND})
     await expectTwoFreesMerged(wp, main, 1, { reclaim: true });
   });
 
+  it('opening a slice (its slot taken, not yet filled in): the slot is free again for the next thread', async () => {
+    const wp = pool({ maxSlices: 2 }); // the main thread's slot and one worker's
+    (wp.mainPool as SlicePool).acquire(4096).release();
+    const flag = new Int32Array(new SharedArrayBuffer(8));
+    await wp.run({ step: 'open:taken', flag: flag.buffer }, { name: 'parkAt' });
+    await wp.run({}, { name: 'destroyPool' }); // its next threadPool() opens a slice anew
+    const running = wp.run({ bytes: 4096 }, { name: 'acquireRelease' });
+    running.catch(() => {});
+    await waitFor(() => Atomics.load(flag, 0) !== 0, 5_000);
+    await threadIn(wp, flag, 0).terminate();
+    await running.then(
+      () => undefined,
+      () => undefined,
+    );
+    // The worker Piscina starts in its place gets that slot.
+    await wp.run({ bytes: 4096 }, { name: 'acquireRelease' });
+    expectSettled(wp);
+  });
+
   it('a stale free held up after its owner check, pushed once the owner’s slice closed: never counted to the slot’s next owner', async () => {
     const wp = pool();
     const old = wp.mainPool as SlicePool;
