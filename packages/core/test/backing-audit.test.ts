@@ -345,28 +345,35 @@ describe('a stream call that fails in the middle of finishing frees', () => {
   }
 });
 
+/** `inner` as a device whose next synchronizeEvent (a wait for another stream's work) is refused. */
+function refusingWaits(inner: SimulatedDevice): { device: Device; refuseNextWait: () => void } {
+  let refuseNext = false;
+  const s = inner.streams;
+  const streams = {
+    ...s,
+    synchronizeEvent: (event: number) => {
+      if (refuseNext) {
+        refuseNext = false;
+        throw new DeviceError('synchronizeEvent', 'refused by the test');
+      }
+      s.synchronizeEvent(event);
+    },
+  };
+  const device = Object.create(inner, { streams: { value: streams } }) as Device;
+  return { device, refuseNextWait: () => (refuseNext = true) };
+}
+
 describe('a release that finishes the pending list on the way', () => {
   it('completes, counting the block once, when a stream call fails there', () => {
     const inner = new SimulatedDevice({ capacityBytes: 256 * MiB });
-    let failNext = false;
+    const { device, refuseNextWait } = refusingWaits(inner);
     const s = inner.streams;
-    const streams = {
-      ...s,
-      synchronizeEvent: (event: number) => {
-        if (failNext) {
-          failNext = false;
-          throw new DeviceError('synchronizeEvent', 'refused by the test');
-        }
-        s.synchronizeEvent(event);
-      },
-    };
-    const device = Object.create(inner, { streams: { value: streams } }) as Device;
     const pool = createPool({ device, detectLeaks: false, blockCacheBytes: 0 });
     const stream = s.createStream();
     const blocks = Array.from({ length: 4097 }, () => pool.acquire(256, { stream }));
     for (const b of blocks.slice(0, 4096)) b.release();
     const last = blocks[4096]!;
-    failNext = true; // the 4097th pending free makes the release wait for the others: refused
+    refuseNextWait(); // the 4097th pending free makes the release wait for the others: refused
     last.release();
     expect(last.released).toBe(true);
     expect(pool.stats().liveBlocks).toBe(0);
@@ -383,25 +390,14 @@ describe('a release that finishes the pending list on the way', () => {
 describe('an acquire that waits for another stream', () => {
   it('gives its block back when the wait is refused, leaving the books as they were', () => {
     const inner = new SimulatedDevice({ capacityBytes: 256 * MiB });
-    let failNext = false;
+    const { device, refuseNextWait } = refusingWaits(inner);
     const s = inner.streams;
-    const streams = {
-      ...s,
-      synchronizeEvent: (event: number) => {
-        if (failNext) {
-          failNext = false;
-          throw new DeviceError('synchronizeEvent', 'refused by the test');
-        }
-        s.synchronizeEvent(event);
-      },
-    };
-    const device = Object.create(inner, { streams: { value: streams } }) as Device;
     const pool = createPool({ device, detectLeaks: false, blockCacheBytes: 0, retainMinBytes: 0 });
     const stream = s.createStream();
     pool.acquire(4 * MiB, { stream }).release();
     pool.acquire(MiB, { stream }).release(); // finishes the first free early: its event stays unsettled
     const before = pool.stats();
-    failNext = true;
+    refuseNextWait();
     // Stream 0 is given the same bytes, so it must wait for stream 1's work there: refused.
     expect(() => pool.acquire(4 * MiB)).toThrow(expect.objectContaining({ code: 'ERR_GPUPOOL_DEVICE' }));
     const after = pool.stats();
