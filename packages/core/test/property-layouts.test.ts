@@ -29,6 +29,7 @@ import {
   addLive,
   checkProperty,
   definedOnly,
+  expectAllBack,
   type LiveSpan,
   same,
   sameBooks,
@@ -238,14 +239,7 @@ function runSequence(config: Config, ops: readonly Op[]): void {
       );
     }
   }
-  for (const entry of live) entry.block.release();
-  inner.completeAllWork();
-  pool.trim();
-  pool.checkInvariants();
-  same('reserved after releasing everything and trim()', pool.stats().reservedBytes, 0);
-  pool.destroy();
-  same('device bytes after destroy()', inner.usedBytes, 0);
-  expect(inner.openAllocations).toEqual({ ranges: 0, segments: 0 });
+  expectAllBack(pool, inner, live);
 }
 
 describe('layouts, floors and single refused calls against a model', () => {

@@ -28,6 +28,7 @@ import {
   blockBytesArb,
   checkProperty,
   definedOnly,
+  expectAllBack,
   type LiveSpan,
   same,
   sameBooks,
@@ -162,14 +163,7 @@ function runSequence(config: Config, ops: readonly Op[]): void {
     if (i % INVARIANTS_EVERY === 0) pool.checkInvariants();
   }
   pool.checkInvariants();
-  for (const entry of live) entry.block.release();
-  device.completeAllWork();
-  pool.trim();
-  pool.checkInvariants();
-  same('reserved after releasing everything and trim()', pool.stats().reservedBytes, 0);
-  pool.destroy();
-  same('device bytes after destroy()', device.usedBytes, 0);
-  expect(device.openAllocations).toEqual({ ranges: 0, segments: 0 });
+  expectAllBack(pool, device, live);
 }
 
 describe('random configurations and sequences against a model', () => {

@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 // Types only: the workers' suite loads this file by path, with core's built package, not its source.
-import type { Block, PoolStats } from '../../src/index.js';
+import type { Block, Pool, PoolStats, SimulatedDevice } from '../../src/index.js';
 
 /** Block sizes in three equally likely tiers: the block cache's, the policy's small, and large ones. */
 export function blockBytesArb(largeMaxBytes: number): fc.Arbitrary<number> {
@@ -15,6 +15,23 @@ export function blockBytesArb(largeMaxBytes: number): fc.Arbitrary<number> {
     fc.integer({ min: 8193, max: 512 * 1024 }),
     fc.integer({ min: 512 * 1024, max: largeMaxBytes }),
   );
+}
+
+/**
+ * The end of a property run: every live block released, the device's work done, trim() gives back
+ * every byte, and destroy() leaves the device with nothing allocated.
+ */
+export function expectAllBack(pool: Pool, device: SimulatedDevice, live: readonly { block: Block }[]): void {
+  for (const entry of live) entry.block.release();
+  device.completeAllWork();
+  pool.trim();
+  pool.checkInvariants();
+  same('reserved after releasing everything and trim()', pool.stats().reservedBytes, 0);
+  pool.destroy();
+  same('device bytes after destroy()', device.usedBytes, 0);
+  const open = device.openAllocations;
+  if (open.ranges !== 0 || open.segments !== 0)
+    throw new Error(`open after destroy(): ${open.ranges} ranges, ${open.segments} segments`);
 }
 
 /** Throws unless the pool's figure equals the model's. */
