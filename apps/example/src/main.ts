@@ -9,7 +9,7 @@
  */
 import { accessSync, constants, existsSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { inspect, parseArgs } from 'node:util';
 import { policyNames } from '@gpupool/core';
 import { renderReport } from './report.js';
 import {
@@ -35,7 +35,8 @@ Options:
   --frames N           frames per camera (default 60)
   --cameras K          cameras (default 2)
   --workers W          worker threads (default: one per core, at most 8; 0 = main thread)
-  --policy NAME        pool placement policy (default: core's default for the device)
+  --policy NAME        pool placement policy (default: core's default for the device;
+                       not with --no-pool)
   --json               print one JSON object with the statistics at the end
   --report FILE.html   where to write the HTML memory report (default gpupool-report.html;
                        its folder must exist)
@@ -168,6 +169,9 @@ export async function main(argv: string[]): Promise<number> {
       workerFile: new URL('./worker.js', import.meta.url),
     };
     if (values.policy !== undefined) {
+      if (!options.pool) {
+        throw new UsageError('--policy places blocks in the pool: it cannot be used with --no-pool');
+      }
       if (!policyNames().includes(values.policy)) {
         throw new UsageError(`--policy must be one of ${policyNames().join(', ')} (got '${values.policy}')`);
       }
@@ -220,7 +224,8 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    process.stderr.write(`gpupool example crashed: ${(error as Error)?.stack ?? String(error)}\n`);
+    // inspect: the stack, and any error attached to it ([cause], AggregateError's [errors]).
+    process.stderr.write(`gpupool example crashed: ${inspect(error)}\n`);
     process.exitCode = 1;
   },
 );

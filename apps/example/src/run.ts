@@ -13,6 +13,7 @@ import { CudaDevice, cuda } from '@gpupool/native';
 import { createWorkerPool } from '@gpupool/workers';
 import { Piscina } from 'piscina';
 import { checkFrame } from './check.js';
+import { rethrowAfterCleanup, withCleanupError } from './cleanup.js';
 import type { FrameTask, TaskOutput, ThreadCounters, ThreadOptions, ThreadReport } from './thread.js';
 import { closeThread, runTask } from './thread.js';
 
@@ -126,18 +127,29 @@ async function makeRunner(options: RunOptions, thread: ThreadOptions): Promise<R
     // One arena on one device; each worker allocates from its own slice of it.
     const device = options.device === 'cuda' ? new CudaDevice() : new HostDevice({ capacityBytes: 512 * MB });
     const arenaBytes = options.device === 'cuda' ? 4096 * MB : 384 * MB;
-    const wp = createWorkerPool({
-      device,
-      arenaBytes,
-      superblockBytes: 16 * MB,
-      policy: options.policy,
-      ...piscinaOptions,
-    });
+    let wp: ReturnType<typeof createWorkerPool>;
+    try {
+      wp = createWorkerPool({
+        device,
+        arenaBytes,
+        superblockBytes: 16 * MB,
+        policy: options.policy,
+        ...piscinaOptions,
+      });
+    } catch (error) {
+      // The device is all that exists yet: give it back, and throw what createWorkerPool threw.
+      rethrowAfterCleanup(error, () => device.destroy());
+    }
     thread.workersSlice = true;
     return {
       run: (task) => wp.run<TaskOutput>(task),
       close: async () => {
-        await wp.destroy();
+        try {
+          await wp.destroy();
+        } catch (error) {
+          // The device goes too, even when the workers did not end cleanly.
+          rethrowAfterCleanup(error, () => device.destroy());
+        }
         device.destroy();
       },
       memory: 'slices of one shared arena (@gpupool/workers)',
@@ -190,7 +202,6 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
   }
   const thread: ThreadOptions = { device: options.device, pool: options.pool };
   if (options.policy !== undefined) thread.policy = options.policy;
-  const runner = await makeRunner(options, thread);
   const total = options.cameras * options.frames;
   const reports = new Map<number, ThreadReport>();
   const snapshots = new Map<number, PoolSnapshot>();
@@ -248,6 +259,9 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
   const inFlightMax = Math.max(1, options.workers * 2);
   let next = 0;
   let mainCalls = { alloc: 0, free: 0 };
+  // Nothing between here and the try below can throw: once made, the runner is always closed.
+  const runner = await makeRunner(options, thread);
+  let failure: { error: unknown } | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       let inFlight = 0;
@@ -283,10 +297,19 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
       };
       pump();
     });
-  } finally {
+  } catch (error) {
+    failure = { error };
+  }
+  try {
     mainCalls = runner.mainDeviceCalls?.() ?? mainCalls;
     await runner.close();
+  } catch (closeError) {
+    // No failure before: the close error is the run's error. Otherwise the run's own error is
+    // thrown, carrying the close error (see withCleanupError).
+    if (failure === undefined) throw closeError;
+    throw withCleanupError(failure.error, closeError);
   }
+  if (failure !== undefined) throw failure.error;
 
   const last = progress();
   timeline.push(last);

@@ -23,6 +23,7 @@ import {
 import { CudaDevice } from '@gpupool/native';
 import { threadPool } from '@gpupool/workers/thread';
 import type { FrameResult } from './check.js';
+import { rethrowAfterCleanup, withCleanupError } from './cleanup.js';
 import {
   cudaKernels,
   type DirectCounts,
@@ -128,34 +129,62 @@ function setup(options: ThreadOptions): ThreadState {
   } else {
     device = new HostDevice({ capacityBytes: options.hostCapacityBytes ?? 96 * MiB });
   }
-  if (pool === null && options.pool) {
-    pool = createPool({ device, name: `pipeline thread ${threadId}`, policy: options.policy });
-    memory = 'thread-pool';
+  // From here on a failure gives back what this thread made (kernels, pool, device) before it throws.
+  let kernels: Kernels | undefined;
+  const ownPool = pool === null;
+  const ownDevice = memory !== 'workers-slice';
+  try {
+    if (pool === null && options.pool) {
+      pool = createPool({ device, name: `pipeline thread ${threadId}`, policy: options.policy });
+      memory = 'thread-pool';
+    }
+    const cuda = device.kind === 'cuda' ? (device as CudaDevice) : null;
+    const stream = cuda === null ? 0 : cuda.streams.createStream();
+    const direct = options.pool
+      ? null
+      : directSource(device, cuda === null ? undefined : () => cuda.streams.synchronizeStream(stream));
+    kernels = cuda === null ? hostKernels(device) : cudaKernels(cuda, stream);
+    // Map the common shapes before the first frame, as the seed did.
+    pool?.prewarm(prewarmSpecs());
+    // Peaks measure the pipeline, not the prewarm (which holds every common shape at once).
+    pool?.resetPeaks();
+    const source = pool !== null ? poolSource(pool, stream) : (direct as TensorSource);
+    state = {
+      key,
+      device,
+      pool,
+      direct,
+      source,
+      kernels,
+      memory,
+      busiest: -1,
+      snapshot: undefined,
+      snapshotSent: true,
+    };
+    return state;
+  } catch (error) {
+    const made = { kernels, pool: ownPool ? pool : null, device: ownDevice ? device : null };
+    rethrowAfterCleanup(error, () => release(made));
   }
-  const cuda = device.kind === 'cuda' ? (device as CudaDevice) : null;
-  const stream = cuda === null ? 0 : cuda.streams.createStream();
-  const direct = options.pool
-    ? null
-    : directSource(device, cuda === null ? undefined : () => cuda.streams.synchronizeStream(stream));
-  const kernels = cuda === null ? hostKernels(device) : cudaKernels(cuda, stream);
-  // Map the common shapes before the first frame, as the seed did.
-  pool?.prewarm(prewarmSpecs());
-  // Peaks measure the pipeline, not the prewarm (which holds every common shape at once).
-  pool?.resetPeaks();
-  const source = pool !== null ? poolSource(pool, stream) : (direct as TensorSource);
-  state = {
-    key,
-    device,
-    pool,
-    direct,
-    source,
-    kernels,
-    memory,
-    busiest: -1,
-    snapshot: undefined,
-    snapshotSent: true,
+}
+
+/**
+ * Gives back the kernels' host buffers, then the pool, then the device (each that is given), all of
+ * them even when one throws; the first error is thrown, carrying any later one (withCleanupError).
+ */
+function release(made: { kernels?: Kernels | undefined; pool: Pool | null; device: Device | null }): void {
+  let failure: { error: unknown } | undefined;
+  const step = (give: () => void) => {
+    try {
+      give();
+    } catch (error) {
+      failure = failure === undefined ? { error } : { error: withCleanupError(failure.error, error) };
+    }
   };
-  return state;
+  if (made.kernels !== undefined) step(() => made.kernels?.close());
+  if (made.pool !== null) step(() => made.pool?.destroy());
+  if (made.device !== null) step(() => made.device?.destroy());
+  if (failure !== undefined) throw failure.error;
 }
 
 function counters(s: ThreadState): ThreadCounters {
@@ -229,10 +258,13 @@ export async function runTask(task: FrameTask): Promise<TaskOutput> {
   return { result, report, ms };
 }
 
-/** Gives this thread's memory back (inline mode; a worker's memory goes with the worker). */
+/**
+ * Gives this thread's memory back (inline mode; a worker's memory goes with the worker): the CUDA
+ * kernels' pinned buffers (freePinned, not left to the garbage collector), the pool, the device.
+ */
 export function closeThread(): void {
   if (state === undefined) return;
-  state.pool?.destroy();
-  if (state.memory !== 'workers-slice') state.device.destroy();
+  const s = state;
   state = undefined;
+  release({ kernels: s.kernels, pool: s.pool, device: s.memory !== 'workers-slice' ? s.device : null });
 }

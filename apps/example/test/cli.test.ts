@@ -86,6 +86,15 @@ describe('the built app', () => {
     expect(r.stdout).toBe('');
   });
 
+  it('refuses --policy with --no-pool (exit 2) before running any frame', async () => {
+    const r = await app(['--no-pool', '--policy', 'bestFit', '--frames', '1', '--workers', '0']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^--policy .*--no-pool/);
+    expect(r.stderr).not.toMatch(/crashed|\n\s+at /);
+    expect(r.stderr).not.toMatch(/frames\/s/); // no frame ran
+    expect(r.stdout).toBe('');
+  });
+
   it('explains usage errors and --device cuda without CUDA', async () => {
     const bad = await app(['--frames', 'many']);
     expect(bad.code).toBe(2);
