@@ -87,6 +87,8 @@ export class WorkerPool {
   private workersEnded = false;
   /** Threads (by id) that have loaded their task module: ending them cannot abort the process. */
   private readonly loaded = new Set<number>();
+  /** Threads (by id) still loading it, watched: resolves once loaded or stopped. */
+  private readonly loading = new Map<number, Promise<void>>();
 
   /** @internal Use createWorkerPool. */
   constructor(options: WorkerPoolOptions) {
@@ -155,7 +157,7 @@ export class WorkerPool {
     const starting = new Set<number>();
     for (const worker of this.piscina.threads as Worker[]) {
       starting.add(worker.threadId);
-      this.watchLoad(worker);
+      void this.loadWait(worker);
     }
     this.piscina.on('workerCreate', (info: { id: number }) => {
       if (!starting.has(info.id)) this.loaded.add(info.id);
@@ -263,44 +265,38 @@ export class WorkerPool {
       const timedOut = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, left);
       });
-      await Promise.race([Promise.all(loading.map((w) => this.loadedOrGone(w))), timedOut]);
+      await Promise.race([Promise.all(loading.map((w) => this.loadWait(w))), timedOut]);
       clearTimeout(timer);
     }
   }
 
-  /** Resolves when `worker` has loaded its task module or has stopped. */
-  private loadedOrGone(worker: Worker): Promise<void> {
+  /**
+   * Resolves when `worker` has loaded its task module (it posts Piscina's ready message) or has
+   * stopped; one wait per worker, started for the workers Piscina begins with as soon as they exist
+   * (their ready message may come before destroy()), for a later one when destroy() finds it loading.
+   */
+  private loadWait(worker: Worker): Promise<void> {
     const id = worker.threadId;
-    return new Promise((resolve) => {
-      const done = (): void => {
-        worker.off('message', onMessage);
-        worker.off('exit', done);
-        resolve();
-      };
-      const onMessage = (message: unknown): void => {
-        if (!isReadyMessage(message)) return;
-        this.loaded.add(id);
-        done();
-      };
-      worker.on('message', onMessage);
-      worker.once('exit', done);
-      if (this.loaded.has(id) || worker.threadId === -1) done();
-    });
-  }
-
-  /** Notes when a worker Piscina started with has loaded its task module. */
-  private watchLoad(worker: Worker): void {
-    const id = worker.threadId;
-    const onMessage = (message: unknown): void => {
-      if (!isReadyMessage(message)) return;
-      this.loaded.add(id);
-      worker.off('message', onMessage);
-    };
-    worker.on('message', onMessage);
-    worker.once('exit', () => {
-      worker.off('message', onMessage);
-      this.loaded.delete(id);
-    });
+    let wait = this.loading.get(id);
+    if (wait === undefined) {
+      wait = new Promise<void>((resolve) => {
+        const done = (): void => {
+          worker.off('message', onMessage);
+          worker.off('exit', done);
+          this.loading.delete(id);
+          resolve();
+        };
+        const onMessage = (message: unknown): void => {
+          if (!isReadyMessage(message)) return;
+          this.loaded.add(id);
+          done();
+        };
+        worker.on('message', onMessage);
+        worker.once('exit', done);
+      });
+      this.loading.set(id, wait);
+    }
+    return wait;
   }
 
   private watchWorker(id: number): void {
