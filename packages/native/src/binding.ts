@@ -116,62 +116,43 @@ function load(): { status: CudaStatus; addon: NativeAddon | undefined } {
     vmm: false,
     addonPath,
   };
+  const refused = (status: 'not-built' | 'load-failed', reason: string) => ({
+    addon: undefined,
+    status: { ...unavailable, status, reason },
+  });
   if (override && !existsSync(addonPath)) {
     // The user named a file: say that one is missing, not that the package was built without CUDA.
-    return {
-      addon: undefined,
-      status: {
-        ...unavailable,
-        status: 'load-failed',
-        reason: `the addon GPUPOOL_NATIVE_ADDON names, ${addonPath}, does not exist; point it at a built gpupool_native.node, or unset it to load the package's own`,
-      },
-    };
+    return refused(
+      'load-failed',
+      `the addon GPUPOOL_NATIVE_ADDON names, ${addonPath}, does not exist; point it at a built gpupool_native.node, or unset it to load the package's own`,
+    );
   }
   if (!existsSync(addonPath)) {
     const skipped = skippedReason(addonPath);
-    return {
-      addon: undefined,
-      status: {
-        ...unavailable,
-        status: 'not-built',
-        reason: `built without CUDA: ${addonPath} does not exist${skipped ? ` (${skipped})` : ''}; ${BUILD_HINT}`,
-      },
-    };
+    return refused(
+      'not-built',
+      `built without CUDA: ${addonPath} does not exist${skipped ? ` (${skipped})` : ''}; ${BUILD_HINT}`,
+    );
   }
   let addon: NativeAddon;
   try {
     addon = createRequire(import.meta.url)(addonPath) as NativeAddon;
   } catch (error) {
-    return {
-      addon: undefined,
-      status: {
-        ...unavailable,
-        status: 'load-failed',
-        reason: `the addon failed to load: ${(error as Error).message}; rebuild it: ${BUILD_HINT}`,
-      },
-    };
+    return refused(
+      'load-failed',
+      `the addon failed to load: ${(error as Error).message}; rebuild it: ${BUILD_HINT}`,
+    );
   }
   if (addon.abiVersion !== NATIVE_ABI_VERSION) {
-    return {
-      addon: undefined,
-      status: {
-        ...unavailable,
-        status: 'load-failed',
-        reason: `the addon at ${addonPath} has interface version ${String(addon.abiVersion)}, this package needs ${NATIVE_ABI_VERSION} (built from another version of @gpupool/native); rebuild it: ${BUILD_HINT}`,
-      },
-    };
+    return refused(
+      'load-failed',
+      `the addon at ${addonPath} has interface version ${String(addon.abiVersion)}, this package needs ${NATIVE_ABI_VERSION} (built from another version of @gpupool/native); rebuild it: ${BUILD_HINT}`,
+    );
   }
   try {
     return { addon, status: classifyProbe(addon.probe(), addonPath) };
   } catch (error) {
-    return {
-      addon: undefined,
-      status: {
-        ...unavailable,
-        status: 'load-failed',
-        reason: `the addon's probe failed: ${(error as Error).message}`,
-      },
-    };
+    return refused('load-failed', `the addon's probe failed: ${(error as Error).message}`);
   }
 }
 
