@@ -71,6 +71,11 @@ const MAX_LEAK_REPORTS = 100;
 /** The longest period setInterval keeps: Node.js runs a longer one every millisecond instead. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** One key per (dtype, shape): what exactShape caches by, and what the prewarm floor counts once. */
+function shapeKey(dtype: DType | undefined, shape: readonly number[]): string {
+  return `${dtype}:${shape.join(',')}`;
+}
+
 /** Policy instances attached to a pool: one holds that pool's free space, so it serves no other. */
 const attachedPolicies = new WeakSet<Policy>();
 
@@ -375,7 +380,7 @@ export class Pool implements BlockOwner, Disposable {
   ): Block {
     const sizeBytes =
       bytes <= POLICY_GRANULE_BYTES ? POLICY_GRANULE_BYTES : alignUp(bytes, POLICY_GRANULE_BYTES);
-    const key = shape !== undefined && this.policy.cachesBlocks ? `${dtype}:${shape.join(',')}` : undefined;
+    const key = shape !== undefined && this.policy.cachesBlocks ? shapeKey(dtype, shape) : undefined;
 
     // Finish this stream's pending frees (and any other stream's that are done) first, so a block
     // released on this stream is reused at once. Cached blocks are safe for any stream: only frees
@@ -506,7 +511,7 @@ export class Pool implements BlockOwner, Disposable {
       // The floor before the releases: with retainFraction < 1 they would unmap the memory at once.
       const thisCall = new Map<string, number>();
       for (const b of blocks) {
-        const key = `${b.dtype}:${b.shape!.join(',')}`;
+        const key = shapeKey(b.dtype, b.shape!);
         thisCall.set(key, (thisCall.get(key) ?? 0) + alignUp(Math.max(b.bytes, 1), POLICY_GRANULE_BYTES));
       }
       for (const [key, bytes] of thisCall) {
