@@ -372,7 +372,8 @@ export function poolConformanceSuite(
           arg,
         );
         expect({ ...device.calls, memInfo: 0 }).toEqual(callsBefore);
-        expect(device.memInfo().freeBytes).toBe(freeBefore);
+        // On a real GPU free memory is the whole card's, which the driver and others move.
+        if (exactMemInfo) expect(device.memInfo().freeBytes).toBe(freeBefore);
       });
 
       it('createPool with options that are not an object', () => {
